@@ -1,0 +1,29 @@
+# Quick start (fresh Linux, Python 3.11):  make demo   |   make test
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+WORKDIR ?= runs/demo
+
+.PHONY: install install-test demo test clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(PY) -m pip install -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+demo: install
+	$(PY) -m irstd_jax.main --config=configs/synthetic.py --workdir=$(WORKDIR)
+
+test: install-test
+	JAX_PLATFORMS=cpu $(PY) -m pytest -q tests
+
+clean:
+	rm -rf $(VENV) runs

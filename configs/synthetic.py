@@ -1,0 +1,26 @@
+"""Embedded default: the built-in synthetic set; a few minutes on 2 CPU cores.
+
+python -m irstd_jax.main --config=configs/synthetic.py --workdir=runs/demo
+"""
+
+from irstd_jax import default_config
+
+
+def get_config():
+  config = default_config.base_config()
+  config.dataset.name = "synthetic"
+  config.dataset.num_train = 400
+  config.dataset.num_test = 100
+  config.dataset.image_size = 128
+  config.dataset.crop_size = 128
+  config.dataset.mean = 90.0  # measured on the synthetic train split, rounded
+  config.dataset.std = 30.0
+  config.model.channels = (8, 16, 32, 64, 128)  # half MSHNet width: CPU-friendly
+  config.loss.warm_epochs = 2
+  config.train.num_epochs = 8
+  config.train.batch_size = 8
+  config.train.learning_rate = 2e-3
+  config.train.log_every_steps = 25
+  config.eval.every_epochs = 4
+  config.eval.batch_size = 20
+  return config

@@ -1,0 +1,103 @@
+"""Orbax checkpoints: the latest N training states, and the best one by test mIoU.
+
+Layout under the workdir:
+  checkpoints/<step>/       latest `max_to_keep` states (resume reads the newest)
+  checkpoints_best/<step>/  the single state with the highest test mIoU
+Each step holds `state` (step, params, batch_stats, opt_state) and `meta` (JSON: the
+config, epoch and metrics), so evaluate/predict need nothing but the directory.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+LATEST_DIR = "checkpoints"
+BEST_DIR = "checkpoints_best"
+
+
+def _manager(directory: str, **options) -> ocp.CheckpointManager:
+  return ocp.CheckpointManager(
+      os.path.abspath(directory),
+      options=ocp.CheckpointManagerOptions(create=True, **options))
+
+
+class Checkpointer:
+  """Saves and restores training states; all processes must call save/restore together."""
+
+  def __init__(self, workdir: str, max_to_keep: int = 3):
+    self.latest = _manager(os.path.join(workdir, LATEST_DIR), max_to_keep=max_to_keep)
+    self.best = _manager(os.path.join(workdir, BEST_DIR), max_to_keep=1,
+                         best_fn=lambda metrics: metrics["miou"], best_mode="max",
+                         keep_checkpoints_without_metrics=False)
+
+  @staticmethod
+  def _args(state: dict[str, Any], meta: dict[str, Any]) -> ocp.args.Composite:
+    return ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
+
+  def save(self, step: int, state: dict[str, Any], meta: dict[str, Any],
+           metrics: dict[str, float] | None = None) -> None:
+    """Saves `state` as the latest; also as the best when `metrics['miou']` is a new high."""
+    if self.latest.latest_step() != step:
+      self.latest.save(step, args=self._args(state, meta), force=True)
+    if metrics is not None and self.best.latest_step() != step:
+      self.best.save(step, args=self._args(state, meta),
+                     metrics={k: float(v) for k, v in metrics.items()}, force=True)
+
+  def latest_step(self) -> int | None:
+    return self.latest.latest_step()
+
+  def restore_latest(self, abstract_state: dict[str, Any]):
+    """(state, meta) of the newest checkpoint, or None when there is none."""
+    step = self.latest.latest_step()
+    if step is None:
+      return None
+    restored = self.latest.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
+    return restored["state"], restored["meta"]
+
+  def wait(self) -> None:
+    self.latest.wait_until_finished()
+    self.best.wait_until_finished()
+
+  def close(self) -> None:
+    self.latest.close()
+    self.best.close()
+
+
+def resolve_checkpoint_dir(path: str, prefer_best: bool = True) -> str:
+  """Accepts a workdir, a checkpoints dir, or a step dir; returns a manager directory."""
+  path = os.path.abspath(path)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{path}: no such checkpoint directory")
+  for name in ((BEST_DIR, LATEST_DIR) if prefer_best else (LATEST_DIR, BEST_DIR)):
+    candidate = os.path.join(path, name)
+    if os.path.isdir(candidate) and ocp.utils.checkpoint_steps(candidate):
+      return candidate
+  if ocp.utils.checkpoint_steps(path):
+    return path
+  raise FileNotFoundError(f"{path}: holds no orbax checkpoint (expected {BEST_DIR}/ or "
+                          f"{LATEST_DIR}/ with numbered step folders, as main.py writes)")
+
+
+def restore_variables(checkpoint_dir: str, step: int | None = None,
+                      prefer_best: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
+  """Model variables and metadata of a checkpoint, for evaluation and prediction.
+
+  Returns:
+    ({'params': ..., 'batch_stats': ...} as numpy pytrees, meta dict with 'config').
+  """
+  directory = resolve_checkpoint_dir(checkpoint_dir, prefer_best)
+  with ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(
+      read_only=True)) as manager:
+    step = manager.latest_step() if step is None else step
+    if directory.endswith(BEST_DIR) and manager.best_step() is not None:
+      step = manager.best_step()
+    restored = manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))
+  state = jax.tree.map(np.asarray, restored["state"])
+  return {"params": state["params"], "batch_stats": state["batch_stats"]}, restored["meta"]

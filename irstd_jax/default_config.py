@@ -1,0 +1,56 @@
+"""The base configuration every `configs/*.py` starts from (paper's model and loss)."""
+
+from __future__ import annotations
+
+import ml_collections
+
+from irstd_jax import losses
+from irstd_jax import models
+
+
+def base_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+
+  config.dataset = ml_collections.ConfigDict()
+  config.dataset.name = "synthetic"
+  config.dataset.data_dir = ""  # TFDS data dir; empty = ~/tensorflow_datasets
+  config.dataset.manual_dir = ""  # real sets: images/, masks/, splits/
+  config.dataset.crop_size = 256  # training crop (pixels, square)
+  config.dataset.mean = 0.0  # normalisation of uint8 intensities: (x - mean) / std
+  config.dataset.std = 255.0
+  config.dataset.flip = True
+  config.dataset.rot90 = True
+  config.dataset.target_crop_prob = 0.5
+  config.dataset.intensity_jitter = 0.0
+  # Synthetic-only fields (ignored by real sets).
+  config.dataset.seed = 0
+  config.dataset.num_train = 400
+  config.dataset.num_test = 100
+  config.dataset.image_size = 128
+
+  config.model = models.default_model_config()
+  config.model.name = "l1_gp_rotated"
+  config.loss = losses.default_loss_config()
+  config.loss.scale_weight = "diff"
+
+  config.train = ml_collections.ConfigDict()
+  config.train.num_epochs = 400
+  config.train.batch_size = 8  # global, across all devices and processes
+  config.train.optimizer = "adam"
+  config.train.learning_rate = 1e-3
+  config.train.schedule = "cosine"
+  config.train.warmup_steps = 0
+  config.train.weight_decay = 0.0
+  config.train.grad_clip_norm = 0.0
+  config.train.grad_accum_steps = 1
+  config.train.log_every_steps = 50
+  config.train.checkpoint_every_epochs = 1
+  config.train.max_to_keep = 3
+
+  config.eval = ml_collections.ConfigDict()
+  config.eval.threshold = 0.5
+  config.eval.distance = 3.0
+  config.eval.batch_size = 8
+  config.eval.every_epochs = 10
+  return config

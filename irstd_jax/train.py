@@ -1,0 +1,378 @@
+"""Training and evaluation: pure step functions and the loop that runs them on a mesh.
+
+`train_step` and `eval_step` are pure functions of their arguments; `train_and_evaluate`
+jits them with explicit shardings on a `jax.sharding.Mesh` whose 'data' axis spans every
+device of every process (parameters replicated, batches split along the batch axis).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import signal
+import time
+from typing import Any, Callable
+
+from absl import logging
+import flax
+from flax.training import train_state
+import jax
+from jax.experimental import multihost_utils
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from irstd_jax import checkpointing
+from irstd_jax import datasets
+from irstd_jax import input_pipeline
+from irstd_jax import losses
+from irstd_jax import metrics as metrics_lib
+from irstd_jax import models
+
+
+class TrainState(train_state.TrainState):
+  batch_stats: Any = None
+
+
+# ---------------------------------------------------------------------------- optimiser
+
+
+def learning_rate_schedule(train_config: ml_collections.ConfigDict,
+                           total_steps: int) -> optax.Schedule:
+  """`constant`, `cosine` (linear warm-up then cosine to 0) or `poly` (MSHNet-style)."""
+  base = train_config.learning_rate
+  warmup = min(int(train_config.get("warmup_steps", 0)), max(total_steps - 1, 0))
+  kind = train_config.get("schedule", "cosine")
+  if kind == "constant":
+    main = optax.constant_schedule(base)
+  elif kind == "cosine":
+    main = optax.cosine_decay_schedule(base, max(total_steps - warmup, 1))
+  elif kind == "poly":
+    main = optax.polynomial_schedule(base, 0.0, power=0.9,
+                                     transition_steps=max(total_steps - warmup, 1))
+  else:
+    raise ValueError(f"train.schedule={kind!r}: expected constant, cosine or poly")
+  if warmup == 0:
+    return main
+  return optax.join_schedules(
+      [optax.linear_schedule(0.0, base, warmup), main], boundaries=[warmup])
+
+
+def make_optimizer(train_config: ml_collections.ConfigDict,
+                   schedule: optax.Schedule) -> optax.GradientTransformation:
+  name = train_config.get("optimizer", "adam")
+  wd = train_config.get("weight_decay", 0.0)
+  if name == "adam":
+    opt = optax.adam(schedule)
+  elif name == "adamw":
+    opt = optax.adamw(schedule, weight_decay=wd)
+  elif name == "adagrad":  # MSHNet's optimiser
+    opt = optax.adagrad(schedule)
+  elif name == "sgd":
+    opt = optax.sgd(schedule, momentum=train_config.get("momentum", 0.9))
+  else:
+    raise ValueError(f"train.optimizer={name!r}: expected adam, adamw, adagrad or sgd")
+  chain = []
+  if train_config.get("grad_clip_norm", 0.0):
+    chain.append(optax.clip_by_global_norm(train_config.grad_clip_norm))
+  chain.append(opt)
+  tx = optax.chain(*chain)
+  accum = int(train_config.get("grad_accum_steps", 1))
+  return optax.MultiSteps(tx, accum) if accum > 1 else tx
+
+
+# -------------------------------------------------------------------------------- steps
+
+
+def create_train_state(rng: jax.Array, model, tx: optax.GradientTransformation,
+                       image_shape: tuple[int, int]) -> TrainState:
+  dummy = jnp.zeros((1, *image_shape, 1), jnp.float32)
+  variables = model.init(rng, dummy, train=False)
+  return TrainState.create(apply_fn=model.apply, params=variables["params"], tx=tx,
+                           batch_stats=variables.get("batch_stats", {}))
+
+
+def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *,
+               loss_config: ml_collections.ConfigDict, steps_per_epoch: int
+               ) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One optimiser step on a global batch.
+
+  Args:
+    state: replicated TrainState. batch: image (B, H, W, 1) float32, mask (B, H, W, 1)
+      float32 {0,1}, sharded over 'data'. rng: PRNG key (unused by deterministic models;
+      part of the signature so stochastic layers need no plumbing).
+  Returns:
+    (new state, metrics dict of float32 scalars, global means over the batch).
+  """
+  del rng
+  epoch = state.step // steps_per_epoch
+
+  def loss_fn(params):
+    (logits, side_logits), new_model_state = state.apply_fn(
+        {"params": params, "batch_stats": state.batch_stats}, batch["image"], train=True,
+        mutable=["batch_stats"])
+    loss, aux = losses.total_loss(logits, side_logits, batch["mask"], loss_config, epoch)
+    return loss, (aux, new_model_state)
+
+  (loss, (aux, new_model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+      state.params)
+  new_state = state.apply_gradients(grads=grads, batch_stats=new_model_state["batch_stats"])
+  out = {"loss": loss, "grad_norm": optax.global_norm(grads)}
+  out.update({k: jnp.asarray(v, jnp.float32) for k, v in aux.items()})
+  return new_state, out
+
+
+def eval_step(state: TrainState, batch: dict[str, jax.Array]) -> jax.Array:
+  """Probabilities (B, H, W, 1) float32 of the fused output, BatchNorm in inference mode."""
+  logits, _ = state.apply_fn({"params": state.params, "batch_stats": state.batch_stats},
+                             batch["image"], train=False)
+  return jax.nn.sigmoid(logits.astype(jnp.float32))
+
+
+# ------------------------------------------------------------------------------ sharding
+
+
+def make_mesh() -> jax.sharding.Mesh:
+  """A 1-D mesh over all devices of all processes, axis 'data'."""
+  return jax.make_mesh((jax.device_count(),), ("data",),
+                       axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def shard_batch(batch: dict[str, np.ndarray], sharding: jax.sharding.Sharding,
+                keys: tuple[str, ...] = ("image", "mask")) -> dict[str, jax.Array]:
+  """Process-local numpy batch -> global jax.Arrays split over the 'data' axis."""
+  return {k: jax.make_array_from_process_local_data(sharding, batch[k]) for k in keys}
+
+
+def local_rows(array: jax.Array) -> np.ndarray:
+  """The rows of a batch-sharded global array that live on this process, in order."""
+  shards = sorted(array.addressable_shards, key=lambda s: s.index[0].start or 0)
+  seen, rows = set(), []
+  for shard in shards:
+    start = shard.index[0].start or 0
+    if start not in seen:  # replicas along other mesh axes hold the same rows
+      seen.add(start)
+      rows.append(np.asarray(shard.data))
+  return np.concatenate(rows, axis=0)
+
+
+# ---------------------------------------------------------------------------- evaluation
+
+
+def evaluate(p_eval_step: Callable, state: TrainState, source, eval_config,
+             dataset_config, padded_shape, data_sharding) -> dict[str, float]:
+  """mIoU / nIoU / Pd / Fa over the whole test split (each image exactly once)."""
+  accumulator = metrics_lib.IRSTDMetrics(threshold=eval_config.threshold,
+                                         distance=eval_config.distance)
+  for batch in input_pipeline.eval_batches(
+      source, eval_config.batch_size, padded_shape, dataset_config.mean, dataset_config.std,
+      jax.process_index(), jax.process_count()):
+    probs = local_rows(p_eval_step(state, shard_batch(batch, data_sharding, ("image",))))
+    accumulator.update(probs, batch["mask"], sizes=batch["sizes"], valid=batch["valid"])
+  return merge_across_processes(accumulator).compute()
+
+
+def merge_across_processes(accumulator: metrics_lib.IRSTDMetrics) -> metrics_lib.IRSTDMetrics:
+  """The metric state summed over every process (the accumulator itself with one process).
+
+  Per-image and per-target arrays differ in length between processes, so each is padded
+  to the longest before the all-gather and cut back after it.
+  """
+  if jax.process_count() == 1:
+    return accumulator
+  state = accumulator.state()
+  lengths = multihost_utils.process_allgather(
+      {k: np.asarray(v.size, np.int64) for k, v in state.items()})
+  padded = {k: np.resize(v, (int(np.max(lengths[k])),)) if v.ndim else v
+            for k, v in state.items()}
+  gathered = multihost_utils.process_allgather(padded)
+  merged = None
+  for p in range(jax.process_count()):
+    part = {k: (v[p][:int(lengths[k][p])] if state[k].ndim else v[p])
+            for k, v in gathered.items()}
+    one = metrics_lib.IRSTDMetrics.from_state(part, **accumulator.config())
+    merged = one if merged is None else merged.merge(one)
+  return merged
+
+
+# ---------------------------------------------------------------------------------- loop
+
+
+def _format_eta(seconds: float) -> str:
+  seconds = int(max(seconds, 0))
+  hours, rest = divmod(seconds, 3600)
+  minutes, secs = divmod(rest, 60)
+  return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
+def _state_dict(state: TrainState) -> dict[str, Any]:
+  return {"step": state.step, "params": state.params, "batch_stats": state.batch_stats,
+          "opt_state": state.opt_state}
+
+
+class _Preemption:
+  """Turns SIGTERM into a flag the loop checks, so a checkpoint is written before exit."""
+
+  def __init__(self):
+    self.requested = False
+    self._previous = None
+
+  def __enter__(self):
+    try:
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+    except ValueError:  # not the main thread: leave signals alone
+      self._previous = None
+    return self
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    self.requested = True
+
+  def __exit__(self, *exc):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Trains, evaluates every `eval.every_epochs`, checkpoints, and resumes from workdir.
+
+  Returns the final summary dict (also written to workdir/final_metrics.json).
+  """
+  from clu import metric_writers  # heavy import (TensorFlow); keep it off module import
+
+  is_lead = jax.process_index() == 0
+  writer = metric_writers.create_default_writer(workdir, just_logging=not is_lead)
+  train_source, test_source = datasets.load_sources(config.dataset)
+
+  augment_cfg = input_pipeline.AugmentConfig(
+      crop_size=config.dataset.crop_size, flip=config.dataset.get("flip", True),
+      rot90=config.dataset.get("rot90", True),
+      target_crop_prob=config.dataset.get("target_crop_prob", 0.5),
+      intensity_jitter=config.dataset.get("intensity_jitter", 0.0))
+  train_batches = input_pipeline.TrainBatches(
+      train_source, config.train.batch_size, augment_cfg, config.dataset.mean,
+      config.dataset.std, config.seed, jax.process_index(), jax.process_count())
+  steps_per_epoch = train_batches.steps_per_epoch
+  total_steps = steps_per_epoch * config.train.num_epochs
+
+  mesh = make_mesh()
+  replicated = jax.NamedSharding(mesh, jax.P())
+  data_sharding = jax.NamedSharding(mesh, jax.P("data"))
+  if config.train.batch_size % jax.device_count():
+    raise ValueError(f"train.batch_size={config.train.batch_size} is not divisible by the "
+                     f"{jax.device_count()} devices of the mesh")
+
+  model = models.create_model(config.model)
+  schedule = learning_rate_schedule(config.train, total_steps)
+  tx = make_optimizer(config.train, schedule)
+  init_rng, train_rng = jax.random.split(jax.random.key(config.seed))
+  crop = config.dataset.crop_size
+  state = jax.jit(functools.partial(create_train_state, model=model, tx=tx,
+                                    image_shape=(crop, crop)),
+                  out_shardings=replicated)(init_rng)
+
+  checkpointer = checkpointing.Checkpointer(workdir, config.train.get("max_to_keep", 3))
+  meta_base = {"config": json.loads(config.to_json_best_effort())}
+  restored = checkpointer.restore_latest(_state_dict(state))
+  if restored is not None:
+    saved, meta = restored
+    state = state.replace(**saved)
+    state = jax.device_put(state, replicated)
+    logging.info("Resumed from %s at step %d", workdir, int(state.step))
+    if is_lead:
+      print(f"resumed from step {int(state.step)} (epoch {meta.get('epoch')})", flush=True)
+  start_step = int(state.step)
+
+  p_train_step = jax.jit(
+      functools.partial(train_step, loss_config=config.loss, steps_per_epoch=steps_per_epoch),
+      in_shardings=(replicated, data_sharding, replicated),
+      out_shardings=(replicated, replicated), donate_argnums=(0,))
+  p_eval_step = jax.jit(eval_step, in_shardings=(replicated, data_sharding),
+                        out_shardings=data_sharding)
+  padded_shape = input_pipeline.eval_shape(test_source)
+  if config.eval.batch_size % jax.device_count():
+    raise ValueError(f"eval.batch_size={config.eval.batch_size} is not divisible by the "
+                     f"{jax.device_count()} devices of the mesh")
+
+  if is_lead:
+    print(f"training {config.model.name} on {config.dataset.name}: {len(train_source)} train "
+          f"/ {len(test_source)} test images, {steps_per_epoch} steps/epoch x "
+          f"{config.train.num_epochs} epochs, global batch {config.train.batch_size} on "
+          f"{jax.device_count()} device(s)", flush=True)
+
+  eval_every = max(int(config.eval.every_epochs), 1)
+  log_every = max(int(config.train.log_every_steps), 1)
+  window: list[dict[str, jax.Array]] = []
+  window_start, loop_start = time.time(), time.time()
+  best_miou, last_eval = -1.0, None
+  step = start_step
+  with _Preemption() as preemption:
+    for batch in train_batches.iterate(start_step, total_steps):
+      step_rng = jax.random.fold_in(train_rng, step)
+      state, step_metrics = p_train_step(state, shard_batch(batch, data_sharding), step_rng)
+      window.append(step_metrics)
+      step += 1
+      epoch_done = step % steps_per_epoch == 0
+      if step % log_every == 0 or epoch_done or step == total_steps:
+        summary = {k: float(np.mean([jax.device_get(m[k]) for m in window]))
+                   for k in window[0]}
+        elapsed = time.time() - window_start
+        summary["images_per_sec"] = len(window) * config.train.batch_size / max(elapsed, 1e-9)
+        summary["step_time_ms"] = 1000.0 * elapsed / len(window)
+        summary["learning_rate"] = float(schedule(step - 1))
+        writer.write_scalars(step, summary)
+        if is_lead:
+          done = (step - start_step) / max(time.time() - loop_start, 1e-9)
+          eta = (total_steps - step) / max(done, 1e-9)
+          print(f"epoch {math.ceil(step / steps_per_epoch)}/{config.train.num_epochs} "
+                f"step {step}/{total_steps} loss {summary['loss']:.4f} "
+                f"{summary['images_per_sec']:.1f} img/s ETA {_format_eta(eta)}", flush=True)
+        window, window_start = [], time.time()
+      epoch = step // steps_per_epoch
+      meta = dict(meta_base, epoch=epoch, step=step)
+      if epoch_done and (epoch % eval_every == 0 or step == total_steps):
+        last_eval = evaluate(p_eval_step, state, test_source, config.eval, config.dataset,
+                             padded_shape, data_sharding)
+        writer.write_scalars(step, {f"test/{k}": v for k, v in last_eval.items()
+                                    if np.isscalar(v)})
+        best_miou = max(best_miou, last_eval["miou"])
+        if is_lead:
+          print(f"  test @ epoch {epoch}: mIoU {last_eval['miou']:.4f} nIoU "
+                f"{last_eval['niou']:.4f} Pd {last_eval['pd']:.4f} Fa "
+                f"{last_eval['fa'] * 1e6:.2f}e-6", flush=True)
+        checkpointer.save(step, _state_dict(state), dict(meta, metrics=last_eval),
+                          metrics={"miou": last_eval["miou"]})
+      elif epoch_done and epoch % config.train.get("checkpoint_every_epochs", 1) == 0:
+        checkpointer.save(step, _state_dict(state), meta)
+      if preemption.requested:
+        checkpointer.save(step, _state_dict(state), meta)
+        checkpointer.wait()
+        if is_lead:
+          print(f"SIGTERM: saved a checkpoint at step {step}; exiting", flush=True)
+        checkpointer.close()
+        writer.close()
+        raise SystemExit(143)
+
+  if last_eval is None:  # resumed at the end: nothing ran, evaluate the restored state
+    last_eval = evaluate(p_eval_step, state, test_source, config.eval, config.dataset,
+                         padded_shape, data_sharding)
+  checkpointer.save(step, _state_dict(state), dict(meta_base, epoch=step // steps_per_epoch,
+                                                   step=step, metrics=last_eval),
+                    metrics={"miou": last_eval["miou"]})
+  checkpointer.wait()
+  checkpointer.close()
+  final = {"step": step, "epochs": config.train.num_epochs,
+           "test": {k: float(v) for k, v in last_eval.items() if np.isscalar(v)},
+           "wall_time_s": time.time() - loop_start}
+  if is_lead:
+    with open(os.path.join(workdir, "final_metrics.json"), "w") as f:
+      json.dump(final, f, indent=2)
+    print(f"final test ({config.dataset.name}, {len(test_source)} images): "
+          f"mIoU {last_eval['miou']:.4f}  nIoU {last_eval['niou']:.4f}  "
+          f"Pd {last_eval['pd']:.4f}  Fa {last_eval['fa'] * 1e6:.2f}e-6", flush=True)
+  writer.flush()
+  writer.close()
+  return final

@@ -1,0 +1,55 @@
+"""Shared test fixtures. Tests run on CPU; real data come from IRSTD_DATASETS."""
+
+import os
+import pathlib
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def datasets_root() -> pathlib.Path:
+  """IRSTD_DATASETS, else ../shared/datasets next to the repository."""
+  return pathlib.Path(os.environ.get("IRSTD_DATASETS", REPO.parent / "shared" / "datasets"))
+
+
+@pytest.fixture(scope="session")
+def shared_datasets() -> pathlib.Path:
+  root = datasets_root()
+  if not (root / "nuaa_sirst" / "images").is_dir():
+    if os.environ.get("CI"):
+      pytest.fail(f"CI must have the real data sets, but {root}/nuaa_sirst is missing")
+    pytest.skip(f"real data sets not found at {root} (set IRSTD_DATASETS)")
+  return root
+
+
+def tiny_config(tmp_path, **overrides):
+  """A synthetic config small enough for a CPU test: 32x32 images, narrow model."""
+  import importlib.util
+  spec = importlib.util.spec_from_file_location("synthetic_cfg", REPO / "configs" / "synthetic.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config()
+  config.dataset.data_dir = str(tmp_path / "tfds")
+  config.dataset.num_train = 16
+  config.dataset.num_test = 6
+  config.dataset.image_size = 32
+  config.dataset.crop_size = 32
+  config.model.channels = (4, 4, 8, 8, 8)
+  config.model.blocks = (1, 1, 1, 1)
+  config.train.num_epochs = 2
+  config.train.batch_size = 4
+  config.train.log_every_steps = 2
+  config.loss.warm_epochs = 1
+  config.eval.every_epochs = 1
+  config.eval.batch_size = 4
+  for key, value in overrides.items():
+    node = config
+    *path, leaf = key.split(".")
+    for part in path:
+      node = node[part]
+    node[leaf] = value
+  return config

@@ -1,0 +1,97 @@
+import numpy as np
+import pytest
+
+from irstd_jax import input_pipeline as ip
+
+
+def _source(n=23, seed=0):
+  rng = np.random.default_rng(seed)
+  out = []
+  for i in range(n):
+    h, w = int(rng.integers(20, 50)), int(rng.integers(20, 50))
+    image = rng.integers(0, 256, (h, w, 1), dtype=np.uint8)
+    mask = np.zeros((h, w, 1), np.uint8)
+    mask[rng.integers(h), rng.integers(w)] = 1
+    image[..., 0][mask[..., 0] > 0] = i  # the image's index is readable at its target
+    out.append({"image": image, "mask": mask, "id": f"img_{i}".encode()})
+  return out
+
+
+def _batches(source, processes, batch=8, step=0, crop=16):
+  cfg = ip.AugmentConfig(crop_size=crop, target_crop_prob=1.0)
+  return [ip.TrainBatches(source, batch, cfg, 0.0, 1.0, seed=5, process_index=p,
+                          process_count=processes) for p in range(processes)]
+
+
+def test_processes_read_disjoint_slices_whose_union_is_the_global_batch():
+  source = _source()
+  single, = _batches(source, 1)
+  pair = _batches(source, 2)
+  for step in range(6):
+    whole = single.local_indices(step)
+    parts = [b.local_indices(step) for b in pair]
+    assert not set(parts[0]) & set(parts[1])
+    np.testing.assert_array_equal(np.concatenate(parts), whole)
+    np.testing.assert_array_equal(
+        np.concatenate([b.batch(step)["image"] for b in pair]), single.batch(step)["image"])
+
+
+def test_an_epoch_visits_distinct_examples_and_epochs_reshuffle():
+  source = _source()
+  b, = _batches(source, 1)
+  assert b.steps_per_epoch == 2
+  epoch0 = np.concatenate([b.local_indices(s) for s in range(2)])
+  epoch1 = np.concatenate([b.local_indices(s) for s in range(2, 4)])
+  assert len(set(epoch0)) == 16 and len(set(epoch1)) == 16
+  assert not np.array_equal(epoch0, epoch1)
+
+
+def test_batches_are_deterministic_and_masks_binary_with_the_target_kept():
+  source = _source()
+  b, = _batches(source, 1)
+  first, again = b.batch(3), b.batch(3)
+  np.testing.assert_array_equal(first["image"], again["image"])
+  assert first["image"].shape == (8, 16, 16, 1) and first["image"].dtype == np.float32
+  assert set(np.unique(first["mask"])) <= {0.0, 1.0}
+  # target_crop_prob=1: every crop keeps its image's single target pixel, and the pixel
+  # value there is still the image's own index (crop/flip/rotate move pixels together).
+  assert (first["mask"].reshape(8, -1).sum(1) == 1).all()
+  for image, mask, index in zip(first["image"], first["mask"], b.local_indices(3)):
+    assert image[mask > 0][0] == index
+
+
+def test_small_images_are_padded_up_to_the_crop():
+  source = _source(n=8)
+  b, = _batches(source, 1, crop=64)
+  batch = b.batch(0)
+  assert batch["image"].shape == (8, 64, 64, 1)
+  assert (batch["mask"].reshape(8, -1).sum(1) == 1).all()
+
+
+def test_uneven_batch_is_refused_with_a_clear_message():
+  with pytest.raises(ValueError, match="not divisible by the process count 3"):
+    _batches(_source(), 3, batch=8)
+
+
+def test_eval_sees_every_image_exactly_once_with_sizes_and_padding():
+  source = _source(n=11)
+  shape = ip.eval_shape(source, multiple=16)
+  assert shape[0] % 16 == 0 and shape[0] >= max(s["image"].shape[0] for s in source)
+  for processes in (1, 2):
+    seen = []
+    for p in range(processes):
+      for batch in ip.eval_batches(source, 4, shape, 10.0, 2.0, p, processes):
+        assert batch["image"].shape == (4 // processes, *shape, 1)
+        for img, mask, size, valid, key in zip(batch["image"], batch["mask"], batch["sizes"],
+                                               batch["valid"], batch["id"]):
+          if not valid:
+            assert key == "" and not mask.any()
+            continue
+          i = int(key.split("_")[1])
+          h, w = source[i]["image"].shape[:2]
+          assert tuple(size) == (h, w)
+          np.testing.assert_allclose(img[:h, :w, 0], (source[i]["image"][..., 0] - 10.0) / 2.0)
+          assert not img[h:].any() and not img[:, w:].any()
+          np.testing.assert_array_equal(mask[:h, :w], source[i]["mask"])
+          seen.append(i)
+    assert sorted(seen) == list(range(11))
