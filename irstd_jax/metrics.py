@@ -114,11 +114,12 @@ def connected_components(binary: np.ndarray) -> Components:
     if n == 0:
         return Components(labels.astype(np.int32), np.zeros((0,), np.int64),
                           np.zeros((0, 2), np.float64))
-    flat = labels.ravel()
-    rows, cols = np.indices(binary.shape)
-    areas = np.bincount(flat, minlength=n + 1)[1:].astype(np.int64)
-    sr = np.bincount(flat, weights=rows.ravel().astype(np.float64), minlength=n + 1)[1:]
-    sc = np.bincount(flat, weights=cols.ravel().astype(np.float64), minlength=n + 1)[1:]
+    idx = np.flatnonzero(labels)                      # foreground pixels only
+    lab = labels.ravel()[idx]
+    rows, cols = np.divmod(idx, binary.shape[1])
+    areas = np.bincount(lab, minlength=n + 1)[1:].astype(np.int64)
+    sr = np.bincount(lab, weights=rows.astype(np.float64), minlength=n + 1)[1:]
+    sc = np.bincount(lab, weights=cols.astype(np.float64), minlength=n + 1)[1:]
     centroids = np.stack([sr / areas, sc / areas], axis=1)
     return Components(labels.astype(np.int32), areas, centroids)
 
@@ -136,10 +137,27 @@ def match_components(target_centroids: np.ndarray, pred_centroids: np.ndarray,
     match = np.full((t.shape[0],), -1, dtype=np.int64)
     if t.shape[0] == 0 or p.shape[0] == 0:
         return match
-    dist = np.sqrt(((t[:, None, :] - p[None, :, :]) ** 2).sum(-1))
     used = np.zeros((p.shape[0],), dtype=bool)
+    if t.shape[0] * p.shape[0] <= 65536:
+        dist = np.sqrt(((t[:, None, :] - p[None, :, :]) ** 2).sum(-1))
+        for i in range(t.shape[0]):
+            cand = np.flatnonzero((dist[i] < distance) & ~used)
+            if cand.size:
+                match[i] = cand[0]
+                used[cand[0]] = True
+        return match
+    # Many blobs (e.g. noisy maps at low thresholds): same rule, candidates from a
+    # KD-tree (slightly enlarged radius), then the exact strict test as above.
+    from scipy.spatial import cKDTree
+
+    tree = cKDTree(p)
+    near = tree.query_ball_point(t, r=distance * (1 + 1e-9) + 1e-9)
     for i in range(t.shape[0]):
-        cand = np.flatnonzero((dist[i] < distance) & ~used)
+        cand = np.asarray(sorted(near[i]), dtype=np.int64)
+        if cand.size == 0:
+            continue
+        d = np.sqrt(((p[cand] - t[i]) ** 2).sum(-1))
+        cand = cand[(d < distance) & ~used[cand]]
         if cand.size:
             match[i] = cand[0]
             used[cand[0]] = True

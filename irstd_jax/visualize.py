@@ -20,6 +20,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
 from irstd_jax import metrics as _metrics
 
@@ -103,7 +104,9 @@ def overlay_figure6(image, mask, pred_mask, path: str, scale: Optional[int] = No
     in label order) gets a coloured box on the main panel and, in a strip to the right,
     a nearest-neighbour zoom (``inset_size`` px square) of the window of half-size
     max(inset_radius, target extent/2 + 2) around its centroid, framed in the same
-    colour.  A legend strip (text) is added at the bottom when ``legend``.
+    colour.  A legend strip (TP/FP/FN swatches, and ``title`` if given) is added
+    below the panels when ``legend``.  The zoom is a side strip rather than an inset
+    drawn over the image so that no image pixel is hidden.
 
     Returns {'path', 'scale', 'insets': [{'target', 'window': (r0, c0, r1, c1),
     'box_color', 'inset_origin': (row, col)}], 'size': (H, W) of the PNG}.
@@ -278,6 +281,8 @@ def pdfa_curve_plot(curve: Union[Mapping[str, Any], Mapping[str, Mapping[str, An
                                 textcoords="offset points")
     if logx:
         ax.set_xscale("symlog", linthresh=1.0)
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
     ax.set_xlabel(r"Fa ($\times 10^{-6}$)")
     ax.set_ylabel("Pd (%)")
     ax.set_title(title)

@@ -305,3 +305,66 @@ def test_write_report(tmp_path):
     assert data["size_breakdown"]["large"]["pd"] is None     # NaN -> null
     md = open(mp).read()
     assert "| 100.00 |" in md and "Pd by target size" in md and "pdfa.png" in md
+
+
+def _bfs_components(b):
+    """Independent reference: 8-connected flood fill, components in raster order of
+    their first pixel, as lists of (row, col)."""
+    h, w = b.shape
+    seen = np.zeros_like(b, bool)
+    comps = []
+    for r in range(h):
+        for c in range(w):
+            if b[r, c] and not seen[r, c]:
+                stack, pix = [(r, c)], []
+                seen[r, c] = True
+                while stack:
+                    y, x = stack.pop()
+                    pix.append((y, x))
+                    for dy in (-1, 0, 1):
+                        for dx in (-1, 0, 1):
+                            yy, xx = y + dy, x + dx
+                            if 0 <= yy < h and 0 <= xx < w and b[yy, xx] and not seen[yy, xx]:
+                                seen[yy, xx] = True
+                                stack.append((yy, xx))
+                comps.append(pix)
+    return comps
+
+
+def test_against_bruteforce_reference():
+    rng = np.random.default_rng(7)
+    for trial in range(15):
+        mask = rng.uniform(size=(14, 14)) > 0.85
+        pred = rng.uniform(size=(14, 14)) > 0.8
+        tc = [np.mean(p, axis=0) for p in _bfs_components(mask)]
+        pcs = _bfs_components(pred)
+        pc = [np.mean(p, axis=0) for p in pcs]
+        used = [False] * len(pc)
+        det = 0
+        for t in tc:                      # BasicIRSTD loop: targets, then free preds
+            for j, p in enumerate(pc):
+                if not used[j] and np.linalg.norm(p - t) < 3:
+                    used[j] = True
+                    det += 1
+                    break
+        fa = sum(len(pcs[j]) for j in range(len(pcs)) if not used[j])
+        r = _one(pred.astype(np.float32), mask.astype(np.float32), distance=3.0)
+        assert r["num_targets"] == len(tc)
+        assert r["num_detected"] == det, trial
+        assert r["fa_pixels"] == fa, trial
+
+
+def test_kdtree_matching_path_equals_dense_rule():
+    rng = np.random.default_rng(11)
+    t = rng.integers(0, 60, (300, 2)).astype(np.float64)          # lattice points give
+    p = rng.integers(0, 60, (400, 2)).astype(np.float64) + 0.5 * rng.integers(0, 2, (400, 2))
+    got = M.match_components(t, p, 3.0)                               # exact-3 ties
+    dist = np.sqrt(((t[:, None] - p[None]) ** 2).sum(-1))
+    used = np.zeros(len(p), bool)
+    ref = np.full(len(t), -1)
+    for i in range(len(t)):
+        c = np.flatnonzero((dist[i] < 3.0) & ~used)
+        if c.size:
+            ref[i] = c[0]; used[c[0]] = True
+    assert (dist == 3.0).any()
+    np.testing.assert_array_equal(got, ref)
