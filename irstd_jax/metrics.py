@@ -366,7 +366,7 @@ def _size_bin(areas: np.ndarray, edges: Sequence[int]) -> np.ndarray:
 # --------------------------------------------------------------------------- metrics
 _SCALARS = ("num_images", "num_pixels", "intersection", "union", "pred_pixels",
             "target_pixels", "num_targets", "num_detected", "num_pred_components",
-            "num_false_components", "fa_pixels")
+            "num_false_components", "fa_pixels", "num_empty_union")
 
 
 class IRSTDMetrics:
@@ -381,8 +381,15 @@ class IRSTDMetrics:
       size_edges: target-area bin edges (small < e0 <= medium < e1 <= large).
 
     ``update(probs, masks, sizes=None, valid=None)`` then ``compute()``.  State is plain
-    numpy: ``state()`` / ``IRSTDMetrics.from_state`` / ``merge`` (sums counts,
-    concatenates per-image and per-target arrays; order does not matter for results).
+    numpy, in two forms:
+
+    * ``counts()``: fixed-shape arrays (int64 scalars, float64 ``iou_sum``, (3,) per-size
+      bins) that determine ``compute()`` and ``size_breakdown()`` completely; hosts can
+      sum them elementwise (e.g. ``process_allgather(...).sum(0)``) and rebuild with
+      ``IRSTDMetrics.from_counts(summed, **config)``.
+    * ``state()``: ``counts()`` plus variable-length per-image and per-target arrays
+      (for ``per_image_iou``); ``from_state`` / ``merge`` (sums counts, concatenates
+      arrays; the order of merging does not change the results).
     """
 
     def __init__(self, threshold: float = 0.5, distance: float = 3.0,
@@ -404,6 +411,9 @@ class IRSTDMetrics:
     # -- state ---------------------------------------------------------------------
     def reset(self) -> None:
         self._s = {k: 0 for k in _SCALARS}
+        self._iou_sum = 0.0                 # sum of I/U over images with U > 0
+        self._size_targets = np.zeros((3,), np.int64)
+        self._size_detected = np.zeros((3,), np.int64)
         self._img_inter: List[int] = []
         self._img_union: List[int] = []
         self._tgt_area: List[np.ndarray] = []
@@ -414,9 +424,32 @@ class IRSTDMetrics:
                 "niou_empty": self.niou_empty, "fa_convention": self.fa_convention,
                 "size_edges": list(self.size_edges)}
 
-    def state(self) -> Dict[str, np.ndarray]:
-        """Plain-numpy state (int64 scalars and arrays) for gathering across hosts."""
+    def counts(self) -> Dict[str, np.ndarray]:
+        """Fixed-shape, elementwise-summable numpy state (see class docstring)."""
         st = {k: np.asarray(v, np.int64) for k, v in self._s.items()}
+        st["iou_sum"] = np.asarray(self._iou_sum, np.float64)
+        st["size_targets"] = self._size_targets.copy()
+        st["size_detected"] = self._size_detected.copy()
+        return st
+
+    @classmethod
+    def from_counts(cls, counts: Mapping[str, Any], **config) -> "IRSTDMetrics":
+        """Rebuild from (possibly host-summed) ``counts()``; no per-image arrays."""
+        m = cls(**config)
+        m._load_counts(counts)
+        return m
+
+    def _load_counts(self, counts: Mapping[str, Any]) -> None:
+        for k in _SCALARS:
+            self._s[k] = int(np.asarray(counts[k]))
+        self._iou_sum = float(np.asarray(counts["iou_sum"]))
+        self._size_targets = np.asarray(counts["size_targets"], np.int64).reshape(3).copy()
+        self._size_detected = np.asarray(counts["size_detected"], np.int64).reshape(3).copy()
+
+    def state(self) -> Dict[str, np.ndarray]:
+        """``counts()`` plus per-image (intersection, union) and per-target (area,
+        detected) arrays, all plain numpy."""
+        st = self.counts()
         st["image_intersection"] = np.asarray(self._img_inter, np.int64)
         st["image_union"] = np.asarray(self._img_union, np.int64)
         st["target_area"] = (np.concatenate(self._tgt_area).astype(np.int64)
@@ -433,8 +466,7 @@ class IRSTDMetrics:
 
     def load_state(self, state: Mapping[str, Any]) -> None:
         self.reset()
-        for k in _SCALARS:
-            self._s[k] = int(np.asarray(state[k]))
+        self._load_counts(state)
         self._img_inter = np.asarray(state["image_intersection"], np.int64).tolist()
         self._img_union = np.asarray(state["image_union"], np.int64).tolist()
         self._tgt_area = [np.asarray(state["target_area"], np.int64)]
@@ -447,6 +479,9 @@ class IRSTDMetrics:
         st = other.state()
         for k in _SCALARS:
             self._s[k] += int(st[k])
+        self._iou_sum += float(st["iou_sum"])
+        self._size_targets += st["size_targets"]
+        self._size_detected += st["size_detected"]
         self._img_inter.extend(st["image_intersection"].tolist())
         self._img_union.extend(st["image_union"].tolist())
         self._tgt_area.append(st["target_area"])
@@ -481,6 +516,13 @@ class IRSTDMetrics:
         s["num_pred_components"] += r.pred_cc.num
         s["num_false_components"] += int((~r.pred_matched).sum())
         s["fa_pixels"] += r.fa_pixels
+        if r.union > 0:
+            self._iou_sum += r.intersection / r.union
+        else:
+            s["num_empty_union"] += 1
+        bins = _size_bin(r.target_cc.areas, self.size_edges)
+        self._size_targets += np.bincount(bins, minlength=3)[:3]
+        self._size_detected += np.bincount(bins[r.target_match >= 0], minlength=3)[:3]
         self._img_inter.append(r.intersection)
         self._img_union.append(r.union)
         self._tgt_area.append(r.target_cc.areas.copy())
@@ -494,8 +536,7 @@ class IRSTDMetrics:
         s = self._s
         res: Dict[str, Any] = {
             "miou": _miou(s["intersection"], s["union"]),
-            "niou": _niou(np.asarray(self._img_inter), np.asarray(self._img_union),
-                          self.niou_empty),
+            "niou": self._niou(),
             "pd": (s["num_detected"] / s["num_targets"]) if s["num_targets"] else
             float("nan"),
             "fa": (s["fa_pixels"] / s["num_pixels"]) if s["num_pixels"] else 0.0,
@@ -506,18 +547,24 @@ class IRSTDMetrics:
         res.update({k: int(v) for k, v in s.items()})
         return res
 
+    def _niou(self) -> float:
+        n, e = self._s["num_images"], self._s["num_empty_union"]
+        num, den = self._iou_sum, n                     # 'zero'
+        if self.niou_empty == "one":
+            num += e
+        elif self.niou_empty == "skip":
+            den = n - e
+        return float(num / den) if den > 0 else 0.0
+
     def size_breakdown(self) -> Dict[str, Dict[str, Any]]:
         """Pd per target-area bin: {'small': {'pd', 'num_targets', 'num_detected',
         'min_area', 'max_area'}, 'medium': ..., 'large': ...} (pd NaN for empty bins)."""
-        st = self.state()
-        bins = _size_bin(st["target_area"], self.size_edges)
         e0, e1 = self.size_edges
         ranges = [(1, e0 - 1), (e0, e1 - 1), (e1, None)]
         out = {}
         for k, name in enumerate(SIZE_BIN_NAMES):
-            sel = bins == k
-            n = int(sel.sum())
-            d = int(st["target_detected"][sel].sum())
+            n = int(self._size_targets[k])
+            d = int(self._size_detected[k])
             out[name] = {"pd": d / n if n else float("nan"), "num_targets": n,
                          "num_detected": d, "min_area": ranges[k][0],
                          "max_area": ranges[k][1]}
@@ -598,6 +645,29 @@ class CurveMetrics:
         self.num_pos += other.num_pos
         self.num_neg += other.num_neg
         return self
+
+    def counts(self) -> Dict[str, np.ndarray]:
+        """Fixed-shape summable state: each ``IRSTDMetrics.counts()`` key stacked over
+        thresholds (leading axis), plus 'tp', 'fp' (per threshold), 'num_pos', 'num_neg'."""
+        per = [m.counts() for m in self.metrics]
+        st = {k: np.stack([c[k] for c in per]) for k in per[0]}
+        st.update(tp=self.tp.copy(), fp=self.fp.copy(),
+                  num_pos=np.asarray(self.num_pos, np.int64),
+                  num_neg=np.asarray(self.num_neg, np.int64))
+        return st
+
+    @classmethod
+    def from_counts(cls, counts: Mapping[str, Any], thresholds, **config) -> "CurveMetrics":
+        """Rebuild from (possibly host-summed) ``counts()`` and the same thresholds."""
+        c = cls(thresholds, **config)
+        keys = [k for k in counts if k not in ("tp", "fp", "num_pos", "num_neg")]
+        for i, m in enumerate(c.metrics):
+            m._load_counts({k: np.asarray(counts[k])[i] for k in keys})
+        c.tp = np.asarray(counts["tp"], np.int64).copy()
+        c.fp = np.asarray(counts["fp"], np.int64).copy()
+        c.num_pos = int(np.asarray(counts["num_pos"]))
+        c.num_neg = int(np.asarray(counts["num_neg"]))
+        return c
 
     def compute(self) -> Dict[str, Any]:
         """Lists aligned with 'thresholds' (ascending): 'pd', 'fa', 'miou', 'niou',

@@ -289,6 +289,14 @@ def test_curve_metrics():
         assert c["fpr"][i] == pytest.approx(((P > t) & ~T).sum() / (~T).sum())
     assert all(np.diff(c["fpr"]) <= 0) and all(np.diff(c["tpr"]) <= 0)
     assert 0.5 < c["roc_auc"] <= 1.0
+    # summable counts round trip (two "hosts")
+    h1 = M.CurveMetrics(th); h1.update(np.stack(probs[:2]), np.stack(masks[:2]))
+    h2 = M.CurveMetrics(th); h2.update(np.stack(probs[2:]), np.stack(masks[2:]))
+    summed = {k: h1.counts()[k] + h2.counts()[k] for k in h1.counts()}
+    c2 = M.CurveMetrics.from_counts(summed, th).compute()
+    for k in ("pd", "fa", "tpr", "fpr", "miou"):
+        np.testing.assert_allclose(c2[k], c[k])
+    assert c2["roc_auc"] == pytest.approx(c["roc_auc"])
     # a perfect separator has AUC 1
     perfect = M.CurveMetrics([0.5]); perfect.update(T.astype(np.float32), T)
     assert perfect.compute()["roc_auc"] == pytest.approx(1.0)
@@ -368,3 +376,31 @@ def test_kdtree_matching_path_equals_dense_rule():
             ref[i] = c[0]; used[c[0]] = True
     assert (dist == 3.0).any()
     np.testing.assert_array_equal(got, ref)
+
+
+def test_summable_counts_across_hosts():
+    rng = np.random.default_rng(5)
+    probs, masks = _random_set(rng, 7, 16, 16)
+    empty = np.zeros((16, 16), np.float32)
+    probs.append(empty); masks.append(empty)      # one image with U = 0
+    for conv in ("zero", "one", "skip"):
+        full = M.IRSTDMetrics(niou_empty=conv); full.update(probs, masks)
+        hosts = [M.IRSTDMetrics(niou_empty=conv) for _ in range(3)]
+        for i, (p, m) in enumerate(zip(probs, masks)):
+            hosts[i % 3].update(p[None], m[None])
+        stacked = {k: np.stack([h.counts()[k] for h in hosts]) for k in hosts[0].counts()}
+        for v in stacked.values():
+            assert v.shape[0] == 3                # fixed shape per host
+        summed = M.IRSTDMetrics.from_counts({k: v.sum(0) for k, v in stacked.items()},
+                                            niou_empty=conv)
+        a, b = full.compute(), summed.compute()
+        for k in a:
+            if isinstance(a[k], float) and math.isnan(a[k]):
+                assert math.isnan(b[k])
+            else:
+                assert b[k] == pytest.approx(a[k]), (conv, k)
+        key = lambda sb: [(v["num_targets"], v["num_detected"]) for v in sb.values()]
+        assert key(summed.size_breakdown()) == key(full.size_breakdown())
+        assert a["niou"] == pytest.approx(M.iou_from_counts(
+            full.state()["image_intersection"], full.state()["image_union"],
+            niou_empty=conv)["niou"])
