@@ -49,8 +49,9 @@ pixel count A); ``valid[i] = False`` drops image i entirely (filler in a padded 
 JAX/host split: :func:`pixel_counts` is jit-able (jax.numpy) and gives per-image
 intersection/union/pred/target/pixel counts inside a jitted eval step, enough for
 mIoU/nIoU (:func:`iou_from_counts`).  Pd/Fa need connected components, done on host in
-:class:`IRSTDMetrics` with numpy/scipy; its state is plain numpy (``state()``,
-``from_state()``, ``merge()``) so hosts can gather and combine it.
+:class:`IRSTDMetrics` with numpy/scipy; its state is plain numpy: ``counts()`` is a
+dict of fixed-shape arrays that hosts sum elementwise (``from_counts()`` rebuilds), and
+``state()`` / ``from_state()`` / ``merge()`` also carry per-image/per-target arrays.
 """
 
 from __future__ import annotations
