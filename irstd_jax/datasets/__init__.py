@@ -9,8 +9,30 @@ import ml_collections
 DEFAULT_DATA_DIR = os.path.join("~", "tensorflow_datasets")
 
 
+REAL_DATASETS = ("nuaa_sirst", "nudt_sirst", "irstd1k", "sirst_uavb")
+
+
 class DataNotPreparedError(RuntimeError):
   """A real data set was asked for, but its files are not where the config points."""
+
+
+class BadInputError(DataNotPreparedError):
+  """The manual directory of a real data set has a defect (one-line message, file first).
+
+  `problems` lists every defect found (the message shows the first one and a count), so a
+  CLI prints one clean line and tools/prepare_data.py can list them all.
+  """
+
+  def __init__(self, message: str, problems=None, root: str | None = None,
+               path: str | None = None):
+    message = " ".join(str(message).split("\n"))
+    self.problems = [" ".join(str(p).split("\n")) for p in (problems or [message])]
+    self.root, self.path = root, path
+    more = len(self.problems) - 1
+    if more:
+      message += (f" (and {more} more problem{'s' if more > 1 else ''}; "
+                  f"`python tools/prepare_data.py` lists them all)")
+    super().__init__(message)
 
 
 def data_dir(dataset_config: ml_collections.ConfigDict) -> str:
@@ -23,15 +45,54 @@ def get_builder(dataset_config: ml_collections.ConfigDict):
   from irstd_jax.datasets import builders
   name = dataset_config.name
   if name == "synthetic":
-    return builders.SyntheticIrst(
-        config=builders.synthetic_config(dataset_config.seed, dataset_config.num_train,
-                                         dataset_config.num_test, dataset_config.image_size),
-        data_dir=data_dir(dataset_config), file_format=builders.FILE_FORMAT)
+    return builders.make_builder(
+        builders.SyntheticIrst,
+        builders.synthetic_config(dataset_config.seed, dataset_config.num_train,
+                                  dataset_config.num_test, dataset_config.image_size),
+        data_dir(dataset_config))
+  if name in REAL_DATASETS:
+    return builders.make_builder(
+        builders.REAL_BUILDERS[name],
+        builders.manual_config(
+            train_split=dataset_config.get("train_split", "") or "",
+            test_split=dataset_config.get("test_split", "") or "",
+            binarize_masks=bool(dataset_config.get("binarize_masks", False)),
+            fix_mask_size=bool(dataset_config.get("fix_mask_size", False))),
+        data_dir(dataset_config))
   raise DataNotPreparedError(
-      f"data set {name!r}: real data sets are prepared from a manual directory "
-      f"(images/, masks/, splits/train.txt, splits/test.txt) but this version has no "
-      f"builder for {name!r} yet; train on --config=configs/synthetic.py, or see README "
-      f"'Data sets' for the status of real-data support.")
+      f"unknown data set {name!r}: expected 'synthetic' or one of {', '.join(REAL_DATASETS)}")
+
+
+def how_to_prepare(name: str) -> str:
+  return (f"get the {name} files (see README 'Data sets' / docs/README_data.md for where), "
+          f"then pass --config.dataset.manual_dir=DIR or run "
+          f"`python tools/prepare_data.py --dataset={name} --manual_dir=DIR`")
+
+
+def prepare(builder, dataset_config: ml_collections.ConfigDict) -> None:
+  """Writes the data set if it is not prepared yet (validating a real set's files first).
+
+  Raises DataNotPreparedError when a real set is not prepared and config.dataset.manual_dir
+  is empty, BadInputError (a subclass) when the manual directory is missing or defective.
+  Nothing is left behind by a failed prepare: TFDS writes into an `*.incomplete*` directory
+  that it renames only on success and deletes on error.
+  """
+  if builder.is_prepared():
+    return
+  name = dataset_config.name
+  if name not in REAL_DATASETS:
+    builder.download_and_prepare()
+    return
+  import tensorflow_datasets as tfds
+  from irstd_jax.datasets import manual
+  manual_dir = dataset_config.get("manual_dir", "") or ""
+  if not manual_dir:
+    raise DataNotPreparedError(
+        f"data set {name!r} is not prepared in {data_dir(dataset_config)} and "
+        f"config.dataset.manual_dir is empty: {how_to_prepare(name)}")
+  root = manual.check_manual_dir(manual_dir, name)
+  builder.download_and_prepare(
+      download_config=tfds.download.DownloadConfig(manual_dir=root))
 
 
 def load_sources(dataset_config: ml_collections.ConfigDict):
@@ -44,7 +105,7 @@ def load_sources(dataset_config: ml_collections.ConfigDict):
   from jax.experimental import multihost_utils
   builder = get_builder(dataset_config)
   if jax.process_index() == 0:
-    builder.download_and_prepare()
+    prepare(builder, dataset_config)
   if jax.process_count() > 1:
     multihost_utils.sync_global_devices("irstd_jax:data_prepared")
     builder = get_builder(dataset_config)  # re-read the metadata process 0 wrote

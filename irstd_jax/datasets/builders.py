@@ -9,8 +9,12 @@ exact resume, per-process sharding by index) through `builder.as_data_source`.
 from __future__ import annotations
 
 import dataclasses
+import io
+import os
 
+from absl import logging
 import numpy as np
+import PIL.Image
 import tensorflow_datasets as tfds
 
 from irstd_jax.datasets import synthetic
@@ -24,6 +28,14 @@ def irst_features() -> tfds.features.FeaturesDict:
       "mask": tfds.features.Image(shape=(None, None, 1), dtype=np.uint8),
       "id": tfds.features.Text(),
   })
+
+
+def make_builder(cls, config: tfds.core.BuilderConfig, data_dir: str):
+  """cls(config) in data_dir; a config named like one of cls.BUILDER_CONFIGS is passed by
+  name (TFDS refuses an equal-but-distinct config object with a predefined config's name)."""
+  known = config.name in {c.name for c in cls.BUILDER_CONFIGS}
+  return cls(config=config.name if known else config, data_dir=data_dir,
+             file_format=FILE_FORMAT)
 
 
 @dataclasses.dataclass
@@ -67,3 +79,174 @@ class SyntheticIrst(tfds.core.GeneratorBasedBuilder):
     size = cfg.image_size
     for key, image, mask in synthetic.generate_split(cfg.seed, split, num_images, size, size):
       yield key, {"image": image[..., None], "mask": mask[..., None], "id": key}
+
+
+# ------------------------------------------------------------------ real sets (manual_dir)
+
+
+@dataclasses.dataclass
+class ManualConfig(tfds.core.BuilderConfig):
+  """Which split files to use and how to treat imperfect masks (see datasets.manual)."""
+  train_split: str = ""  # split file name; "" = the layout's default (official split)
+  test_split: str = ""
+  binarize_masks: bool = False
+  fix_mask_size: bool = False
+
+
+def _slug(text: str) -> str:
+  stem = text[:-4] if text.endswith(".txt") else text
+  return "".join(c if c.isalnum() or c in "_." else "_" for c in stem).strip("_") or "x"
+
+
+def manual_config(train_split: str = "", test_split: str = "", binarize_masks: bool = False,
+                  fix_mask_size: bool = False) -> ManualConfig:
+  """A builder config whose name encodes the split files and mask policy (cache key).
+
+  "default" is the layout's official split (uniform: splits/train.txt + splits/test.txt);
+  e.g. train_split="train_50_50.txt", test_split="test_50_50.txt" -> "train_50_50-test_50_50".
+  """
+  if train_split or test_split:
+    name = f"{_slug(train_split or 'default')}-{_slug(test_split or 'default')}"
+  else:
+    name = "default"
+  if binarize_masks:
+    name += "-binarized"
+  if fix_mask_size:
+    name += "-masksizefixed"
+  return ManualConfig(
+      name=name, description=f"train={train_split or 'default'}, "
+                             f"test={test_split or 'default'}, binarize_masks={binarize_masks}, "
+                             f"fix_mask_size={fix_mask_size}",
+      train_split=train_split, test_split=test_split, binarize_masks=binarize_masks,
+      fix_mask_size=fix_mask_size)
+
+
+class _ManualIrst(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+  """Shared builder of the real IRST sets: validate the whole manual dir, then write."""
+
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "First release: uint8 (H,W,1) image, {0,1} mask, id."}
+  BUILDER_CONFIGS = [manual_config()]
+  DATASET_KEY = ""  # key of datasets.manual.LAYOUTS
+  HOMEPAGE = ""
+  CITATION = ""
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return self.dataset_info_from_configs(
+        features=irst_features(), supervised_keys=("image", "mask"),
+        homepage=self.HOMEPAGE, citation=self.CITATION)
+
+  def _manual_root(self, dl_manager) -> str:
+    from irstd_jax import datasets
+    try:
+      return os.fspath(dl_manager.manual_dir)
+    except AssertionError as e:  # TFDS: manual dir not given, missing or empty
+      raise datasets.BadInputError(
+          f"{self.name}: manual_dir missing or empty: "
+          f"{str(e).splitlines()[0]} ({datasets.how_to_prepare(self.name)})") from None
+
+  def _split_generators(self, dl_manager):
+    from irstd_jax.datasets import manual
+    cfg = self.builder_config
+    policy = manual.Policy(binarize_masks=cfg.binarize_masks, fix_mask_size=cfg.fix_mask_size)
+    # Everything is decoded and checked here, before TFDS writes a single record.
+    plan = manual.scan(self._manual_root(dl_manager), self.DATASET_KEY, cfg.train_split,
+                       cfg.test_split, policy)
+    logging.info("%s: layout %r, train %s (%d), test %s (%d)", self.name, plan.layout.name,
+                 plan.split_files["train"], len(plan.splits["train"]),
+                 plan.split_files["test"], len(plan.splits["test"]))
+    for line in manual.summarize_warnings(plan.warnings):
+      logging.warning("%s: %s", self.name, line)
+    return {split: self._generate_examples(entries, policy)
+            for split, entries in plan.splits.items()}
+
+  def _generate_examples(self, entries, policy):
+    from irstd_jax.datasets import manual
+    for entry in entries:
+      image, mask = manual.load_pair(entry, policy)
+      yield entry.id, {"image": _png(image), "mask": _png(mask), "id": entry.id}
+
+
+def _png(array: np.ndarray) -> bytes:
+  """(H, W) uint8 -> 8-bit grayscale PNG bytes (PIL: much faster than TF's eager encoder;
+  TFDS stores encoded bytes as given and decodes them to (H, W, 1))."""
+  buffer = io.BytesIO()
+  PIL.Image.fromarray(array, mode="L").save(buffer, format="PNG")
+  return buffer.getvalue()
+
+
+class NuaaSirst(_ManualIrst):
+  """NUAA-SIRST (SIRST): 427 real images, official idx_427 split 341 / 86."""
+
+  name = "nuaa_sirst"
+  DATASET_KEY = "nuaa_sirst"
+  HOMEPAGE = "https://github.com/YimianDai/sirst"
+  CITATION = ("Dai, Wu, Zhou, Barnard. Asymmetric Contextual Modulation for Infrared Small "
+              "Target Detection. WACV 2021 (arXiv 2009.14530).")
+  MANUAL_DOWNLOAD_INSTRUCTIONS = """\
+  Clone or download https://github.com/YimianDai/sirst (Dai et al., ACM, WACV 2021) and pass
+  its folder as manual_dir: images/<id>.png, masks/<id>_pixels0.png, idx_427/trainval.txt
+  and idx_427/test.txt (idx_320/ is used when idx_427/ is absent). Also accepted: the
+  uniform layout images/<id>.png, masks/<id>.png (0/255), splits/train.txt, splits/test.txt
+  (e.g. ../shared/datasets/nuaa_sirst), and DNANet's 50_50/train.txt + 50_50/test.txt
+  (https://github.com/YeRen123455/Infrared-Small-Target-Detection, dataset/NUAA-SIRST).
+  Note: the original Misc_111 mask is 592x400 for a 325x220 image; the build refuses it
+  unless config.dataset.fix_mask_size=True (nearest-neighbour resize).
+  """
+
+
+class NudtSirst(_ManualIrst):
+  """NUDT-SIRST: 1327 256x256 images (synthetic backgrounds, real targets), 50/50 split."""
+
+  name = "nudt_sirst"
+  DATASET_KEY = "nudt_sirst"
+  HOMEPAGE = "https://github.com/YeRen123455/Infrared-Small-Target-Detection"
+  CITATION = ("B. Li et al. Dense Nested Attention Network for Infrared Small Target "
+              "Detection. IEEE TIP 2023 (arXiv 2106.00487).")
+  MANUAL_DOWNLOAD_INSTRUCTIONS = """\
+  Get NUDT-SIRST from the DNANet authors' repository
+  https://github.com/YeRen123455/Infrared-Small-Target-Detection (download link in its README;
+  the split lists are in dataset/NUDT-SIRST/50_50/) and pass the NUDT-SIRST folder as
+  manual_dir: images/<id>.png, masks/<id>.png and either 50_50/train.txt + 50_50/test.txt
+  (DNANet) or trainval.txt + test.txt (MSHNet / BasicIRSTD). Also accepted: the uniform
+  layout images/, masks/, splits/train.txt, splits/test.txt.
+  """
+
+
+class Irstd1k(_ManualIrst):
+  """IRSTD-1k: 1001 real 512x512 images, 800 / 201 split."""
+
+  name = "irstd1k"
+  DATASET_KEY = "irstd1k"
+  HOMEPAGE = "https://github.com/RuiZhang97/ISNet"
+  CITATION = ("M. Zhang et al. ISNet: Shape Matters for Infrared Small Target Detection. "
+              "CVPR 2022.")
+  MANUAL_DOWNLOAD_INSTRUCTIONS = """\
+  Get IRSTD-1k from the ISNet authors' repository https://github.com/RuiZhang97/ISNet
+  (download link in its README) and pass the IRSTD-1k folder as manual_dir:
+  IRSTD1k_Img/<id>.png, IRSTD1k_Label/<id>.png, trainval.txt, test.txt. Also accepted:
+  MSHNet's copy (images/, masks/, trainval.txt, test.txt) and the uniform layout
+  images/, masks/, splits/train.txt, splits/test.txt.
+  """
+
+
+class SirstUavb(_ManualIrst):
+  """SIRST-UAVB: ~3000 real 640x512 images of drones and birds (PConv / SD-loss authors)."""
+
+  name = "sirst_uavb"
+  DATASET_KEY = "sirst_uavb"
+  HOMEPAGE = "https://github.com/JN-Yang/PConv-SDloss-Data"
+  CITATION = ("J. Yang et al. Pinwheel-shaped Convolution and Scale-based Dynamic Loss for "
+              "Infrared Small Target Detection. AAAI 2025 (arXiv 2412.16986).")
+  MANUAL_DOWNLOAD_INSTRUCTIONS = """\
+  Download SIRST-UAVB from the links in https://github.com/JN-Yang/PConv-SDloss-Data
+  (Google Drive / Baidu Pan; also IEEE DataPort "SIRST-UAVB"), extract it and pass the
+  SIRST-UAVB folder as manual_dir. Assumed published layout (not verified against the
+  archive here): images/all/<id>.jpg (or images/<id>.jpg), masks/<id>.jpg, train.txt and
+  val.txt (val is used as the test split). JPEG masks are thresholded at 128. Also accepted:
+  images/, masks/, trainval.txt, test.txt and the uniform layout images/, masks/,
+  splits/train.txt, splits/test.txt.
+  """
+
+
+REAL_BUILDERS = {cls.name: cls for cls in (NuaaSirst, NudtSirst, Irstd1k, SirstUavb)}

@@ -1,0 +1,373 @@
+"""Reading and validating a manually downloaded IRST data set (numpy + PIL only, no TF).
+
+A manual directory is recognised in one of several layouts (`LAYOUTS`): the uniform one
+this project stages data in (images/, masks/, splits/{train,test}.txt) and each set's
+original published layout. `scan` resolves the split files, finds every image and mask,
+decodes every file and checks it, and either returns a `Plan` (what to write) or raises
+`BadInputError` listing every problem found, before anything is written.
+
+Bad-input policy (see docs/README_data.md):
+- refused: manual_dir missing or empty; no recognised layout; split file missing or empty;
+  an id listed twice in a split; an id with no image; an image with no mask; a file that
+  does not decode (corrupt or truncated); 16-bit / float images; a mask whose size differs
+  from its image's (unless `fix_mask_size` and the aspect ratios agree: nearest-neighbour
+  resize, with a warning); a lossless (PNG/BMP) mask with values other than {0, 255} or
+  {0, 1} (unless `binarize_masks`: threshold at 128, with a warning).
+- converted with a warning: RGB / RGBA / LA / palette images -> PIL convert("L") (the
+  originals of NUAA-SIRST mix grayscale and RGB; the staged copies were made the same way);
+  RGB masks -> convert("L") then the value check above.
+- always thresholded at 128 (with one warning per split): JPEG masks (SIRST-UAVB ships its
+  masks as JPEG, which is lossy, so they are never exactly binary).
+- warned: an id in both the train and the test split (leakage).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import os
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+from PIL import Image
+
+from irstd_jax.datasets import BadInputError
+
+IMAGE_EXTS = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
+LOSSY_EXTS = (".jpg", ".jpeg")
+MASK_THRESHOLD = 128
+ASPECT_TOLERANCE = 0.02  # fix_mask_size: relative aspect-ratio difference allowed
+MAX_LISTED_PROBLEMS = 50
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+  """Where one layout keeps its files, relative to the manual directory."""
+  name: str
+  image_dirs: tuple[str, ...]  # the first that exists is used
+  mask_dir: str
+  train_split: str  # default split files
+  test_split: str
+  mask_suffix: str = ""  # appended to the id: NUAA-SIRST's "<id>_pixels0.png"
+  split_dir: str = ""  # where user-chosen split file names are looked up first
+  description: str = ""
+
+  def split_path(self, root: str, name: str) -> str:
+    """A split file name -> path: split_dir/name if it exists, else root/name."""
+    candidate = os.path.join(root, self.split_dir, name)
+    if self.split_dir and os.path.exists(candidate):
+      return candidate
+    return os.path.join(root, name)
+
+  def matches(self, root: str) -> bool:
+    return (any(os.path.isdir(os.path.join(root, d)) for d in self.image_dirs)
+            and os.path.isdir(os.path.join(root, self.mask_dir))
+            and os.path.isfile(os.path.join(root, self.train_split))
+            and os.path.isfile(os.path.join(root, self.test_split)))
+
+  def image_dir(self, root: str) -> str:
+    for d in self.image_dirs:
+      if os.path.isdir(os.path.join(root, d)):
+        return os.path.join(root, d)
+    return os.path.join(root, self.image_dirs[0])
+
+
+UNIFORM = Layout(
+    "uniform", ("images",), "masks", "splits/train.txt", "splits/test.txt",
+    split_dir="splits",
+    description="images/<id>.png, masks/<id>.png, splits/train.txt + splits/test.txt")
+MSHNET = Layout(
+    "flat", ("images",), "masks", "trainval.txt", "test.txt",
+    description="images/<id>.png, masks/<id>.png, trainval.txt + test.txt (MSHNet/BasicIRSTD)")
+DNANET = Layout(
+    "dnanet", ("images",), "masks", "50_50/train.txt", "50_50/test.txt", split_dir="50_50",
+    description="images/<id>.png, masks/<id>.png, 50_50/train.txt + 50_50/test.txt (DNANet)")
+SIRST_427 = Layout(
+    "sirst_idx_427", ("images",), "masks", "idx_427/trainval.txt", "idx_427/test.txt",
+    mask_suffix="_pixels0", split_dir="idx_427",
+    description="images/<id>.png, masks/<id>_pixels0.png, idx_427/trainval.txt + test.txt "
+                "(YimianDai/sirst)")
+SIRST_320 = dataclasses.replace(
+    SIRST_427, name="sirst_idx_320", train_split="idx_320/trainval.txt",
+    test_split="idx_320/test.txt", split_dir="idx_320",
+    description="images/<id>.png, masks/<id>_pixels0.png, idx_320/trainval.txt + test.txt")
+ISNET = Layout(
+    "isnet", ("IRSTD1k_Img",), "IRSTD1k_Label", "trainval.txt", "test.txt",
+    description="IRSTD1k_Img/<id>.png, IRSTD1k_Label/<id>.png, trainval.txt + test.txt "
+                "(RuiZhang97/ISNet)")
+UAVB = Layout(
+    "sirst_uavb", ("images/all", "images"), "masks", "train.txt", "val.txt",
+    description="images/all/<id>.jpg (or images/<id>.jpg), masks/<id>.jpg, train.txt + "
+                "val.txt (val used as the test split; JN-Yang/PConv-SDloss-Data)")
+
+# Tried in order; the first whose directories and default split files exist wins.
+LAYOUTS: dict[str, tuple[Layout, ...]] = {
+    "nuaa_sirst": (UNIFORM, SIRST_427, SIRST_320, DNANET, MSHNET),
+    "nudt_sirst": (UNIFORM, MSHNET, DNANET),
+    "irstd1k": (UNIFORM, ISNET, MSHNET),
+    "sirst_uavb": (UNIFORM, UAVB, MSHNET),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Policy:
+  binarize_masks: bool = False  # threshold non-binary lossless masks at 128 instead of refusing
+  fix_mask_size: bool = False  # nearest-resize masks whose size differs (same aspect ratio)
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+  id: str
+  image_path: str
+  mask_path: str
+
+
+@dataclasses.dataclass
+class Plan:
+  root: str
+  layout: Layout
+  splits: dict[str, list[Entry]]  # "train", "test"
+  split_files: dict[str, str]
+  warnings: list[str]
+
+
+class _Problems:
+  """Collects problems; raise() turns them into one BadInputError (first line first)."""
+
+  def __init__(self):
+    self.items: list[str] = []
+
+  def add(self, message: str):
+    self.items.append(message)
+
+  def raise_if_any(self, root: str):
+    if not self.items:
+      return
+    raise BadInputError(self.items[0], problems=self.items, root=root)
+
+
+# ------------------------------------------------------------------------------ layout
+
+
+def check_manual_dir(root: str, dataset: str) -> str:
+  """The absolute manual dir, or BadInputError when it is missing or empty."""
+  root = os.path.abspath(os.path.expanduser(root))
+  if not os.path.isdir(root):
+    raise BadInputError(f"{root}: manual_dir for {dataset!r} does not exist (or is not a "
+                        f"directory)", root=root)
+  if not os.listdir(root):
+    raise BadInputError(f"{root}: manual_dir for {dataset!r} is empty", root=root)
+  return root
+
+
+def detect_layout(root: str, dataset: str, custom_splits: bool = False) -> Layout:
+  """The first layout of `dataset` found in root (custom_splits: only dirs need to exist)."""
+  for layout in LAYOUTS[dataset]:
+    if custom_splits:
+      if (any(os.path.isdir(os.path.join(root, d)) for d in layout.image_dirs)
+          and os.path.isdir(os.path.join(root, layout.mask_dir))
+          and (not layout.split_dir or os.path.isdir(os.path.join(root, layout.split_dir)))):
+        return layout
+    elif layout.matches(root):
+      return layout
+  expected = "; ".join(layout.description for layout in LAYOUTS[dataset])
+  raise BadInputError(f"{root}: no recognised {dataset} layout (expected one of: "
+                      f"{expected})", root=root)
+
+
+def read_split(path: str, problems: _Problems) -> list[str]:
+  """Ids listed in a split file (blank lines ignored, a trailing image extension dropped)."""
+  if not os.path.isfile(path):
+    problems.add(f"{path}: split file does not exist")
+    return []
+  ids, seen = [], {}
+  with open(path, encoding="utf-8") as f:
+    for number, line in enumerate(f, 1):
+      name = line.strip()
+      if not name:
+        continue
+      stem, ext = os.path.splitext(name)
+      if ext.lower() in IMAGE_EXTS:
+        name = stem
+      if name in seen:
+        problems.add(f"{path}:{number}: id {name!r} is listed twice (first on line "
+                     f"{seen[name]})")
+        continue
+      seen[name] = number
+      ids.append(name)
+  if not ids:
+    problems.add(f"{path}: split file is empty (lists no ids)")
+  return ids
+
+
+def _find_file(directory: str, stem: str) -> str | None:
+  for ext in IMAGE_EXTS:
+    for candidate in (stem + ext, stem + ext.upper()):
+      path = os.path.join(directory, candidate)
+      if os.path.isfile(path):
+        return path
+  return None
+
+
+# ------------------------------------------------------------------------------ decoding
+
+
+def _open(path: str) -> Image.Image:
+  try:
+    with Image.open(path) as im:
+      im.load()  # decode now: a truncated or corrupt file raises here
+      return im.copy()
+  except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, ... on bad files
+    detail = str(e).splitlines()[0] if str(e) else type(e).__name__
+    raise BadInputError(f"{path}: cannot decode ({detail}): corrupt or truncated file?",
+                        path=path) from None
+
+
+_HIGH_DEPTH_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F", "I;32")
+
+
+def load_image(path: str, notes: list[str] | None = None) -> np.ndarray:
+  """(H, W) uint8 grayscale; colour images converted with PIL convert("L")."""
+  im = _open(path)
+  if im.mode in _HIGH_DEPTH_MODES:
+    raise BadInputError(f"{path}: {im.mode} image ({'16-bit' if '16' in im.mode else 'high '}"
+                        f"depth); this project stores 8-bit images: convert it to 8-bit "
+                        f"grayscale first", path=path)
+  if im.mode != "L":
+    if notes is not None:
+      notes.append(f"{path}: {im.mode} image converted to grayscale with PIL convert('L')")
+    im = im.convert("L")
+  return np.asarray(im, dtype=np.uint8)
+
+
+def load_mask(path: str, policy: Policy, notes: list[str] | None = None) -> np.ndarray:
+  """(H, W) uint8 in {0, 1}, or BadInputError for values that are not a binary mask."""
+  im = _open(path)
+  if im.mode in _HIGH_DEPTH_MODES:
+    raise BadInputError(f"{path}: {im.mode} mask; expected an 8-bit mask with values "
+                        f"{{0, 255}} or {{0, 1}}", path=path)
+  if im.mode == "P":
+    values = np.asarray(im)  # palette indices: the usual way masks are stored as P
+  else:
+    if im.mode not in ("L", "1") and notes is not None:
+      notes.append(f"{path}: {im.mode} mask converted to grayscale with PIL convert('L')")
+    values = np.asarray(im.convert("L"), dtype=np.uint8)
+  if os.path.splitext(path)[1].lower() in LOSSY_EXTS:
+    return (values >= MASK_THRESHOLD).astype(np.uint8)
+  present = np.unique(values)
+  if set(present.tolist()) <= {0, 255} or set(present.tolist()) <= {0, 1}:
+    return (values > 0).astype(np.uint8)
+  if policy.binarize_masks:
+    if notes is not None:
+      notes.append(f"{path}: non-binary mask values {_describe(present)} thresholded at "
+                   f"{MASK_THRESHOLD}")
+    return (values >= MASK_THRESHOLD).astype(np.uint8)
+  raise BadInputError(f"{path}: mask is not binary: values {_describe(present)}, expected "
+                      f"{{0, 255}} or {{0, 1}} (set config.dataset.binarize_masks=True to "
+                      f"threshold at {MASK_THRESHOLD})", path=path)
+
+
+def _describe(values: np.ndarray) -> str:
+  shown = ", ".join(str(int(v)) for v in values[:8])
+  return "{" + shown + (f", ... ({len(values)} distinct)" if len(values) > 8 else "") + "}"
+
+
+def load_pair(entry: Entry, policy: Policy, notes: list[str] | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
+  """The checked (image (H,W) uint8, mask (H,W) uint8 {0,1}) of one entry."""
+  image = load_image(entry.image_path, notes)
+  mask = load_mask(entry.mask_path, policy, notes)
+  if image.shape != mask.shape:
+    (ih, iw), (mh, mw) = image.shape, mask.shape
+    same_aspect = abs((iw / ih) / (mw / mh) - 1.0) <= ASPECT_TOLERANCE
+    if policy.fix_mask_size and same_aspect:
+      if notes is not None:
+        notes.append(f"{entry.mask_path}: mask {mw}x{mh} resized (nearest) to its image "
+                     f"{iw}x{ih}")
+      resized = Image.fromarray(mask * 255).resize((iw, ih), Image.NEAREST)
+      mask = (np.asarray(resized) > 0).astype(np.uint8)
+    else:
+      hint = (" (set config.dataset.fix_mask_size=True to resize it, nearest-neighbour)"
+              if same_aspect else " (aspect ratios differ too: not a resized mask)")
+      raise BadInputError(f"{entry.mask_path}: mask is {mw}x{mh} (WxH) but its image "
+                          f"{entry.image_path} is {iw}x{ih}{hint}", path=entry.mask_path)
+  return image, mask
+
+
+# ------------------------------------------------------------------------------ scan
+
+
+def scan(manual_dir: str, dataset: str, train_split: str = "", test_split: str = "",
+         policy: Policy = Policy(), progress: Callable[[Iterable], Iterable] | None = None,
+         num_threads: int = 4) -> Plan:
+  """Validates the whole manual directory; returns what to write or raises BadInputError.
+
+  Every problem is collected (not just the first), so one run lists them all; the error's
+  message is the first problem on one line, `.problems` holds all of them.
+  """
+  if dataset not in LAYOUTS:
+    raise ValueError(f"unknown data set {dataset!r}; expected one of {sorted(LAYOUTS)}")
+  root = check_manual_dir(manual_dir, dataset)
+  layout = detect_layout(root, dataset, custom_splits=bool(train_split or test_split))
+  problems = _Problems()
+  split_files = {
+      "train": layout.split_path(root, train_split) if train_split
+               else os.path.join(root, layout.train_split),
+      "test": layout.split_path(root, test_split) if test_split
+              else os.path.join(root, layout.test_split),
+  }
+  image_dir, mask_dir = layout.image_dir(root), os.path.join(root, layout.mask_dir)
+  splits: dict[str, list[Entry]] = {}
+  for split, path in split_files.items():
+    entries = []
+    for name in read_split(path, problems):
+      image_path = _find_file(image_dir, name)
+      if image_path is None:
+        problems.add(f"{path}: id {name!r} has no image (looked for "
+                     f"{os.path.join(image_dir, name)}.png and other extensions)")
+        continue
+      mask_path = _find_file(mask_dir, name + layout.mask_suffix)
+      if mask_path is None:
+        problems.add(f"{image_path}: image has no mask (looked for "
+                     f"{os.path.join(mask_dir, name + layout.mask_suffix)}.png and other "
+                     f"extensions)")
+        continue
+      entries.append(Entry(name, image_path, mask_path))
+    splits[split] = entries
+  problems.raise_if_any(root)  # layout-level problems first: no point decoding otherwise
+
+  warnings: list[str] = []
+  overlap = sorted(set(e.id for e in splits["train"]) & set(e.id for e in splits["test"]))
+  if overlap:
+    warnings.append(f"{len(overlap)} id(s) are in both the train and the test split "
+                    f"(e.g. {overlap[:3]}): test results would be optimistic")
+
+  def check(entry: Entry) -> tuple[list[str], str | None]:
+    notes: list[str] = []
+    try:
+      load_pair(entry, policy, notes)
+    except BadInputError as e:
+      return notes, str(e)
+    return notes, None
+
+  everything = [e for split in ("train", "test") for e in splits[split]]
+  with concurrent.futures.ThreadPoolExecutor(num_threads) as pool:
+    results = pool.map(check, everything)
+    if progress is not None:
+      results = progress(results)
+    for notes, error in results:
+      warnings.extend(notes)
+      if error:
+        problems.add(error)
+  problems.raise_if_any(root)
+  lossy = sum(os.path.splitext(e.mask_path)[1].lower() in LOSSY_EXTS for e in everything)
+  if lossy:
+    warnings.append(f"{lossy} JPEG mask(s) (lossy) thresholded at {MASK_THRESHOLD}")
+  return Plan(root, layout, splits, split_files, warnings)
+
+
+def summarize_warnings(warnings: Sequence[str], limit: int = 5) -> list[str]:
+  """Warnings grouped for a log: conversions are counted, the first few shown."""
+  if len(warnings) <= limit:
+    return list(warnings)
+  return list(warnings[:limit]) + [f"... and {len(warnings) - limit} more warnings"]
