@@ -298,12 +298,14 @@ def load_pair(entry: Entry, policy: Policy, notes: list[str] | None = None
 
 
 def scan(manual_dir: str, dataset: str, train_split: str = "", test_split: str = "",
-         policy: Policy = Policy(), progress: Callable[[Iterable], Iterable] | None = None,
+         policy: Policy = Policy(),
+         progress: Callable[[Iterable, int], Iterable] | None = None,
          num_threads: int = 4) -> Plan:
   """Validates the whole manual directory; returns what to write or raises BadInputError.
 
   Every problem is collected (not just the first), so one run lists them all; the error's
   message is the first problem on one line, `.problems` holds all of them.
+  `progress(iterable, total)`, if given, wraps the per-image checks (e.g. a tqdm bar).
   """
   if dataset not in LAYOUTS:
     raise ValueError(f"unknown data set {dataset!r}; expected one of {sorted(LAYOUTS)}")
@@ -354,7 +356,7 @@ def scan(manual_dir: str, dataset: str, train_split: str = "", test_split: str =
   with concurrent.futures.ThreadPoolExecutor(num_threads) as pool:
     results = pool.map(check, everything)
     if progress is not None:
-      results = progress(results)
+      results = progress(results, len(everything))
     for notes, error in results:
       warnings.extend(notes)
       if error:

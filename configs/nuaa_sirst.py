@@ -1,0 +1,24 @@
+"""NUAA-SIRST (SIRST, 427 real images, ~300x200), official idx_427 split: 341 train / 86 test.
+
+  python tools/prepare_data.py --dataset=nuaa_sirst --manual_dir=/path/to/sirst
+  python -m irstd_jax.main --config=configs/nuaa_sirst.py --workdir=runs/nuaa_sirst \
+      --config.dataset.manual_dir=/path/to/sirst
+
+50/50 split (DNANet and later papers), with the uniform layout's split files:
+  --config.dataset.train_split=train_50_50.txt --config.dataset.test_split=test_50_50.txt
+
+Recipe: MSHNet's (crop 256, batch 4, 400 epochs, Adagrad lr 0.05 constant, 6 warm-up epochs;
+see irstd_jax/datasets/presets.py) with the paper's model and loss from default_config.
+"""
+
+from irstd_jax import default_config
+from irstd_jax.datasets.presets import real_dataset_config
+
+
+def get_config():
+  config = real_dataset_config(default_config.base_config(), "nuaa_sirst")
+  # Measured by tools/prepare_data.py on the official train split (341 images, 23076353
+  # pixels), CPU (2 cores, sandbox), 2026-11-25. 50/50 train split: 113.36 / 59.39.
+  config.dataset.mean = 114.35
+  config.dataset.std = 57.01
+  return config
