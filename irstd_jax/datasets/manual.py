@@ -336,7 +336,6 @@ def scan(manual_dir: str, dataset: str, train_split: str = "", test_split: str =
         continue
       entries.append(Entry(name, image_path, mask_path))
     splits[split] = entries
-  problems.raise_if_any(root)  # layout-level problems first: no point decoding otherwise
 
   warnings: list[str] = []
   overlap = sorted(set(e.id for e in splits["train"]) & set(e.id for e in splits["test"]))
