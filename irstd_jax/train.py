@@ -120,7 +120,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *
   (loss, (aux, new_model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
       state.params)
   new_state = state.apply_gradients(grads=grads, batch_stats=new_model_state["batch_stats"])
-  out = {"loss": loss, "grad_norm": optax.global_norm(grads)}
+  out = {"loss": loss, "grad_norm": optax.tree.norm(grads)}
   out.update({k: jnp.asarray(v, jnp.float32) for k, v in aux.items()})
   return new_state, out
 
@@ -176,26 +176,12 @@ def evaluate(p_eval_step: Callable, state: TrainState, source, eval_config,
 
 
 def merge_across_processes(accumulator: metrics_lib.IRSTDMetrics) -> metrics_lib.IRSTDMetrics:
-  """The metric state summed over every process (the accumulator itself with one process).
-
-  Per-image and per-target arrays differ in length between processes, so each is padded
-  to the longest before the all-gather and cut back after it.
-  """
+  """The metric counts summed over every process (the accumulator itself with one)."""
   if jax.process_count() == 1:
     return accumulator
-  state = accumulator.state()
-  lengths = multihost_utils.process_allgather(
-      {k: np.asarray(v.size, np.int64) for k, v in state.items()})
-  padded = {k: np.resize(v, (int(np.max(lengths[k])),)) if v.ndim else v
-            for k, v in state.items()}
-  gathered = multihost_utils.process_allgather(padded)
-  merged = None
-  for p in range(jax.process_count()):
-    part = {k: (v[p][:int(lengths[k][p])] if state[k].ndim else v[p])
-            for k, v in gathered.items()}
-    one = metrics_lib.IRSTDMetrics.from_state(part, **accumulator.config())
-    merged = one if merged is None else merged.merge(one)
-  return merged
+  gathered = multihost_utils.process_allgather(accumulator.counts())
+  summed = {k: np.sum(v, axis=0) for k, v in gathered.items()}
+  return metrics_lib.IRSTDMetrics.from_counts(summed, **accumulator.config())
 
 
 # ---------------------------------------------------------------------------------- loop
