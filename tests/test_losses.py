@@ -446,6 +446,14 @@ def test_analysis_tool_pins_findings():
             # ... but dropping a false positive sometimes does, for every weight
             assert r["raising_moves_drop_false_positive"] > 0, kind
         assert tool.mask_pairs_3x3(None, {}, 1.0)["raising_moves"] == 0  # plain IoU never
+        # exact 5x5: switching on a missed pixel never raises diff/var/mobius, but
+        # can raise var_denominator (over-segmentation, e.g. (14,10,9) -> (15,10,10))
+        for kind in KINDS:
+            e5 = tool.exact_counts(kind, {}, 1.0, 25)
+            assert (e5["stat_triples_with_raising_switch_on"] > 0) == (kind == "var_denominator"), kind
+        dfn, _, _ = tool.move_effects("var_denominator", {}, np.array([14.0]), np.array([10.0]),
+                                      np.array([9.0]), 1.0)
+        assert dfn[0] > 1e-4
         assert tool.brute_vs_exact_3x3("var", {}, 1.0)
         tp = tool.var_turning_points((10, 50))
         for r in tp:
