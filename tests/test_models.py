@@ -181,3 +181,29 @@ def test_pool_and_upsample_helpers():
   assert u.shape == (1, 5, 3, 2)
   # Bilinear x2 with half-pixel centres: output row 1 = 0.75 row 0 + 0.25 row 1.
   np.testing.assert_allclose(u[0, 1, 0], 0.75 * p[0, 0, 0] + 0.25 * p[0, 1, 0], rtol=1e-6)
+
+
+def test_inspect_kernels_tool_draws_png(tmp_path):
+  import importlib.util
+  import pathlib
+  path = pathlib.Path(__file__).resolve().parents[1] / 'tools' / 'inspect_kernels.py'
+  spec = importlib.util.spec_from_file_location('inspect_kernels', path)
+  tool = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(tool)
+  cfg = models.resolve_model_config(models.default_model_config())
+  gsa = models.GaussianSpatialAttention(twist=cfg.attention.twist)
+  p = gsa.init(jax.random.key(0), jnp.ones((1, 8, 8, 2)))['params']
+  p = dict(p, theta=jnp.float32(0.3))
+  params = {'encoder_0': {'block_0': {'conv1': {'kernel': jnp.zeros((3, 3, 1, 1))},
+                                      'spatial_attention': p}},
+            'middle': {'block_1': {'spatial_attention': p}}}
+  found = [path for path, _ in tool.find_attention_modules(params)]
+  assert found == [('encoder_0', 'block_0', 'spatial_attention'),
+                   ('middle', 'block_1', 'spatial_attention')]
+  parts = tool.kernel_parts(p, cfg)
+  np.testing.assert_allclose(
+      parts['kernel'], gsa.apply({'params': p}, method=gsa.kernel_parts)['kernel'])
+  assert parts['theta'] == pytest.approx(0.3)
+  out = tmp_path / 'k.png'
+  assert tool.draw({'params': params}, cfg, 'test', str(out)) == 2
+  assert out.stat().st_size > 1000

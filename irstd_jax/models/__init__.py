@@ -33,7 +33,8 @@ from irstd_jax.models.attention import (AttentionSpec, ChannelAttention,
                                         gaussian_prior, pinwheel_mask,
                                         pinwheel_soft_mask)
 from irstd_jax.models.pconv import PinwheelConv
-from irstd_jax.models.unet import ResidualBlock, UNet, count_params, model_stats
+from irstd_jax.models.unet import (ResidualBlock, UNet, count_params, model_stats,
+                                   print_model_table)
 
 _GP = dict(block='basic', channel_attention=True, kind='gaussian', prior='gaussian')
 
@@ -129,5 +130,6 @@ __all__ = [
     'PRESETS', 'PinwheelConv', 'ResidualBlock', 'SpatialAttention', 'UNet',
     'count_params', 'create_model', 'default_model_config', 'gaussian_kernel_parts',
     'gaussian_prior', 'model_stats', 'pinwheel_mask', 'pinwheel_soft_mask',
+    'print_model_table',
     'resolve_model_config',
 ]
