@@ -42,7 +42,10 @@ def load_variables(args):
     config = meta.get('config', meta) if isinstance(meta, dict) else meta
     model_cfg = config['model'] if isinstance(config, dict) else config.model
     cfg = models.resolve_model_config(model_cfg)
-    return variables, cfg, f'checkpoint {args.checkpoint}'
+    where = f'checkpoint {args.checkpoint}'
+    if isinstance(meta, dict) and 'step' in meta:
+      where += f' (step {meta["step"]}, epoch {meta.get("epoch", "?")})'
+    return variables, cfg, where
   import jax
   import jax.numpy as jnp
   cfg = models.default_model_config()
