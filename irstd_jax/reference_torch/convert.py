@@ -77,7 +77,7 @@ def flax_to_torch_state_dict(variables: Mapping[str, Any], as_torch: bool = True
             key = name
         else:
             raise ValueError(f"no PyTorch name for Flax parameter {'/'.join(path)} {a.shape}")
-        sd[f"{mod}.{key}" if mod else key] = np.ascontiguousarray(a)
+        sd[f"{mod}.{key}" if mod else key] = np.array(a, np.float32)  # keeps 0-d shapes
     for path, leaf in flatten(variables.get("batch_stats", {}) or {}).items():
         mod, name = ".".join(path[:-1]), path[-1]
         key = {"mean": "running_mean", "var": "running_var"}.get(name)
