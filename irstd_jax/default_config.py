@@ -47,6 +47,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.train.log_every_steps = 50
   config.train.checkpoint_every_epochs = 1
   config.train.max_to_keep = 3
+  config.train.profile = ""  # "N": trace N steps after compilation; "A:B": steps A..B-1
 
   config.eval = ml_collections.ConfigDict()
   config.eval.threshold = 0.5

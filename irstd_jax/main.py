@@ -19,7 +19,26 @@ from ml_collections import config_flags
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Path to a configs/*.py file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints and logs go.")
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed", False,
+    "Call jax.distributed.initialize() (multi-host). On Cloud TPU and SLURM the cluster is "
+    "detected automatically; elsewhere give the three flags below.")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None,
+                                   "host:port of process 0 (multi-host only).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
 flags.mark_flags_as_required(["config", "workdir"])
+
+
+def _initialize_distributed() -> None:
+  if not (_DISTRIBUTED.value or _COORDINATOR.value):
+    return
+  if os.environ.get("JAX_PLATFORMS", "") == "cpu":  # not jax.default_backend(): too early
+    # Cross-process collectives on CPU (tests, laptops) need gloo.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
+                             num_processes=_NUM_PROCESSES.value,
+                             process_id=_PROCESS_ID.value)
 
 
 def _hide_accelerators_from_tensorflow() -> None:
@@ -39,6 +58,7 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
   config = _CONFIG.value
   _hide_accelerators_from_tensorflow()
+  _initialize_distributed()
   workdir = os.path.abspath(os.path.expanduser(_WORKDIR.value))
   os.makedirs(workdir, exist_ok=True)
   logging.info("JAX process %d/%d, local devices %s", jax.process_index(),

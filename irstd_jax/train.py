@@ -135,9 +135,10 @@ def eval_step(state: TrainState, batch: dict[str, jax.Array]) -> jax.Array:
 # ------------------------------------------------------------------------------ sharding
 
 
-def make_mesh() -> jax.sharding.Mesh:
-  """A 1-D mesh over all devices of all processes, axis 'data'."""
-  return jax.make_mesh((jax.device_count(),), ("data",),
+def make_mesh(devices=None) -> jax.sharding.Mesh:
+  """A 1-D mesh over `devices` (default: all devices of all processes), axis 'data'."""
+  devices = jax.devices() if devices is None else devices
+  return jax.make_mesh((len(devices),), ("data",), devices=devices,
                        axis_types=(jax.sharding.AxisType.Auto,))
 
 
@@ -192,6 +193,20 @@ def _format_eta(seconds: float) -> str:
   hours, rest = divmod(seconds, 3600)
   minutes, secs = divmod(rest, 60)
   return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
+def _profile_window(spec: str, start_step: int, total_steps: int) -> tuple[int, int] | None:
+  """train.profile = "" (off), "N" (N steps after the first 2) or "A:B" (steps A..B-1)."""
+  if not spec:
+    return None
+  spec = str(spec)
+  if ":" in spec:
+    first, end = (int(v) for v in spec.split(":"))
+  else:
+    first = start_step + 2  # skip compilation
+    end = first + int(spec)
+  first, end = max(first, start_step), min(end, total_steps)
+  return (first, end) if first < end else None
 
 
 def _state_dict(state: TrainState) -> dict[str, Any]:
@@ -295,12 +310,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   window_start, loop_start = time.time(), time.time()
   best_miou, last_eval = -1.0, None
   step = start_step
+  profile_steps = _profile_window(config.train.get("profile", ""), start_step, total_steps)
   with _Preemption() as preemption:
     for batch in train_batches.iterate(start_step, total_steps):
+      if profile_steps and step == profile_steps[0] and is_lead:
+        jax.profiler.start_trace(os.path.join(workdir, "profile"))
       step_rng = jax.random.fold_in(train_rng, step)
       state, step_metrics = p_train_step(state, shard_batch(batch, data_sharding), step_rng)
       window.append(step_metrics)
       step += 1
+      if profile_steps and step == profile_steps[1] and is_lead:
+        jax.block_until_ready(state)
+        jax.profiler.stop_trace()
+        print(f"profiler trace of steps {profile_steps[0]}..{step - 1} written to "
+              f"{os.path.join(workdir, 'profile')}", flush=True)
       epoch_done = step % steps_per_epoch == 0
       if step % log_every == 0 or epoch_done or step == total_steps:
         summary = {k: float(np.mean([jax.device_get(m[k]) for m in window]))

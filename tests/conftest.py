@@ -33,7 +33,7 @@ def tiny_config(tmp_path, **overrides):
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   config = module.get_config()
-  config.dataset.data_dir = str(tmp_path / "tfds")
+  config.dataset.data_dir = str(pathlib.Path(tmp_path) / "tfds")
   config.dataset.num_train = 16
   config.dataset.num_test = 6
   config.dataset.image_size = 32
