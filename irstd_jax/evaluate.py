@@ -1,0 +1,251 @@
+"""Evaluate a checkpoint on the whole test split: report + figures.
+
+python -m irstd_jax.evaluate --checkpoint=runs/demo --output=runs/demo/eval [--num_figures=8]
+  [--latest] [--config=configs/x.py --config.field=...] [--set=dataset.data_dir=/data]
+
+The config is the one stored in the checkpoint (meta['config']) unless --config names a
+configs/*.py file (then --config.field=value overrides apply to it); --set=key=value
+overrides fields of either. Writes to --output:
+  report.json, report.md    mIoU, nIoU, Pd, Fa, Pd by target size, threshold sweep
+                            (PD-FA curve, pixel ROC AUC)   [irstd_jax.metrics.write_report]
+  pdfa_curve.png, roc.png, size_breakdown.png
+  figures/<i>_<id>_fig6.png  Figure-6 overlays (TP green, FP red, FN yellow)
+  figures/<i>_<id>_fig7.png  Figure-7 3-D heatmaps (one bar per predicted blob)
+for the first --num_figures test images, images with targets first.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import sys
+import time
+from typing import Any, Callable
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+
+# ------------------------------------------------------------------ shared with predict.py
+
+
+def parse_value(text: str, current: Any = None) -> Any:
+  """'3' -> 3, '(1,2)' -> (1, 2), 'true' -> True, anything else stays a string."""
+  lowered = text.strip().lower()
+  if lowered in ("true", "false"):
+    value: Any = lowered == "true"
+  else:
+    try:
+      value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      value = text
+  if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+    value = float(value)
+  return value
+
+
+def apply_overrides(config, overrides) -> None:
+  """Applies ['a.b=value', ...] to a ConfigDict in place."""
+  for item in overrides or ():
+    if "=" not in item:
+      raise ValueError(f"--set expects key=value, got {item!r}")
+    key, text = item.split("=", 1)
+    node = config
+    *path, leaf = key.strip().split(".")
+    for part in path:
+      node = node[part]
+    node[leaf] = parse_value(text, node.get(leaf))
+
+
+def load_checkpoint(checkpoint: str, latest: bool = False):
+  """(variables, meta, config ConfigDict from meta) of the best (or newest) checkpoint."""
+  import ml_collections
+  from irstd_jax import checkpointing
+  variables, meta = checkpointing.restore_variables(checkpoint, prefer_best=not latest)
+  if "config" not in meta:
+    raise ValueError(f"{checkpoint}: the checkpoint meta holds no 'config'")
+  config = ml_collections.ConfigDict(meta["config"])
+  return variables, meta, config
+
+
+def make_predict_fn(model_config, variables) -> Callable[[np.ndarray], np.ndarray]:
+  """images (N, H, W, 1) normalised float32 -> probabilities (N, H, W, 1) numpy.
+
+  One jitted function; JAX compiles it once per input shape and caches the executable.
+  """
+  import jax
+  import jax.numpy as jnp
+  from irstd_jax import models
+  model = models.create_model(model_config)
+  variables = jax.device_put({"params": variables["params"],
+                              "batch_stats": variables.get("batch_stats", {})})
+
+  @jax.jit
+  def forward(variables, images):
+    logits, _ = model.apply(variables, images, train=False)
+    return jax.nn.sigmoid(logits.astype(jnp.float32))
+
+  def predict(images: np.ndarray) -> np.ndarray:
+    return np.asarray(forward(variables, jnp.asarray(images, jnp.float32)))
+
+  return predict
+
+
+def _safe_name(text: str) -> str:
+  return re.sub(r"[^A-Za-z0-9._-]+", "_", text)[:60] or "image"
+
+
+# -------------------------------------------------------------------------- evaluation
+
+
+def run_evaluation(config, variables, output: str, num_figures: int = 8,
+                   extra: dict | None = None, progress: bool = True) -> dict[str, Any]:
+  """Evaluates on config.dataset's test split; writes report + figures; returns compute()."""
+  from irstd_jax import datasets
+  from irstd_jax import input_pipeline
+  from irstd_jax import metrics as metrics_lib
+  from irstd_jax import visualize
+
+  os.makedirs(output, exist_ok=True)
+  _, test_source = datasets.load_sources(config.dataset)
+  num = len(test_source)
+  if num == 0:
+    raise ValueError("the test split is empty")
+  padded_shape = input_pipeline.eval_shape(test_source)
+  batch_size = int(config.eval.get("batch_size", 8))
+  threshold = float(config.eval.get("threshold", 0.5))
+  distance = float(config.eval.get("distance", 3.0))
+  predict = make_predict_fn(config.model, variables)
+
+  accumulator = metrics_lib.IRSTDMetrics(threshold=threshold, distance=distance)
+  curve_acc = metrics_lib.CurveMetrics(distance=distance)
+  with_targets: list[tuple] = []  # figure candidates: (index, id, image, mask, probs)
+  without_targets: list[tuple] = []
+  num_batches = -(-num // batch_size)
+  evaluated = 0
+  start = time.time()
+  for b, batch in enumerate(input_pipeline.eval_batches(
+      test_source, batch_size, padded_shape, config.dataset.mean, config.dataset.std)):
+    probs = predict(batch["image"])
+    accumulator.update(probs, batch["mask"], sizes=batch["sizes"], valid=batch["valid"])
+    curve_acc.update(probs, batch["mask"], sizes=batch["sizes"], valid=batch["valid"])
+    for slot in np.flatnonzero(batch["valid"]):
+      evaluated += 1
+      h, w = batch["sizes"][slot]
+      mask = batch["mask"][slot, :h, :w, 0]
+      pool = with_targets if mask.any() else without_targets
+      if len(pool) < num_figures:
+        pool.append((b * batch_size + int(slot), str(batch["id"][slot]),
+                     batch["image"][slot, :h, :w, 0], mask, probs[slot, :h, :w, 0]))
+    if progress:
+      print(f"  batch {b + 1}/{num_batches}: {evaluated}/{num} images, "
+            f"{time.time() - start:.1f}s", flush=True)
+  if evaluated != num:
+    raise RuntimeError(f"evaluated {evaluated} images, the test split has {num}")
+
+  result = accumulator.compute()
+  curve = curve_acc.compute()
+  figures = {
+      "PD-FA curve": "pdfa_curve.png",
+      "pixel ROC": "roc.png",
+      "Pd by target size": "size_breakdown.png",
+  }
+  visualize.pdfa_curve_plot(curve, os.path.join(output, "pdfa_curve.png"))
+  visualize.roc_plot(curve, os.path.join(output, "roc.png"))
+  visualize.size_breakdown_plot(accumulator.size_breakdown(),
+                                os.path.join(output, "size_breakdown.png"))
+  chosen = (with_targets + without_targets)[:num_figures]
+  if chosen:
+    os.makedirs(os.path.join(output, "figures"), exist_ok=True)
+  for index, image_id, image, mask, probs in chosen:
+    stem = f"figures/{index:04d}_{_safe_name(image_id)}"
+    visualize.overlay_figure6(image, mask, probs > threshold,
+                              os.path.join(output, stem + "_fig6.png"),
+                              title=f"{image_id} (t = {threshold:g})")
+    visualize.heatmap_figure7(probs, mask, os.path.join(output, stem + "_fig7.png"),
+                              threshold=threshold, distance=distance, image=image,
+                              title=f"{image_id}: prediction heatmap (t = {threshold:g})")
+    figures[f"Figure 6: {image_id}"] = stem + "_fig6.png"
+    figures[f"Figure 7: {image_id}"] = stem + "_fig7.png"
+  info = {"data set": config.dataset.name, "model": config.model.name,
+          "test images": evaluated, "eval size (padded)": f"{padded_shape[0]}x{padded_shape[1]}"}
+  info.update(extra or {})
+  metrics_lib.write_report(output, accumulator, curve, title="IRSTD evaluation",
+                           extra=info, figures=figures)
+  return {"metrics": result, "roc_auc": curve["roc_auc"], "num_images": evaluated}
+
+
+# --------------------------------------------------------------------------------- CLI
+
+
+def _define_flags():
+  from absl import flags
+  from ml_collections import config_flags
+  config = config_flags.DEFINE_config_file(
+      "config", None, "Optional configs/*.py file; default: the config saved in the "
+      "checkpoint. --config.field=value overrides need this flag.", lock_config=False)
+  flags.DEFINE_string("checkpoint", None, "A workdir (as main.py writes), or its "
+                      "checkpoints/ or checkpoints_best/ directory.")
+  flags.DEFINE_string("output", None, "Where report.json/.md and the PNGs go.")
+  flags.DEFINE_integer("num_figures", 8, "Figure-6/7 PNGs for this many test images.")
+  flags.DEFINE_bool("latest", False, "Use the newest checkpoint instead of the best one.")
+  flags.DEFINE_multi_string("set", [], "key=value override of the checkpoint's config, "
+                            "e.g. --set=dataset.data_dir=/data/tfds (repeatable).")
+  flags.mark_flags_as_required(["checkpoint", "output"])
+  return config
+
+
+def main(argv, config_flag=None) -> int:
+  from absl import app
+  from absl import flags
+  from absl import logging
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  FLAGS = flags.FLAGS
+  if not FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
+  try:  # TF (TFDS) must not reserve accelerator memory JAX needs.
+    import tensorflow as tf
+    tf.config.set_visible_devices([], "GPU")
+    tf.config.set_visible_devices([], "TPU")
+  except Exception:  # pylint: disable=broad-except
+    pass
+  from irstd_jax import datasets
+  try:
+    variables, meta, config = load_checkpoint(FLAGS.checkpoint, FLAGS.latest)
+  except (FileNotFoundError, ValueError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  if config_flag is not None and config_flag.value is not None:
+    config = config_flag.value
+  try:
+    apply_overrides(config, FLAGS.set)
+  except (KeyError, ValueError) as e:
+    print(f"error: bad --set: {e}", file=sys.stderr)
+    return 2
+  step = meta.get("step")
+  which = "latest" if FLAGS.latest else "best"
+  print(f"checkpoint {FLAGS.checkpoint} ({which}, step {step}, epoch {meta.get('epoch')})",
+        flush=True)
+  try:
+    out = run_evaluation(config, variables, FLAGS.output, FLAGS.num_figures,
+                         extra={"checkpoint": os.path.abspath(FLAGS.checkpoint),
+                                "checkpoint step": step, "which": which})
+  except datasets.DataNotPreparedError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  r = out["metrics"]
+  print(f"test ({out['num_images']} images): mIoU {r['miou']:.4f}  nIoU {r['niou']:.4f}  "
+        f"Pd {r['pd']:.4f}  Fa {r['fa'] * 1e6:.2f}e-6  ROC AUC {out['roc_auc']:.4f}  "
+        f"(Pd small {r['pd_small']:.4f}, medium {r['pd_medium']:.4f}, "
+        f"large {r['pd_large']:.4f})", flush=True)
+  print(f"report: {os.path.join(FLAGS.output, 'report.md')}", flush=True)
+  return 0
+
+
+if __name__ == "__main__":
+  from absl import app as _app
+  _config_flag = _define_flags()
+  _app.run(lambda argv: main(argv, _config_flag))

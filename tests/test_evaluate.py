@@ -1,0 +1,103 @@
+"""evaluate / predict CLIs on a tiny hand-made checkpoint (one subprocess each)."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REPO, tiny_config
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+  """A workdir with one (untrained) checkpoint of the tiny synthetic config."""
+  import jax
+  import jax.numpy as jnp
+  from irstd_jax import checkpointing
+  from irstd_jax import models
+  root = tmp_path_factory.mktemp("ckpt")
+  config = tiny_config(root)
+  model = models.create_model(config.model)
+  variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 1)), train=False)
+  workdir = root / "work"
+  checkpointer = checkpointing.Checkpointer(str(workdir))
+  checkpointer.save(1, {"step": 1, "params": variables["params"],
+                        "batch_stats": variables["batch_stats"], "opt_state": {}},
+                    {"config": json.loads(config.to_json_best_effort()), "step": 1,
+                     "epoch": 1},
+                    metrics={"miou": 0.1})
+  checkpointer.wait()
+  checkpointer.close()
+  return workdir, config
+
+
+def _run(args, timeout=240):
+  env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2")
+  return subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=env,
+                        capture_output=True, text=True, timeout=timeout)
+
+
+def _is_png(path: pathlib.Path) -> bool:
+  from PIL import Image
+  if path.read_bytes()[:8] != PNG_MAGIC:
+    return False
+  with Image.open(path) as im:
+    im.load()
+  return True
+
+
+def test_evaluate_cli(tiny_checkpoint, tmp_path):
+  workdir, config = tiny_checkpoint
+  out = tmp_path / "eval"
+  proc = _run(["irstd_jax.evaluate", f"--checkpoint={workdir}", f"--output={out}",
+               "--num_figures=2"])
+  assert proc.returncode == 0, proc.stdout + proc.stderr
+  assert "mIoU" in proc.stdout and "batch 2/2" in proc.stdout
+  report = json.loads((out / "report.json").read_text())
+  for key in ("miou", "niou", "pd", "fa"):
+    assert key in report["metrics"]
+  assert report["metrics"]["num_images"] == config.dataset.num_test
+  assert report["extra"]["test images"] == config.dataset.num_test
+  assert "roc_auc" in report["curve"]
+  assert set(report["size_breakdown"]) == {"small", "medium", "large"}
+  assert (out / "report.md").read_text().startswith("# IRSTD evaluation")
+  for name in ("pdfa_curve.png", "roc.png", "size_breakdown.png"):
+    assert _is_png(out / name), name
+  figures = sorted((out / "figures").glob("*.png"))
+  assert len(figures) == 4 and all(_is_png(f) for f in figures)
+  assert sum(f.name.endswith("_fig6.png") for f in figures) == 2
+
+
+def test_predict_cli(tiny_checkpoint, tmp_path):
+  from PIL import Image
+  workdir, _ = tiny_checkpoint
+  src = tmp_path / "in"
+  src.mkdir()
+  rng = np.random.default_rng(0)
+  Image.fromarray(rng.integers(0, 256, (32, 40), dtype=np.uint8)).save(src / "gray8.png")
+  Image.fromarray(rng.integers(0, 4096, (24, 33)).astype(np.uint16)).save(src / "gray16.png")
+  with Image.open(src / "gray16.png") as im:
+    assert im.mode.startswith("I")  # really a 16-bit file
+  Image.fromarray(rng.integers(0, 256, (37, 45, 3), dtype=np.uint8)).save(src / "rgb.png")
+  good = (src / "gray8.png").read_bytes()
+  (src / "broken.png").write_bytes(good[:len(good) // 2])  # truncated
+  (src / "notes.txt").write_text("ignored: not an image extension")
+  out = tmp_path / "pred"
+  proc = _run(["irstd_jax.predict", f"--checkpoint={workdir}", f"--input={src}",
+               f"--output={out}", "--threshold=0.5"])
+  assert proc.returncode == 1, proc.stdout + proc.stderr
+  assert "broken.png" in proc.stderr and "1 file(s) failed" in proc.stderr
+  assert "converted to grayscale" in proc.stderr and "scaled to 8 bit" in proc.stderr
+  for stem, (h, w) in {"gray8": (32, 40), "gray16": (24, 33), "rgb": (37, 45)}.items():
+    mask = np.asarray(Image.open(out / f"{stem}_mask.png"))
+    assert mask.shape == (h, w) and mask.dtype == np.uint8
+    assert set(np.unique(mask)) <= {0, 255}
+    assert np.asarray(Image.open(out / f"{stem}_prob.png")).shape == (h, w)
+    assert np.asarray(Image.open(out / f"{stem}_overlay.png")).shape == (h, w, 3)
+  assert not list(out.glob("broken*"))
