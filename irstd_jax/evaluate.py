@@ -231,7 +231,7 @@ def main(argv, config_flag=None) -> int:
         flush=True)
   try:
     out = run_evaluation(config, variables, FLAGS.output, FLAGS.num_figures,
-                         extra={"checkpoint": os.path.abspath(FLAGS.checkpoint),
+                         extra={"checkpoint": FLAGS.checkpoint,
                                 "checkpoint step": step, "which": which})
   except datasets.DataNotPreparedError as e:
     print(f"error: {e}", file=sys.stderr)
