@@ -145,7 +145,7 @@ def bench_jax(args, size: int, dtype: str) -> dict:
   from irstd_jax import models
   from irstd_jax import train as jtrain
 
-  device = jax.devices()[0]
+  device = jax.devices("cpu")[0] if args.device == "cpu" else jax.devices()[0]
   mesh = jtrain.make_mesh([device])
   replicated = jax.NamedSharding(mesh, jax.P())
   data_sharding = jax.NamedSharding(mesh, jax.P("data"))
@@ -202,6 +202,8 @@ def bench_torch(args, size: int, variant: str) -> dict:
   from irstd_jax.reference_torch import model as tmodel
 
   cuda = torch.cuda.is_available() and args.device != "cpu"
+  if args.torch_threads:
+    torch.set_num_threads(args.torch_threads)
   dev = torch.device("cuda" if cuda else "cpu")
   torch.manual_seed(args.seed)
   model = tmodel.create_model(model_config(args, "float32")).to(dev)
@@ -280,7 +282,10 @@ def run_row(args, kind: str, size: int, argv: list[str]) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), *argv, f"--_row={kind}:{size}",
            f"--_row_out={out}"]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    env = dict(os.environ)
+    if args.device == "cpu":
+      env.update(JAX_PLATFORMS="cpu", CUDA_VISIBLE_DEVICES="")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
       raise RuntimeError(f"row {kind} size {size} failed (rc {proc.returncode}):\n"
                          f"{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
@@ -324,6 +329,7 @@ def markdown(result: dict) -> str:
            f"timed steps, every step blocked on",
            "- versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()),
            f"- peak memory: {meta['memory_note']}",
+           f"- 1-minute load average before / after: {meta['load_average_1min']}",
            ""]
   lines += ["| size | row | params | train img/s | train step ms (median) | eval img/s | "
             "eval step ms (median) | peak memory MiB | compile s (train / eval) |",
@@ -367,6 +373,8 @@ def parse_args(argv):
   ap.add_argument("--no_torch", action="store_true", help="JAX rows only")
   ap.add_argument("--device", default="auto", choices=("auto", "cpu"),
                   help="cpu: force both frameworks onto the CPU")
+  ap.add_argument("--torch_threads", type=int, default=0,
+                  help="torch.set_num_threads (0: torch's default, all cores)")
   ap.add_argument("--no_isolate", action="store_true",
                   help="run all rows in this process (memory peaks then accumulate)")
   ap.add_argument("--output_dir", default=os.path.join("runs", "benchmark"))
@@ -378,9 +386,6 @@ def parse_args(argv):
 def main(argv=None) -> dict:
   argv = list(sys.argv[1:] if argv is None else argv)
   args = parse_args(argv)
-  if args.device == "cpu":
-    os.environ["JAX_PLATFORMS"] = "cpu"
-    os.environ["CUDA_VISIBLE_DEVICES"] = ""
   if args._row:  # child process: one row
     kind, size = args._row.split(":")
     row = run_row_inprocess(args, kind, int(size))
@@ -393,6 +398,7 @@ def main(argv=None) -> dict:
     kinds += ["torch_eager"] + (["torch_compile"] if args.torch_compile else [])
   sizes = _ints(args.sizes)
   results, warnings = [], []
+  load_start = os.getloadavg() if hasattr(os, "getloadavg") else None
   for size in sizes:
     rows = []
     for kind in kinds:
@@ -431,6 +437,9 @@ def main(argv=None) -> dict:
       "blocks": list(_ints(args.blocks)), "batch_size": args.batch_size,
       "sizes": list(sizes), "steps": args.steps, "warmup": args.warmup, "lr": args.lr,
       "isolated_processes": not args.no_isolate,
+      # 1-minute load average before / after: > cpu_count means other jobs shared the CPU
+      "load_average_1min": [load_start and load_start[0],
+                            os.getloadavg()[0] if hasattr(os, "getloadavg") else None],
       "memory_note": ("process max RSS from resource.getrusage: process-wide (Python, "
                       "libraries, data, train and eval), one process per row"
                       if on_cpu and not args.no_isolate else
