@@ -12,8 +12,11 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def datasets_root() -> pathlib.Path:
-  """IRSTD_DATASETS, else ../shared/datasets next to the repository."""
-  return pathlib.Path(os.environ.get("IRSTD_DATASETS", REPO.parent / "shared" / "datasets"))
+  """IRSTD_DATASETS, else ../shared/datasets next to the repository, else /work/shared."""
+  if os.environ.get("IRSTD_DATASETS"):
+    return pathlib.Path(os.environ["IRSTD_DATASETS"])
+  candidates = [REPO.parent / "shared" / "datasets", pathlib.Path("/work/shared/datasets")]
+  return next((c for c in candidates if (c / "nuaa_sirst").is_dir()), candidates[0])
 
 
 @pytest.fixture(scope="session")

@@ -54,7 +54,8 @@ class PinwheelConv(nn.Module):
     def bn(name):
       return nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
                           epsilon=self.bn_epsilon, dtype=self.dtype,
-                          param_dtype=self.param_dtype, name=name)
+                          param_dtype=self.param_dtype, use_fast_variance=False,
+                          name=name)
 
     conv_w, bn_w = conv(q, (1, k), 'conv_w'), bn('bn_w')
     conv_h, bn_h = conv(q, (k, 1), 'conv_h'), bn('bn_h')
