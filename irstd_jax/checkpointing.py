@@ -92,12 +92,20 @@ def restore_variables(checkpoint_dir: str, step: int | None = None,
     ({'params': ..., 'batch_stats': ...} as numpy pytrees, meta dict with 'config').
   """
   directory = resolve_checkpoint_dir(checkpoint_dir, prefer_best)
-  with ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(
-      read_only=True)) as manager:
+  with ocp.CheckpointManager(
+      directory, options=ocp.CheckpointManagerOptions(read_only=True),
+      item_handlers={"state": ocp.StandardCheckpointHandler(),
+                     "meta": ocp.JsonCheckpointHandler()}) as manager:
     step = manager.latest_step() if step is None else step
     if directory.endswith(BEST_DIR) and manager.best_step() is not None:
       step = manager.best_step()
+    # Restore onto this process's first device whatever mesh wrote the checkpoint (a
+    # multi-host or 8-GPU run evaluated on one machine): orbax refuses a topology change
+    # unless the target shardings are given.
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+                          manager.item_metadata(step)["state"])
     restored = manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))
+        state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
   state = jax.tree.map(np.asarray, restored["state"])
   return {"params": state["params"], "batch_stats": state["batch_stats"]}, restored["meta"]

@@ -14,6 +14,9 @@ def base_config() -> ml_collections.ConfigDict:
 
   config.dataset = ml_collections.ConfigDict()
   config.dataset.name = "synthetic"
+  # "tfds": prepare once into data_dir, then read ArrayRecords; "memory": decode the
+  # manual_dir (or generate the synthetic set) into RAM at start, no TFDS/TensorFlow.
+  config.dataset.source = "tfds"
   config.dataset.data_dir = ""  # TFDS data dir; empty = ~/tensorflow_datasets
   config.dataset.manual_dir = ""  # real sets: images/, masks/, splits/
   config.dataset.crop_size = 256  # training crop (pixels, square)
@@ -41,7 +44,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.train.learning_rate = 1e-3
   config.train.schedule = "cosine"
   config.train.warmup_steps = 0
-  config.train.weight_decay = 0.0
+  config.train.weight_decay = 0.0  # adamw only
+  config.train.momentum = 0.9  # sgd only
   config.train.grad_clip_norm = 0.0
   config.train.grad_accum_steps = 1
   config.train.log_every_steps = 50

@@ -43,7 +43,10 @@ def _initialize_distributed() -> None:
 
 def _hide_accelerators_from_tensorflow() -> None:
   """TF (used by TFDS and the metric writers) must not reserve GPU/TPU memory JAX needs."""
-  import tensorflow as tf
+  try:
+    import tensorflow as tf
+  except ImportError:  # dataset.source='memory' and the JSON-lines writer need no TF
+    return
   tf.config.set_visible_devices([], "GPU")
   tf.config.set_visible_devices([], "TPU")
 

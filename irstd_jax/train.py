@@ -237,15 +237,50 @@ class _Preemption:
       signal.signal(signal.SIGTERM, self._previous)
 
 
+class JsonlWriter:
+  """Scalars as JSON lines in workdir/metrics.jsonl: the writer where clu cannot load.
+
+  clu's writers import TensorFlow; images without it (e.g. a bare CUDA JAX install with
+  dataset.source='memory') still get every scalar, one {"step": s, name: value} per call.
+  """
+
+  def __init__(self, workdir: str, enabled: bool = True):
+    self._file = open(os.path.join(workdir, "metrics.jsonl"), "a") if enabled else None
+
+  def write_scalars(self, step: int, scalars: dict[str, Any]) -> None:
+    if self._file is not None:
+      self._file.write(json.dumps({"step": int(step), **{k: float(v) for k, v in
+                                                         scalars.items()}}) + "\n")
+
+  def flush(self) -> None:
+    if self._file is not None:
+      self._file.flush()
+
+  def close(self) -> None:
+    if self._file is not None:
+      self._file.close()
+      self._file = None
+
+
+def create_metric_writer(workdir: str, is_lead: bool):
+  """clu's default writer (TensorBoard events + log); JsonlWriter without TensorFlow."""
+  try:
+    from clu import metric_writers  # heavy import (TensorFlow); keep it off module import
+  except ImportError as e:
+    if is_lead:
+      print(f"warning: clu metric writers unavailable ({e}); scalars go to "
+            f"{os.path.join(workdir, 'metrics.jsonl')}, no TensorBoard events", flush=True)
+    return JsonlWriter(workdir, enabled=is_lead)
+  return metric_writers.create_default_writer(workdir, just_logging=not is_lead)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains, evaluates every `eval.every_epochs`, checkpoints, and resumes from workdir.
 
   Returns the final summary dict (also written to workdir/final_metrics.json).
   """
-  from clu import metric_writers  # heavy import (TensorFlow); keep it off module import
-
   is_lead = jax.process_index() == 0
-  writer = metric_writers.create_default_writer(workdir, just_logging=not is_lead)
+  writer = create_metric_writer(workdir, is_lead)
   train_source, test_source = datasets.load_sources(config.dataset)
 
   augment_cfg = input_pipeline.AugmentConfig(

@@ -65,3 +65,29 @@ def test_tiny_benchmark_writes_json_and_table(tmp_path):
     assert "| size | row | params | train img/s" in md
     assert "| 32 | jax float32 |" in md and "| 32 | torch eager |" in md
     assert "train ratio" in md
+
+
+def test_a_failed_row_is_reported_and_the_measured_rows_are_kept(tmp_path, monkeypatch):
+    tool = _tool()
+    phase = {"images_per_s": 4.0, "step_ms_median": 500.0, "step_ms_min": 490.0,
+             "first_call_s": 3.0, "compile_s": 2.5}
+
+    def run_row(args, kind, size, argv):  # a measured JAX row; the torch row breaks
+        if kind == "torch_eager":
+            raise RuntimeError("row torch_eager size 32 failed (rc 1):\nRuntimeError: boom")
+        return {"kind": kind, "size": size, "framework": "jax", "variant": "float32",
+                "platform": "cpu", "device": "cpu", "params": 10, "train": phase,
+                "eval": phase, "peak_memory_bytes": 2**20, "peak_memory_kind": "rss"}
+
+    monkeypatch.setattr(tool, "run_row", run_row)
+    out = tmp_path / "bench"
+    tool.main(["--sizes=32,48", "--device=cpu", f"--output_dir={out}"])
+    data = json.loads((out / "benchmark.json").read_text())
+    for size, size_res in zip((32, 48), data["results"]):
+        assert [(r["kind"], r["size"]) for r in size_res["rows"]] == [("jax_float32", size)]
+        assert size_res["ratios"] == []
+    assert data["warnings"] == [f"row torch_eager at size {s} failed: RuntimeError: boom"
+                                for s in (32, 48)]
+    md = (out / "benchmark.md").read_text()
+    assert "| 48 | jax float32 | 10 | 4.00 |" in md
+    assert "Warning: row torch_eager at size 32 failed: RuntimeError: boom" in md

@@ -462,3 +462,46 @@ def test_real_configs_load_and_name_their_builder(name, tmp_path):
   config.dataset.data_dir = str(tmp_path)
   builder = datasets.get_builder(config.dataset)
   assert builder.name == name and builder.builder_config.name == "default"
+
+
+# ----------------------------------------------------------- dataset.source = "memory"
+
+
+def _same_records(a, b):
+  assert len(a) == len(b)
+  by_id = {_text(b[i]["id"]): b[i] for i in range(len(b))}
+  for i in range(len(a)):
+    other = by_id[_text(a[i]["id"])]
+    for key in ("image", "mask"):
+      assert a[i][key].dtype == other[key].dtype == np.uint8
+      np.testing.assert_array_equal(a[i][key], other[key])
+
+
+def test_memory_source_equals_the_tfds_source_on_real_nuaa(nuaa):
+  train, test, root = nuaa
+  cfg = _dataset_config("nuaa_sirst", "/nonexistent-tfds-dir", root, source="memory")
+  mem_train, mem_test = datasets.load_sources(cfg)
+  _same_records(mem_train, train)
+  _same_records(mem_test, test)
+
+
+def test_memory_source_equals_the_tfds_source_on_synthetic(tmp_path):
+  fields = dict(seed=3, num_train=5, num_test=2, image_size=32)
+  tfds_train, tfds_test = datasets.load_sources(_dataset_config("synthetic", tmp_path, **fields))
+  mem = _dataset_config("synthetic", tmp_path / "unused", source="memory", **fields)
+  mem_train, mem_test = datasets.load_sources(mem)
+  _same_records(mem_train, tfds_train)
+  _same_records(mem_test, tfds_test)
+  assert not (tmp_path / "unused").exists()  # nothing written
+
+
+def test_memory_source_reports_bad_input_like_tfds(tmp_path):
+  root = _tiny_uniform(tmp_path / "set")
+  (root / "masks" / "b.png").unlink()
+  cfg = _dataset_config("nudt_sirst", tmp_path / "tfds", root, source="memory")
+  with pytest.raises(datasets.BadInputError, match="b.png: image has no mask"):
+    datasets.load_sources(cfg)
+  with pytest.raises(datasets.DataNotPreparedError, match="manual_dir, which is empty"):
+    datasets.load_sources(_dataset_config("nudt_sirst", tmp_path, "", source="memory"))
+  with pytest.raises(ValueError, match="dataset.source='disk'"):
+    datasets.load_sources(_dataset_config("nudt_sirst", tmp_path, root, source="disk"))

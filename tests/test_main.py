@@ -62,3 +62,30 @@ def test_a_real_data_config_without_data_fails_with_one_clear_line(tmp_path):
   assert "Traceback" not in proc.stderr
   last = [line for line in proc.stderr.splitlines() if line.strip()][-1]
   assert last.startswith("error:") and "manual_dir" in last
+
+
+# Blocks TensorFlow, TFDS and clu (as on a bare CUDA JAX image), then runs main.
+_NO_TF = ("import sys\n"
+          "for name in ('tensorflow', 'tensorflow_datasets', 'clu'):\n"
+          "  sys.modules[name] = None\n"
+          "from absl import app\n"
+          "from irstd_jax import main\n"
+          "app.run(main.main)\n")
+
+
+def test_memory_source_trains_without_tensorflow_tfds_or_clu(tmp_path):
+  workdir = tmp_path / "run"
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  cmd = [sys.executable, "-c", _NO_TF, "--config=configs/synthetic.py",
+         f"--workdir={workdir}", "--config.dataset.source=memory", *TINY,
+         "--config.train.num_epochs=1"]
+  proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+  assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr[-4000:]}"
+  assert "clu metric writers unavailable" in proc.stdout
+  assert "final test (synthetic, 6 images): mIoU" in proc.stdout
+  assert not (tmp_path / "tfds").exists() and not list(workdir.glob("events.out.tfevents.*"))
+  records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+  assert [r["step"] for r in records if "loss" in r] == [2, 4]
+  assert {"loss", "learning_rate", "images_per_sec"} <= set(records[0])
+  assert any("test/miou" in r for r in records)
+  assert steps(workdir / "checkpoints")[-1] == 4

@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from irstd_jax import losses
 from irstd_jax import models
@@ -36,8 +37,11 @@ def _loss(state, batch, config, epoch):
   return float(losses.total_loss(logits, sides, batch["mask"], config.loss, epoch)[0])
 
 
-def test_one_train_step_lowers_the_loss_on_a_fixed_batch(tmp_path):
-  config, state = _setup(tmp_path)
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_one_train_step_lowers_the_loss_on_a_fixed_batch(tmp_path, dtype):
+  config, state = _setup(tmp_path, **{"model.dtype": dtype})
+  # bf16 compute keeps float32 parameters and optimiser state.
+  assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(state.params))
   batch = _fixed_batch()
   step = jax.jit(functools.partial(train.train_step, loss_config=config.loss, steps_per_epoch=100))
   before = _loss(state, batch, config, 0)

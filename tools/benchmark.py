@@ -399,22 +399,43 @@ def main(argv=None) -> dict:
   sizes = _ints(args.sizes)
   results, warnings = [], []
   load_start = os.getloadavg() if hasattr(os, "getloadavg") else None
+  result = None
   for size in sizes:
-    rows = []
+    size_res = {"size": size, "rows": [], "ratios": []}
+    results.append(size_res)
     for kind in kinds:
       print(f"[benchmark] size {size}: {kind} ...", flush=True)
-      row = run_row(args, kind, size, argv)
-      print(f"[benchmark]   train {row['train']['images_per_s']:.2f} img/s, "
-            f"eval {row['eval']['images_per_s']:.2f} img/s", flush=True)
-      rows.append(row)
-    ratios = []
-    for j in (r for r in rows if r["framework"] == "jax"):
-      for t in (r for r in rows if r["framework"] == "torch"):
-        ratios.append({"jax": f"jax {j['variant']}", "torch": f"torch {t['variant']}",
-                       "train": j["train"]["images_per_s"] / t["train"]["images_per_s"],
-                       "eval": j["eval"]["images_per_s"] / t["eval"]["images_per_s"]})
-    results.append({"size": size, "rows": rows, "ratios": ratios})
+      try:
+        row = run_row(args, kind, size, argv)
+      except Exception as e:  # noqa: BLE001 -- one broken row must not lose the others
+        print(f"[benchmark]   FAILED: {e}", flush=True)
+        last_line = str(e).strip().splitlines()[-1] if str(e).strip() else repr(e)
+        warnings.append(f"row {kind} at size {size} failed: {last_line}")
+      else:
+        print(f"[benchmark]   train {row['train']['images_per_s']:.2f} img/s, "
+              f"eval {row['eval']['images_per_s']:.2f} img/s", flush=True)
+        size_res["rows"].append(row)
+        size_res["ratios"] = ratios(size_res["rows"])
+      # Rewritten after every row: a run stopped part-way keeps what it measured.
+      result = write_report(args, argv, results, warnings, load_start)
+  print(markdown(result))
+  return result
 
+
+def ratios(rows: list[dict]) -> list[dict]:
+  """JAX / torch images/s for every (JAX row, torch row) pair of one size."""
+  out = []
+  for j in (r for r in rows if r["framework"] == "jax"):
+    for t in (r for r in rows if r["framework"] == "torch"):
+      out.append({"jax": f"jax {j['variant']}", "torch": f"torch {t['variant']}",
+                  "train": j["train"]["images_per_s"] / t["train"]["images_per_s"],
+                  "eval": j["eval"]["images_per_s"] / t["eval"]["images_per_s"]})
+  return out
+
+
+def write_report(args, argv, results, warnings, load_start) -> dict:
+  """benchmark.json and benchmark.md in args.output_dir; returns the result dict."""
+  warnings = list(warnings)
   all_rows = [r for s in results for r in s["rows"]]
   platforms = sorted({r["platform"] for r in all_rows})
   if len(platforms) > 1:
@@ -435,8 +456,8 @@ def main(argv=None) -> dict:
       "hostname_platform": platform.platform(),
       "model": args.model, "channels": list(_ints(args.channels)),
       "blocks": list(_ints(args.blocks)), "batch_size": args.batch_size,
-      "sizes": list(sizes), "steps": args.steps, "warmup": args.warmup, "lr": args.lr,
-      "isolated_processes": not args.no_isolate,
+      "sizes": list(_ints(args.sizes)), "steps": args.steps, "warmup": args.warmup,
+      "lr": args.lr, "isolated_processes": not args.no_isolate,
       # 1-minute load average before / after: > cpu_count means other jobs shared the CPU
       "load_average_1min": [load_start and load_start[0],
                             os.getloadavg()[0] if hasattr(os, "getloadavg") else None],
@@ -453,10 +474,8 @@ def main(argv=None) -> dict:
   os.makedirs(args.output_dir, exist_ok=True)
   with open(os.path.join(args.output_dir, "benchmark.json"), "w") as f:
     json.dump(result, f, indent=2)
-  md = markdown(result)
   with open(os.path.join(args.output_dir, "benchmark.md"), "w") as f:
-    f.write(md)
-  print(md)
+    f.write(markdown(result))
   return result
 
 

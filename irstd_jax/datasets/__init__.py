@@ -95,12 +95,65 @@ def prepare(builder, dataset_config: ml_collections.ConfigDict) -> None:
       download_config=tfds.download.DownloadConfig(manual_dir=root))
 
 
+SOURCES = ("tfds", "memory")
+
+
+def _record(key: str, image, mask) -> dict:
+  return {"image": image[..., None], "mask": mask[..., None], "id": key.encode()}
+
+
+def load_memory_sources(dataset_config: ml_collections.ConfigDict):
+  """(train, test) lists decoded straight into RAM: no TFDS, no TensorFlow, nothing written.
+
+  The synthetic set is generated; a real set is read from `manual_dir` after the same
+  whole-directory validation as the TFDS builders (`manual.scan`, BadInputError on a
+  defect), so both sources hold identical records. Meant for small sets (NUAA-SIRST is
+  55 MiB decoded) and for machines without TensorFlow.
+  """
+  import concurrent.futures
+  from irstd_jax.datasets import manual
+  from irstd_jax.datasets import synthetic
+  name = dataset_config.name
+  if name == "synthetic":
+    size = dataset_config.image_size
+    return tuple(
+        [_record(key, image, mask) for key, image, mask in synthetic.generate_split(
+            dataset_config.seed, split, count, size, size)]
+        for split, count in (("train", dataset_config.num_train),
+                             ("test", dataset_config.num_test)))
+  if name not in REAL_DATASETS:
+    raise DataNotPreparedError(
+        f"unknown data set {name!r}: expected 'synthetic' or one of {', '.join(REAL_DATASETS)}")
+  manual_dir = dataset_config.get("manual_dir", "") or ""
+  if not manual_dir:
+    raise DataNotPreparedError(
+        f"config.dataset.source='memory' reads {name!r} from config.dataset.manual_dir, "
+        f"which is empty: {how_to_prepare(name)}")
+  policy = manual.Policy(binarize_masks=bool(dataset_config.get("binarize_masks", False)),
+                         fix_mask_size=bool(dataset_config.get("fix_mask_size", False)))
+  plan = manual.scan(manual_dir, name, dataset_config.get("train_split", "") or "",
+                     dataset_config.get("test_split", "") or "", policy)
+
+  def load(entry):
+    return _record(entry.id, *manual.load_pair(entry, policy))
+
+  with concurrent.futures.ThreadPoolExecutor(8) as pool:
+    return tuple(list(pool.map(load, plan.splits[split])) for split in ("train", "test"))
+
+
 def load_sources(dataset_config: ml_collections.ConfigDict):
   """Prepares the data set if needed and returns (train_source, test_source).
 
   Sources are random-access sequences of dicts {image (H,W,1) uint8, mask (H,W,1) uint8,
-  id bytes}. Only process 0 writes; the others wait for it (shared data_dir assumed).
+  id bytes}. `dataset_config.source`: "tfds" (default; prepared once into data_dir, read
+  through ArrayRecord) or "memory" (`load_memory_sources`). With TFDS only process 0
+  writes; the others wait for it (shared data_dir assumed).
   """
+  source = dataset_config.get("source", "tfds")
+  if source == "memory":
+    return load_memory_sources(dataset_config)
+  if source != "tfds":
+    raise ValueError(f"dataset.source={source!r}: expected one of {SOURCES}")
   import jax
   from jax.experimental import multihost_utils
   builder = get_builder(dataset_config)

@@ -1,0 +1,252 @@
+"""Run an ablation grid through `irstd_jax.main` and write one results table.
+
+    python tools/ablate.py --config=configs/nuaa_sirst.py --output_dir=runs/ablate \
+        --set dataset.manual_dir=../shared/datasets/nuaa_sirst --set train.num_epochs=40
+
+Each row of the grid is one ordinary training run (`python -m irstd_jax.main`) in
+`OUTPUT_DIR/<row>/` with the common `--set` overrides plus the row's own; its log is
+`OUTPUT_DIR/<row>/log.txt`. A row whose run already wrote `final_metrics.json` is not run
+again, and an interrupted row resumes from its checkpoint (main's own resume), so the
+same command continues an interrupted grid. After every finished row the table is
+rewritten: `OUTPUT_DIR/results.json` and `OUTPUT_DIR/results.md` (mIoU, nIoU, Pd, Fa,
+training-loop time, whole-process time).
+
+`--parallel=N` runs N rows at once. On one GPU they share it: each process gets
+`XLA_PYTHON_CLIENT_MEM_FRACTION = 0.9 / N` unless the variable is already set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import datetime
+import json
+import os
+import platform
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# The paper's model and loss, and the ablations its referee asked for: each scale weight,
+# CBAM instead of the Gaussian attention, rotated / fixed / no pinwheel mask, location loss.
+GRIDS = {
+    "paper": [
+        ("l1_gp_rotated+diff", []),
+        ("loss=var", ["loss.scale_weight=var"]),
+        ("loss=mobius", ["loss.scale_weight=mobius"]),
+        ("loss=var_denominator", ["loss.scale_weight=var_denominator"]),
+        ("attention=cbam (mshnet)", ["model.name=mshnet"]),
+        ("mask=fixed", ["model.name=gp_fixed"]),
+        ("mask=none", ["model.name=gp_nomask"]),
+        ("location_loss=on", ["loss.location_weight=1.0"]),
+        ("MSHNet (cbam+var+location)", ["model.name=mshnet", "loss.scale_weight=var",
+                                        "loss.location_weight=1.0"]),
+    ],
+    "loss": [
+        ("diff", []),
+        ("var", ["loss.scale_weight=var"]),
+        ("mobius", ["loss.scale_weight=mobius"]),
+        ("var_denominator", ["loss.scale_weight=var_denominator"]),
+    ],
+}
+
+
+def row_dirname(name: str) -> str:
+  """A file-system-safe directory name for a row."""
+  safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
+  return "_".join(part for part in safe.split("_") if part)
+
+
+def main_command(config: str, workdir: str, overrides: list[str]) -> list[str]:
+  return ([sys.executable, "-m", "irstd_jax.main", f"--config={config}",
+           f"--workdir={workdir}"] + [f"--config.{o}" for o in overrides])
+
+
+def read_result(workdir: str) -> dict | None:
+  path = os.path.join(workdir, "final_metrics.json")
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+_EVAL_LINE = re.compile(r"test @ epoch (\d+): mIoU ([\d.]+) nIoU ([\d.]+) Pd ([\d.]+) "
+                        r"Fa ([\d.]+)e-6")
+
+
+def last_eval_from_log(path: str) -> dict | None:
+  """The last periodic evaluation main printed, shaped like final_metrics.json."""
+  if not os.path.exists(path):
+    return None
+  with open(path, errors="replace") as f:
+    found = _EVAL_LINE.findall(f.read())
+  if not found:
+    return None
+  epoch, miou, niou, pd, fa = found[-1]
+  return {"epochs": int(epoch), "test": {"miou": float(miou), "niou": float(niou),
+                                         "pd": float(pd), "fa": float(fa) * 1e-6}}
+
+
+def markdown_table(rows: list[dict]) -> str:
+  lines = ["| row | overrides | epochs | mIoU | nIoU | Pd | Fa (x1e-6) | train loop s | "
+           "process s | status |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+  for r in rows:
+    t = (r.get("result") or {}).get("test", {})
+    cell = lambda k, scale=1.0, fmt="{:.4f}": fmt.format(t[k] * scale) if k in t else "-"
+    lines.append(
+        f"| {r['name']} | {' '.join(r['overrides']) or '(none)'} | "
+        f"{(r.get('result') or {}).get('epochs', '-')} | {cell('miou')} | {cell('niou')} | "
+        f"{cell('pd')} | {cell('fa', 1e6, '{:.2f}')} | "
+        f"{(r.get('result') or {}).get('wall_time_s', float('nan')):.0f} | "
+        f"{r.get('process_s', float('nan')):.0f} | {r['status']} |")
+  return "\n".join(lines) + "\n"
+
+
+def write_report(output_dir: str, header: dict, rows: list[dict]) -> None:
+  with open(os.path.join(output_dir, "results.json.tmp"), "w") as f:
+    json.dump({**header, "rows": rows}, f, indent=2)
+  os.replace(os.path.join(output_dir, "results.json.tmp"),
+             os.path.join(output_dir, "results.json"))
+  text = (f"# Ablation `{header['grid']}` on `{header['config']}`\n\n"
+          f"Command: `{header['command']}`  \nDate: {header['date']}  \n"
+          f"Machine: {header['machine']}  \nCommon overrides: "
+          f"{' '.join(header['common']) or '(none)'}\n\n" + markdown_table(rows))
+  with open(os.path.join(output_dir, "results.md"), "w") as f:
+    f.write(text)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--config", required=True, help="configs/<name>.py")
+  p.add_argument("--output_dir", default="runs/ablate")
+  p.add_argument("--grid", default="paper", choices=sorted(GRIDS))
+  p.add_argument("--rows", default="",
+                 help="comma-separated row names (or 0-based indices) to run; default all")
+  p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                 help="config override for every row, e.g. train.num_epochs=40 (repeatable)")
+  p.add_argument("--parallel", type=int, default=1, help="rows run at the same time")
+  p.add_argument("--dry_run", action="store_true", help="print the commands only")
+  return p.parse_args(argv)
+
+
+def select_rows(grid: list, spec: str) -> list:
+  if not spec:
+    return list(grid)
+  chosen = []
+  names = [name for name, _ in grid]
+  for token in (t.strip() for t in spec.split(",") if t.strip()):
+    if token.isdigit() and int(token) < len(grid):
+      chosen.append(grid[int(token)])
+    elif token in names:
+      chosen.append(grid[names.index(token)])
+    else:
+      raise SystemExit(f"error: --rows: no row {token!r} in the grid; rows: {names}")
+  return chosen
+
+
+def machine_description() -> str:
+  cpu = platform.processor() or platform.machine()
+  try:
+    with open("/proc/cpuinfo") as f:
+      cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+  except (OSError, StopIteration):
+    pass
+  gpu = ""
+  try:
+    gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                         capture_output=True, text=True, timeout=20).stdout.strip()
+  except (OSError, subprocess.SubprocessError):
+    pass
+  return f"{cpu} ({os.cpu_count()} cores)" + (f", GPU {gpu}" if gpu else "")
+
+
+def main(argv=None) -> int:
+  args = parse_args(argv)
+  for override in args.set:
+    if "=" not in override:
+      raise SystemExit(f"error: --set {override!r}: expected FIELD=VALUE")
+  grid = select_rows(GRIDS[args.grid], args.rows)
+  output_dir = os.path.abspath(args.output_dir)
+  os.makedirs(output_dir, exist_ok=True)
+  config = os.path.abspath(args.config)
+  if not os.path.exists(config):
+    raise SystemExit(f"error: --config {args.config}: no such file")
+  header = {"grid": args.grid, "config": args.config, "common": args.set,
+            "command": "python tools/ablate.py " + " ".join(
+                shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)),
+            "date": datetime.datetime.now().isoformat(timespec="seconds"),
+            "machine": machine_description()}
+  rows = [{"name": name, "dir": row_dirname(name), "overrides": overrides,
+           "status": "pending"} for name, overrides in grid]
+  env = dict(os.environ)
+  if args.parallel > 1:
+    env.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", f"{0.9 / args.parallel:.3f}")
+  lock = threading.Lock()
+  start = time.time()
+
+  def run(row: dict) -> None:
+    workdir = os.path.join(output_dir, row["dir"])
+    cmd = main_command(config, workdir, args.set + row["overrides"])
+    row["command"] = " ".join(shlex.quote(c) for c in cmd)
+    if args.dry_run:
+      print(row["command"])
+      return
+    done = read_result(workdir)
+    if done is not None:
+      row.update(status="done (earlier run)", result=done)
+    elif stop.is_set():
+      row["status"] = "not run (SIGTERM)"
+    else:
+      os.makedirs(workdir, exist_ok=True)
+      print(f"[{time.time() - start:6.0f}s] start  {row['name']}", flush=True)
+      t0 = time.time()
+      with open(os.path.join(workdir, "log.txt"), "a") as log:
+        proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+      row["process_s"] = time.time() - t0
+      row["result"] = read_result(workdir)
+      if proc.returncode == 0 and row["result"]:
+        row["status"] = "ok"
+      elif proc.returncode == 143:  # SIGTERM: main saved a checkpoint; rerun resumes
+        row["result"] = last_eval_from_log(os.path.join(workdir, "log.txt"))
+        row["status"] = "stopped (SIGTERM; rerun to resume; last evaluation shown)"
+      elif proc.returncode < 0:
+        # Before main's SIGTERM handler is installed (start-up, compilation): no checkpoint.
+        row["status"] = f"killed by signal {-proc.returncode} (see {row['dir']}/log.txt)"
+      else:
+        row["status"] = f"failed (exit {proc.returncode}, see {row['dir']}/log.txt)"
+    with lock:
+      test = (row.get("result") or {}).get("test", {})
+      print(f"[{time.time() - start:6.0f}s] {row['status']:<6} {row['name']}"
+            + (f": mIoU {test['miou']:.4f} Pd {test['pd']:.4f} Fa {test['fa'] * 1e6:.2f}e-6"
+               if test else ""), flush=True)
+      write_report(output_dir, header, rows)
+
+  # SIGTERM (e.g. `timeout`, a preempted job) reaches the row processes too: each saves a
+  # checkpoint and exits 143. Stay alive until they have, then write the table.
+  stop = threading.Event()
+
+  def on_sigterm(*_):
+    stop.set()
+    print("SIGTERM: waiting for the running rows to save; no new row starts", flush=True)
+
+  signal.signal(signal.SIGTERM, on_sigterm)
+  with concurrent.futures.ThreadPoolExecutor(max(args.parallel, 1)) as pool:
+    list(pool.map(run, rows))
+  if args.dry_run:
+    return 0
+  write_report(output_dir, header, rows)
+  print(markdown_table(rows))
+  print(f"results: {os.path.join(output_dir, 'results.md')}")
+  return 0 if all(r["status"].startswith(("ok", "done")) for r in rows) else 1
+
+
+if __name__ == "__main__":
+  sys.exit(main())
