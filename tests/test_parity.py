@@ -160,3 +160,25 @@ def test_weight_mapping_round_trip():
     del bad["params"]["final"]
     with pytest.raises(ValueError, match="missing params/final"):
         convert.check_matches(bad, v)
+
+
+@pytest.mark.parametrize("name", ["l1_gp_rotated", "gp_nomask", "no_prior_no_mask", "mshnet",
+                                  "pconv_unet"])
+def test_reference_builds_every_tensor_on_the_parameters_device(name):
+    """The reference must run where its parameters are (a GPU for the benchmark): every
+    tensor made inside forward / the loss follows them. PyTorch's 'meta' device shows a
+    stray CPU tensor on a CPU-only machine ('Expected all tensors to be on the same
+    device'), as CUDA would."""
+    from irstd_jax import losses as jlosses
+    from irstd_jax.reference_torch import losses as tl
+    from irstd_jax.reference_torch import model as tmodel
+    cfg = parity.tiny_model_config(name if name != "no_prior_no_mask" else "gp_nomask")
+    if name == "no_prior_no_mask":  # the Gaussian module with neither prior nor mask
+        cfg.name, cfg.attention.prior = "custom", "none"
+    model = tmodel.create_model(cfg).to("meta")
+    images = torch.zeros(2, 1, 32, 32, device="meta")
+    logits, sides = model(images)
+    lcfg = jlosses.default_loss_config()
+    lcfg.location_weight, lcfg.warm_epochs = 1.0, 0
+    loss = tl.total_loss(logits, sides, torch.zeros_like(images), lcfg, 10)[0]
+    assert logits.device.type == loss.device.type == "meta"

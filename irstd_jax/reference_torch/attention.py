@@ -24,16 +24,16 @@ def softplus_inverse(y: float) -> float:
     return y + math.log(-math.expm1(-y))
 
 
-def offsets(k: int):
+def offsets(k: int, device=None):
     c = k // 2
-    r = torch.arange(k, dtype=torch.float32) - c
+    r = torch.arange(k, dtype=torch.float32, device=device) - c
     v, u = torch.meshgrid(r, r, indexing="ij")  # v varies along rows, u along columns
     return u, v
 
 
 def gaussian_prior(sigma, k: int):
     """exp(-(u^2 + v^2) / (2 sigma^2)): (k, k) for a scalar sigma, (C, k, k) for (C,)."""
-    u, v = offsets(k)
+    u, v = offsets(k, sigma.device)
     r2 = u * u + v * v
     if sigma.dim() == 0:
         return torch.exp(-r2 / (2.0 * sigma * sigma))
@@ -41,11 +41,11 @@ def gaussian_prior(sigma, k: int):
 
 
 def pinwheel_soft_mask(theta, k: int, num_blades: int, twist: float):
-    u, v = offsets(k)
+    u, v = offsets(k, theta.device)
     phi = torch.atan2(v, u)
     r = torch.sqrt(u * u + v * v)
     m = 0.5 * (1.0 + torch.cos(num_blades * (phi - theta - twist * r)))
-    centre = torch.zeros(k, k, dtype=torch.bool)
+    centre = torch.zeros(k, k, dtype=torch.bool, device=theta.device)
     centre[k // 2, k // 2] = True
     return torch.where(centre, torch.ones_like(m), m)
 
@@ -63,14 +63,14 @@ def gaussian_kernel(rho, theta, amplitude, *, k, num_blades, twist, sigma_min,
         g = gaussian_prior(sigma, k)
         g = g.expand(2, k, k) if g.dim() == 2 else g
     elif prior == "none":
-        g = torch.ones(2, k, k)
+        g = torch.ones(2, k, k, device=rho.device)
     else:
         raise ValueError(prior)
     if mask in ("rotated", "fixed"):
         soft = pinwheel_soft_mask(theta, k, num_blades, twist)
         m = ste_round(soft) if hard else soft
     elif mask == "none":
-        soft = m = torch.ones(k, k)
+        soft = m = torch.ones(k, k, device=rho.device)
     else:
         raise ValueError(mask)
     kernel = amplitude * (g * m[None])[None]

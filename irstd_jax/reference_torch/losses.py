@@ -105,8 +105,8 @@ def centroids(maps, mode="centroid", eps=1e-6):
     if maps.dim() == 4:
         maps = maps[:, 0]
     _, h, w = maps.shape
-    xs = torch.arange(w, dtype=maps.dtype) / w
-    ys = torch.arange(h, dtype=maps.dtype) / h
+    xs = torch.arange(w, dtype=maps.dtype, device=maps.device) / w
+    ys = torch.arange(h, dtype=maps.dtype, device=maps.device) / h
     mx = (maps * xs[None, None, :]).sum((1, 2))
     my = (maps * ys[None, :, None]).sum((1, 2))
     if mode == "centroid":
@@ -160,7 +160,7 @@ def _scale_family(p, g, cfg, weighted, location_on=True, sd=False):
         aux["location"] = lloc
     else:
         loss = ls
-        aux["location"] = torch.zeros((), dtype=p.dtype)
+        aux["location"] = torch.zeros((), dtype=p.dtype, device=p.device)
     return loss, aux
 
 
@@ -178,8 +178,8 @@ def single_output_loss(logits, masks, cfg, epoch=0):
         loc_on = epoch >= int(_get(cfg, "location_warm_epochs", 5))
         return _scale_family(p, masks, cfg, weighted, loc_on, sd=(name == "sd"))
     iou = soft_iou(*region_sums(p, masks), smooth).mean()
-    aux = {"iou": iou, "scale_weight": torch.ones((), dtype=p.dtype),
-           "location": torch.zeros((), dtype=p.dtype)}
+    aux = {"iou": iou, "scale_weight": torch.ones((), dtype=p.dtype, device=p.device),
+           "location": torch.zeros((), dtype=p.dtype, device=p.device)}
     if name == "soft_iou":
         loss = 1.0 - iou
     elif name == "dice":
