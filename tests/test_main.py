@@ -6,7 +6,11 @@ import pathlib
 import subprocess
 import sys
 
+import jax
+import numpy as np
 import pytest
+
+from irstd_jax import checkpointing
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -73,12 +77,14 @@ _NO_TF = ("import sys\n"
           "app.run(main.main)\n")
 
 
-def test_memory_source_trains_without_tensorflow_tfds_or_clu(tmp_path):
+def test_bf16_run_on_the_memory_source_without_tensorflow_tfds_or_clu(tmp_path):
+  """The bare-CUDA-image path end to end (one run, to keep CI short): no TF / TFDS / clu,
+  data in RAM, bfloat16 compute; float32 parameters are what gets checkpointed."""
   workdir = tmp_path / "run"
   env = dict(os.environ, JAX_PLATFORMS="cpu")
   cmd = [sys.executable, "-c", _NO_TF, "--config=configs/synthetic.py",
          f"--workdir={workdir}", "--config.dataset.source=memory", *TINY,
-         "--config.train.num_epochs=1"]
+         "--config.train.num_epochs=1", "--config.model.dtype=bfloat16"]
   proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
   assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr[-4000:]}"
   assert "clu metric writers unavailable" in proc.stdout
@@ -89,3 +95,7 @@ def test_memory_source_trains_without_tensorflow_tfds_or_clu(tmp_path):
   assert {"loss", "learning_rate", "images_per_sec"} <= set(records[0])
   assert any("test/miou" in r for r in records)
   assert steps(workdir / "checkpoints")[-1] == 4
+  variables, meta = checkpointing.restore_variables(str(workdir), prefer_best=False)
+  assert meta["config"]["model"]["dtype"] == "bfloat16"
+  leaves = jax.tree.leaves(variables)
+  assert leaves and all(leaf.dtype == np.float32 and np.isfinite(leaf).all() for leaf in leaves)
