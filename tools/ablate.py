@@ -93,19 +93,23 @@ def last_eval_from_log(path: str) -> dict | None:
                                          "pd": float(pd), "fa": float(fa) * 1e-6}}
 
 
+def _fmt(value, spec: str = "{:.4f}", scale: float = 1.0) -> str:
+  return "-" if value is None else spec.format(value * scale)
+
+
 def markdown_table(rows: list[dict]) -> str:
   lines = ["| row | overrides | epochs | mIoU | nIoU | Pd | Fa (x1e-6) | train loop s | "
            "process s | status |",
            "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
   for r in rows:
-    t = (r.get("result") or {}).get("test", {})
-    cell = lambda k, scale=1.0, fmt="{:.4f}": fmt.format(t[k] * scale) if k in t else "-"
+    result = r.get("result") or {}
+    test = result.get("test", {})
     lines.append(
         f"| {r['name']} | {' '.join(r['overrides']) or '(none)'} | "
-        f"{(r.get('result') or {}).get('epochs', '-')} | {cell('miou')} | {cell('niou')} | "
-        f"{cell('pd')} | {cell('fa', 1e6, '{:.2f}')} | "
-        f"{(r.get('result') or {}).get('wall_time_s', float('nan')):.0f} | "
-        f"{r.get('process_s', float('nan')):.0f} | {r['status']} |")
+        f"{result.get('epochs', '-')} | {_fmt(test.get('miou'))} | {_fmt(test.get('niou'))} | "
+        f"{_fmt(test.get('pd'))} | {_fmt(test.get('fa'), '{:.2f}', 1e6)} | "
+        f"{_fmt(result.get('wall_time_s'), '{:.0f}')} | {_fmt(r.get('process_s'), '{:.0f}')} | "
+        f"{r['status']} |")
   return "\n".join(lines) + "\n"
 
 
