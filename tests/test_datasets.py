@@ -503,5 +503,7 @@ def test_memory_source_reports_bad_input_like_tfds(tmp_path):
     datasets.load_sources(cfg)
   with pytest.raises(datasets.DataNotPreparedError, match="manual_dir, which is empty"):
     datasets.load_sources(_dataset_config("nudt_sirst", tmp_path, "", source="memory"))
+  with pytest.raises(datasets.DataNotPreparedError, match="unknown data set 'sirst2'"):
+    datasets.load_sources(_dataset_config("sirst2", tmp_path, root, source="memory"))
   with pytest.raises(ValueError, match="dataset.source='disk'"):
     datasets.load_sources(_dataset_config("nudt_sirst", tmp_path, root, source="disk"))

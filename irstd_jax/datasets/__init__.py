@@ -39,6 +39,11 @@ def data_dir(dataset_config: ml_collections.ConfigDict) -> str:
   return os.path.expanduser(dataset_config.get("data_dir") or DEFAULT_DATA_DIR)
 
 
+def _unknown_dataset(name: str) -> DataNotPreparedError:
+  return DataNotPreparedError(
+      f"unknown data set {name!r}: expected 'synthetic' or one of {', '.join(REAL_DATASETS)}")
+
+
 def get_builder(dataset_config: ml_collections.ConfigDict):
   """The TFDS builder named by `dataset_config.name`, not yet prepared."""
   # Imported here: TFDS pulls in TensorFlow, which config parsing alone should not need.
@@ -59,8 +64,7 @@ def get_builder(dataset_config: ml_collections.ConfigDict):
             binarize_masks=bool(dataset_config.get("binarize_masks", False)),
             fix_mask_size=bool(dataset_config.get("fix_mask_size", False))),
         data_dir(dataset_config))
-  raise DataNotPreparedError(
-      f"unknown data set {name!r}: expected 'synthetic' or one of {', '.join(REAL_DATASETS)}")
+  raise _unknown_dataset(name)
 
 
 def how_to_prepare(name: str) -> str:
@@ -122,8 +126,7 @@ def load_memory_sources(dataset_config: ml_collections.ConfigDict):
         for split, count in (("train", dataset_config.num_train),
                              ("test", dataset_config.num_test)))
   if name not in REAL_DATASETS:
-    raise DataNotPreparedError(
-        f"unknown data set {name!r}: expected 'synthetic' or one of {', '.join(REAL_DATASETS)}")
+    raise _unknown_dataset(name)
   manual_dir = dataset_config.get("manual_dir", "") or ""
   if not manual_dir:
     raise DataNotPreparedError(
