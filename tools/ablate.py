@@ -22,7 +22,6 @@ import concurrent.futures
 import datetime
 import json
 import os
-import platform
 import re
 import shlex
 import signal
@@ -157,12 +156,9 @@ def select_rows(grid: list, spec: str) -> list:
 
 
 def machine_description() -> str:
-  cpu = platform.processor() or platform.machine()
-  try:
-    with open("/proc/cpuinfo") as f:
-      cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
-  except (OSError, StopIteration):
-    pass
+  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+  from benchmark import cpu_model  # the same CPU naming as the benchmark reports
+  cpu = cpu_model()
   gpu = ""
   try:
     gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
