@@ -50,9 +50,22 @@ def tiny_config(tmp_path, **overrides):
   config.eval.every_epochs = 1
   config.eval.batch_size = 4
   for key, value in overrides.items():
-    node = config
-    *path, leaf = key.split(".")
-    for part in path:
-      node = node[part]
-    node[leaf] = value
+    set_field(config, key, value)
   return config
+
+
+def set_field(config, key: str, value) -> None:
+  """config['a']['b'] = value for key 'a.b' (KeyError when the field does not exist).
+
+  A string given for a non-string field is converted to the field's type, as the
+  `--config.a.b=value` command line does (e.g. '1.0' for a float).
+  """
+  node = config
+  *path, leaf = key.split(".")
+  for part in path:
+    node = node[part]
+  if leaf not in node:
+    raise KeyError(f"config has no field {key!r}")
+  if isinstance(value, str) and not isinstance(node[leaf], str):
+    value = type(node[leaf])(value)
+  node[leaf] = value

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from irstd_jax import checkpointing
-from conftest import REPO
+from conftest import REPO, set_field
 from test_main import TINY
 
 
@@ -83,12 +83,6 @@ def test_every_grid_row_is_a_valid_config_override():
     for name, overrides in grid:
       config = default_config.base_config()
       for override in overrides:
-        key, value = override.split("=", 1)
-        node = config
-        *path, leaf = key.split(".")
-        for part in path:
-          node = node[part]
-        assert leaf in node, (name, key)
-        node[leaf] = type(node[leaf])(value)
+        set_field(config, *override.split("=", 1))  # KeyError: no such field
       models.create_model(config.model)  # raises on an unknown model name
       assert config.loss.scale_weight in losses.SCALE_WEIGHT_KINDS, name
