@@ -33,11 +33,13 @@ Target metrics (``distance`` d = 3 by default):
   then used up.  First-fit, not nearest: each predicted component matches at most one
   target and each target at most one component.
 * ``pd`` = matched targets / targets (NaN when the evaluated set has no target).
-* ``fa`` = pixels of unmatched predicted components / sum_images A (raw fraction; papers
-  print ``fa * 1e6``).  BasicIRSTD/DNANet remove matched areas *by value*
-  (``[x for x in areas if x not in matched_areas]``), which also drops an unmatched
-  component whose area equals a matched one; ``fa_convention='basicirstd_area'``
-  reproduces that quirk, the default ``'pixels'`` counts the unmatched pixels exactly.
+* ``fa`` (the community convention, the one the published tables use) = false-alarm
+  pixels / sum_images A, where BasicIRSTD/DNANet/MSHNet remove matched areas *by value*
+  (``[x for x in areas if x not in matched_areas]``): an unmatched component whose area
+  equals a matched one is not counted.  ``fa_strict`` counts every pixel of every
+  unmatched predicted component.  Both are raw fractions (papers print ``fa * 1e6``);
+  ``fa <= fa_strict`` always, with equality unless the quirk fires (a matched 2x2 target
+  plus a separate 2x2 false alarm: ``fa`` counts 0 pixels, ``fa_strict`` 4).
 
 Size breakdown: each target is binned by its pixel area with ``size_edges=(10, 81)``:
 small = area <= 9 (point-like, fits 3x3), medium = 10..80 (up to the SPIE small-target
@@ -87,7 +89,6 @@ DEFAULT_SIZE_EDGES: Tuple[int, int] = (10, 81)
 SIZE_BIN_NAMES: Tuple[str, str, str] = ("small", "medium", "large")
 _STRUCT8 = np.ones((3, 3), dtype=bool)
 _NIOU_EMPTY = ("zero", "one", "skip")
-_FA_CONVENTIONS = ("pixels", "basicirstd_area")
 
 
 # --------------------------------------------------------------------------- host core
@@ -177,7 +178,8 @@ class ImageMatch:
     pred_matched: np.ndarray    # (num_pred,) bool
     intersection: int
     union: int
-    fa_pixels: int              # pixels counted as false alarm (per fa_convention)
+    fa_pixels: int              # false-alarm pixels, community convention (``fa``)
+    fa_strict_pixels: int       # pixels of all unmatched predicted components
 
     @property
     def num_targets(self) -> int:
@@ -189,11 +191,8 @@ class ImageMatch:
 
 
 def analyse_image(pred: np.ndarray, target: np.ndarray, distance: float = 3.0,
-                  fa_convention: str = "pixels",
                   target_cc: Optional[Components] = None) -> ImageMatch:
     """Analyse one already-cropped image given binary ``pred`` and ``target`` maps."""
-    if fa_convention not in _FA_CONVENTIONS:
-        raise ValueError(f"fa_convention must be one of {_FA_CONVENTIONS}")
     pred = np.asarray(pred, dtype=bool)
     target = np.asarray(target, dtype=bool)
     if pred.shape != target.shape:
@@ -204,15 +203,13 @@ def analyse_image(pred: np.ndarray, target: np.ndarray, distance: float = 3.0,
     tmatch = match_components(target_cc.centroids, pred_cc.centroids, distance)
     pmatched = np.zeros((pred_cc.num,), dtype=bool)
     pmatched[tmatch[tmatch >= 0]] = True
-    if fa_convention == "pixels":
-        fa_pixels = int(pred_cc.areas[~pmatched].sum())
-    else:  # BasicIRSTD / DNANet: unmatched areas removed by value
-        matched_areas = set(pred_cc.areas[pmatched].tolist())
-        fa_pixels = int(sum(a for a in pred_cc.areas.tolist() if a not in matched_areas))
+    fa_strict_pixels = int(pred_cc.areas[~pmatched].sum())
+    matched_areas = set(pred_cc.areas[pmatched].tolist())  # community: removed by value
+    fa_pixels = int(sum(a for a in pred_cc.areas.tolist() if a not in matched_areas))
     inter = int(np.count_nonzero(pred & target))
     union = int(np.count_nonzero(pred) + np.count_nonzero(target) - inter)
     return ImageMatch(pred, target, pred_cc, target_cc, tmatch, pmatched, inter, union,
-                      fa_pixels)
+                      fa_pixels, fa_strict_pixels)
 
 
 # --------------------------------------------------------------------------- jax part
@@ -367,7 +364,7 @@ def _size_bin(areas: np.ndarray, edges: Sequence[int]) -> np.ndarray:
 # --------------------------------------------------------------------------- metrics
 _SCALARS = ("num_images", "num_pixels", "intersection", "union", "pred_pixels",
             "target_pixels", "num_targets", "num_detected", "num_pred_components",
-            "num_false_components", "fa_pixels", "num_empty_union")
+            "num_false_components", "fa_pixels", "fa_strict_pixels", "num_empty_union")
 
 
 class IRSTDMetrics:
@@ -378,7 +375,6 @@ class IRSTDMetrics:
         for any threshold in [0, 1).
       distance: centroid distance for a detection (strict ``<``).
       niou_empty: per-image IoU when union = 0: 'zero' (community), 'one', 'skip'.
-      fa_convention: 'pixels' (exact) or 'basicirstd_area' (see module docstring).
       size_edges: target-area bin edges (small < e0 <= medium < e1 <= large).
 
     ``update(probs, masks, sizes=None, valid=None)`` then ``compute()``.  State is plain
@@ -394,18 +390,15 @@ class IRSTDMetrics:
     """
 
     def __init__(self, threshold: float = 0.5, distance: float = 3.0,
-                 niou_empty: str = "zero", fa_convention: str = "pixels",
+                 niou_empty: str = "zero",
                  size_edges: Sequence[int] = DEFAULT_SIZE_EDGES):
         if niou_empty not in _NIOU_EMPTY:
             raise ValueError(f"niou_empty must be one of {_NIOU_EMPTY}")
-        if fa_convention not in _FA_CONVENTIONS:
-            raise ValueError(f"fa_convention must be one of {_FA_CONVENTIONS}")
         if len(size_edges) != 2 or not size_edges[0] < size_edges[1]:
             raise ValueError("size_edges must be two increasing areas")
         self.threshold = float(threshold)
         self.distance = float(distance)
         self.niou_empty = niou_empty
-        self.fa_convention = fa_convention
         self.size_edges = tuple(int(e) for e in size_edges)
         self.reset()
 
@@ -422,7 +415,7 @@ class IRSTDMetrics:
 
     def config(self) -> Dict[str, Any]:
         return {"threshold": self.threshold, "distance": self.distance,
-                "niou_empty": self.niou_empty, "fa_convention": self.fa_convention,
+                "niou_empty": self.niou_empty,
                 "size_edges": list(self.size_edges)}
 
     def counts(self) -> Dict[str, np.ndarray]:
@@ -504,7 +497,7 @@ class IRSTDMetrics:
     def add_image(self, pred: np.ndarray, target: np.ndarray,
                   target_cc: Optional[Components] = None) -> ImageMatch:
         """Accumulate one cropped image given binary maps."""
-        r = analyse_image(pred, target, self.distance, self.fa_convention, target_cc)
+        r = analyse_image(pred, target, self.distance, target_cc)
         s = self._s
         s["num_images"] += 1
         s["num_pixels"] += int(r.pred.size)
@@ -517,6 +510,7 @@ class IRSTDMetrics:
         s["num_pred_components"] += r.pred_cc.num
         s["num_false_components"] += int((~r.pred_matched).sum())
         s["fa_pixels"] += r.fa_pixels
+        s["fa_strict_pixels"] += r.fa_strict_pixels
         if r.union > 0:
             self._iou_sum += r.intersection / r.union
         else:
@@ -532,8 +526,8 @@ class IRSTDMetrics:
 
     # -- results ---------------------------------------------------------------------
     def compute(self) -> Dict[str, float]:
-        """Flat dict of Python scalars (loggable): 'miou', 'niou', 'pd', 'fa', and
-        'fa_x1e6', 'pd_small'/'pd_medium'/'pd_large', plus the raw counts."""
+        """Flat dict of Python scalars (loggable): 'miou', 'niou', 'pd', 'fa' (community
+        convention), 'fa_strict' (every unmatched pixel), and 'fa_x1e6', 'pd_small'/'pd_medium'/'pd_large', plus the raw counts."""
         s = self._s
         res: Dict[str, Any] = {
             "miou": _miou(s["intersection"], s["union"]),
@@ -541,6 +535,7 @@ class IRSTDMetrics:
             "pd": (s["num_detected"] / s["num_targets"]) if s["num_targets"] else
             float("nan"),
             "fa": (s["fa_pixels"] / s["num_pixels"]) if s["num_pixels"] else 0.0,
+            "fa_strict": (s["fa_strict_pixels"] / s["num_pixels"]) if s["num_pixels"] else 0.0,
         }
         res["fa_x1e6"] = res["fa"] * 1e6
         for name, b in self.size_breakdown().items():
@@ -604,7 +599,7 @@ class CurveMetrics:
     """
 
     def __init__(self, thresholds: Optional[Iterable[float]] = None, distance: float = 3.0,
-                 niou_empty: str = "zero", fa_convention: str = "pixels",
+                 niou_empty: str = "zero",
                  size_edges: Sequence[int] = DEFAULT_SIZE_EDGES):
         th = default_thresholds() if thresholds is None else thresholds
         th = np.unique(np.asarray(list(th), np.float64))
@@ -612,8 +607,7 @@ class CurveMetrics:
             raise ValueError("need at least one threshold")
         self.thresholds = th
         self.distance = float(distance)
-        self._kw = dict(distance=distance, niou_empty=niou_empty,
-                        fa_convention=fa_convention, size_edges=size_edges)
+        self._kw = dict(distance=distance, niou_empty=niou_empty, size_edges=size_edges)
         self.metrics = [IRSTDMetrics(threshold=float(t), **self._kw) for t in th]
         self.tp = np.zeros(th.size, np.int64)
         self.fp = np.zeros(th.size, np.int64)
@@ -671,7 +665,7 @@ class CurveMetrics:
         return c
 
     def compute(self) -> Dict[str, Any]:
-        """Lists aligned with 'thresholds' (ascending): 'pd', 'fa', 'miou', 'niou',
+        """Lists aligned with 'thresholds' (ascending): 'pd', 'fa', 'fa_strict', 'miou', 'niou',
         'tpr', 'fpr', 'precision'; scalars 'roc_auc', 'num_pos', 'num_neg'."""
         rs = [m.compute() for m in self.metrics]
         tpr = self.tp / self.num_pos if self.num_pos else np.full(self.tp.shape, np.nan)
@@ -689,6 +683,7 @@ class CurveMetrics:
             "thresholds": self.thresholds.tolist(),
             "pd": [r["pd"] for r in rs],
             "fa": [r["fa"] for r in rs],
+            "fa_strict": [r["fa_strict"] for r in rs],
             "miou": [r["miou"] for r in rs],
             "niou": [r["niou"] for r in rs],
             "tpr": tpr.tolist(),
@@ -748,16 +743,18 @@ def format_markdown_report(metrics: IRSTDMetrics, curve: Optional[Dict[str, Any]
             lines.append(f"- {k}: {v}")
         lines.append("")
     lines += [f"Threshold {cfg['threshold']} (prob > t), Pd distance < {cfg['distance']} px, "
-              f"8-connected components, nIoU empty-image convention '{cfg['niou_empty']}', "
-              f"Fa convention '{cfg['fa_convention']}'.", "",
-              "| mIoU (%) | nIoU (%) | Pd (%) | Fa (x1e-6) |",
-              "| --- | --- | --- | --- |",
+              f"8-connected components, nIoU empty-image convention '{cfg['niou_empty']}'. "
+              "Fa: the community convention (BasicIRSTD/MSHNet: an unmatched component whose "
+              "area equals a matched one is not counted); Fa_strict: every unmatched pixel.",
+              "",
+              "| mIoU (%) | nIoU (%) | Pd (%) | Fa (x1e-6) | Fa_strict (x1e-6) |",
+              "| --- | --- | --- | --- | --- |",
               f"| {_fmt(r['miou'], 100)} | {_fmt(r['niou'], 100)} | {_fmt(r['pd'], 100)} "
-              f"| {_fmt(r['fa'], 1e6)} |", "",
+              f"| {_fmt(r['fa'], 1e6)} | {_fmt(r['fa_strict'], 1e6)} |", "",
               f"Images {r['num_images']}, pixels {r['num_pixels']}, targets "
               f"{r['num_targets']} (detected {r['num_detected']}), predicted components "
               f"{r['num_pred_components']} (false {r['num_false_components']}), false-alarm "
-              f"pixels {r['fa_pixels']}.", "",
+              f"pixels {r['fa_pixels']} (strict {r['fa_strict_pixels']}).", "",
               "## Pd by target size", "",
               "| bin | area (px) | targets | detected | Pd (%) |",
               "| --- | --- | --- | --- | --- |"]

@@ -165,7 +165,7 @@ def local_rows(array: jax.Array) -> np.ndarray:
 
 def evaluate(p_eval_step: Callable, state: TrainState, source, eval_config,
              dataset_config, padded_shape, data_sharding) -> dict[str, float]:
-  """mIoU / nIoU / Pd / Fa over the whole test split (each image exactly once)."""
+  """mIoU / nIoU / Pd / Fa / Fa_strict over the whole test split (each image once)."""
   accumulator = metrics_lib.IRSTDMetrics(threshold=eval_config.threshold,
                                          distance=eval_config.distance)
   for batch in input_pipeline.eval_batches(
@@ -386,7 +386,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         if is_lead:
           print(f"  test @ epoch {epoch}: mIoU {last_eval['miou']:.4f} nIoU "
                 f"{last_eval['niou']:.4f} Pd {last_eval['pd']:.4f} Fa "
-                f"{last_eval['fa'] * 1e6:.2f}e-6", flush=True)
+                f"{last_eval['fa'] * 1e6:.2f}e-6 Fa_strict {last_eval['fa_strict'] * 1e6:.2f}e-6",
+                flush=True)
         checkpointer.save(step, _state_dict(state), dict(meta, metrics=last_eval),
                           metrics={"miou": last_eval["miou"]})
       elif epoch_done and epoch % config.train.get("checkpoint_every_epochs", 1) == 0:
@@ -416,7 +417,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       json.dump(final, f, indent=2)
     print(f"final test ({config.dataset.name}, {len(test_source)} images): "
           f"mIoU {last_eval['miou']:.4f}  nIoU {last_eval['niou']:.4f}  "
-          f"Pd {last_eval['pd']:.4f}  Fa {last_eval['fa'] * 1e6:.2f}e-6", flush=True)
+          f"Pd {last_eval['pd']:.4f}  Fa {last_eval['fa'] * 1e6:.2f}e-6  "
+          f"Fa_strict {last_eval['fa_strict'] * 1e6:.2f}e-6", flush=True)
   writer.flush()
   writer.close()
   return final

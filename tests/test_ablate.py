@@ -39,14 +39,14 @@ def test_grid_writes_one_table_and_a_rerun_skips_finished_rows(tmp_path):
   assert data["rows"][1]["overrides"] == ["loss.scale_weight=var"]
   for row in data["rows"]:
     assert row["status"] == "ok"
-    assert set(row["result"]["test"]) >= {"miou", "niou", "pd", "fa"}
+    assert set(row["result"]["test"]) >= {"miou", "niou", "pd", "fa", "fa_strict"}
     assert (out / row["dir"] / "log.txt").read_text().count("final test") == 1
     # The salvage path for stopped rows reads the same evaluation from the log.
     salvaged = tool.last_eval_from_log(str(out / row["dir"] / "log.txt"))
     assert salvaged["epochs"] == 1
     for key, value in row["result"]["test"].items():
       if key in salvaged["test"]:
-        assert salvaged["test"][key] == pytest.approx(value, abs=1e-4 if key != "fa" else 1e-8)
+        assert salvaged["test"][key] == pytest.approx(value, abs=1e-4 if "fa" not in key else 1e-8)
   # Each row's overrides reached its run: the saved config names its scale weight.
   for row, weight in zip(data["rows"], ("diff", "var")):
     _, meta = checkpointing.restore_variables(str(out / row["dir"]), prefer_best=False)
@@ -86,3 +86,26 @@ def test_every_grid_row_is_a_valid_config_override():
         set_field(config, *override.split("=", 1))  # KeyError: no such field
       models.create_model(config.model)  # raises on an unknown model name
       assert config.loss.scale_weight in losses.SCALE_WEIGHT_KINDS, name
+
+
+def test_seeds_expand_every_row_and_table_gives_mean_and_sample_std(tmp_path, capsys):
+  tool = _tool()
+  out = tmp_path / "seeds"
+  assert tool.main(["--config=configs/synthetic.py", "--grid=paper_vs_mshnet",
+                    f"--output_dir={out}", "--seeds=0,2", "--dry_run"]) == 0
+  commands = capsys.readouterr().out.strip().splitlines()
+  assert len(commands) == 4
+  for command, (row, seed) in zip(commands, [(0, 0), (0, 2), (1, 0), (1, 2)]):
+    assert f"--config.seed={seed}" in command
+    assert f"seed{seed}" in command.split("--workdir=")[1].split()[0]
+    assert ("--config.model.name=mshnet" in command) == (row == 1)
+  rows = [{"base": "a", "seed": k, "status": "ok",
+           "result": {"test": {"miou": m, "niou": 0.5, "pd": 1.0, "fa": f * 1e-6,
+                               "fa_strict": 2 * f * 1e-6}}}
+          for k, (m, f) in enumerate([(0.70, 10.0), (0.74, 14.0), (0.78, 18.0)])]
+  rows.append({"base": "b", "seed": 0, "status": "failed (exit 1)", "result": None})
+  table = tool.seeds_table(rows)
+  assert "| a | 3/3 (0,1,2) | 0.7400 +- 0.0400 | 0.5000 +- 0.0000 | 1.0000 +- 0.0000 | " \
+         "14.00 +- 4.00 | 28.00 +- 8.00 |" in table
+  assert "| b | 0/1 (-) | - | - | - | - | - |" in table
+  assert tool.mean_std([3.0]) == (3.0, 0.0)

@@ -54,7 +54,8 @@ def test_target_split_into_two_components():
     r = _one(pred, mask)
     assert r["num_targets"] == 1 and r["num_detected"] == 1
     assert r["num_pred_components"] == 2 and r["num_false_components"] == 1
-    assert r["fa_pixels"] == 2                      # second half is a false alarm
+    assert r["fa_strict_pixels"] == 2               # second half is a false alarm,
+    assert r["fa_pixels"] == 0                      # of the matched half's area
     assert r["miou"] == pytest.approx(4 / 7)
 
 
@@ -77,7 +78,7 @@ def test_first_fit_matching_order():
     pred = _img(); pred[5, 7] = 1; pred[8, 5] = 1
     r = _one(pred, mask)
     assert r["num_detected"] == 1
-    assert r["fa_pixels"] == 1
+    assert r["fa_strict_pixels"] == 1 and r["fa_pixels"] == 0  # P2 has P1's area
 
 
 def test_eight_connectivity():
@@ -217,13 +218,19 @@ def test_jax_inputs_threshold_and_4d():
     assert r3.compute()["miou"] == 1.0
 
 
-def test_fa_convention_basicirstd_area_quirk():
+def test_fa_community_convention_and_strict():
     # Target matched by a 2-px component; an unmatched 2-px component elsewhere has the
-    # same area, so BasicIRSTD's value-based removal does not count it.
+    # same area, so BasicIRSTD's value-based removal does not count it (fa); fa_strict does.
     mask = _img(); mask[5, 5:7] = 1
     pred = _img(); pred[5, 5:7] = 1; pred[15, 15:17] = 1; pred[0, 0:3] = 1
-    assert _one(pred, mask)["fa_pixels"] == 5
-    assert _one(pred, mask, fa_convention="basicirstd_area")["fa_pixels"] == 3
+    r = _one(pred, mask)
+    assert r["fa_strict_pixels"] == 5 and r["fa_strict"] == pytest.approx(5 / 400)
+    assert r["fa_pixels"] == 3 and r["fa"] == pytest.approx(3 / 400)
+    # The metrics guide's example: a matched 2x2 target plus a separate 2x2 false alarm.
+    mask = _img(); mask[2:4, 2:4] = 1
+    pred = mask.copy(); pred[12:14, 12:14] = 1
+    r = _one(pred, mask)
+    assert (r["fa_pixels"], r["fa_strict_pixels"]) == (0, 4)
 
 
 def test_size_breakdown():
@@ -284,6 +291,7 @@ def test_curve_metrics():
         single = M.IRSTDMetrics(threshold=t); single.update(P, T.astype(np.float32))
         s = single.compute()
         assert c["fa"][i] == pytest.approx(s["fa"])
+        assert c["fa_strict"][i] == pytest.approx(s["fa_strict"])
         assert c["pd"][i] == pytest.approx(s["pd"])
         assert c["tpr"][i] == pytest.approx(((P > t) & T).sum() / T.sum())
         assert c["fpr"][i] == pytest.approx(((P > t) & ~T).sum() / (~T).sum())
@@ -294,7 +302,7 @@ def test_curve_metrics():
     h2 = M.CurveMetrics(th); h2.update(np.stack(probs[2:]), np.stack(masks[2:]))
     summed = {k: h1.counts()[k] + h2.counts()[k] for k in h1.counts()}
     c2 = M.CurveMetrics.from_counts(summed, th).compute()
-    for k in ("pd", "fa", "tpr", "fpr", "miou"):
+    for k in ("pd", "fa", "fa_strict", "tpr", "fpr", "miou"):
         np.testing.assert_allclose(c2[k], c[k])
     assert c2["roc_auc"] == pytest.approx(c["roc_auc"])
     # a perfect separator has AUC 1
@@ -359,7 +367,7 @@ def test_against_bruteforce_reference():
         r = _one(pred.astype(np.float32), mask.astype(np.float32), distance=3.0)
         assert r["num_targets"] == len(tc)
         assert r["num_detected"] == det, trial
-        assert r["fa_pixels"] == fa, trial
+        assert r["fa_strict_pixels"] == fa, trial
 
 
 def test_kdtree_matching_path_equals_dense_rule():

@@ -9,7 +9,11 @@ Each row of the grid is one ordinary training run (`python -m irstd_jax.main`) i
 again, and an interrupted row resumes from its checkpoint (main's own resume), so the
 same command continues an interrupted grid. After every finished row the table is
 rewritten: `OUTPUT_DIR/results.json` and `OUTPUT_DIR/results.md` (mIoU, nIoU, Pd, Fa,
-training-loop time, whole-process time).
+Fa_strict, training-loop time, whole-process time).
+
+`--seeds=0,1,2` runs every row once per seed (`config.seed`: initialisation and data order)
+in `OUTPUT_DIR/<row>/seed<k>/`, and results.md gains a table of mean +- sample standard
+deviation per row over the seeds that finished.
 
 `--parallel=N` runs N rows at once. On one GPU they share it: each process gets
 `XLA_PYTHON_CLIENT_MEM_FRACTION = 0.9 / N` unless the variable is already set.
@@ -47,6 +51,12 @@ GRIDS = {
         ("MSHNet (cbam+var+location)", ["model.name=mshnet", "loss.scale_weight=var",
                                         "loss.location_weight=1.0"]),
     ],
+    # The paper's comparison: its model and loss against MSHNet as published.
+    "paper_vs_mshnet": [
+        ("l1_gp_rotated+diff", []),
+        ("MSHNet (cbam+var+location)", ["model.name=mshnet", "loss.scale_weight=var",
+                                        "loss.location_weight=1.0"]),
+    ],
     "loss": [
         ("diff", []),
         ("var", ["loss.scale_weight=var"]),
@@ -76,7 +86,7 @@ def read_result(workdir: str) -> dict | None:
 
 
 _EVAL_LINE = re.compile(r"test @ epoch (\d+): mIoU ([\d.]+) nIoU ([\d.]+) Pd ([\d.]+) "
-                        r"Fa ([\d.]+)e-6")
+                        r"Fa ([\d.]+)e-6 Fa_strict ([\d.]+)e-6")
 
 
 def last_eval_from_log(path: str) -> dict | None:
@@ -87,9 +97,10 @@ def last_eval_from_log(path: str) -> dict | None:
     found = _EVAL_LINE.findall(f.read())
   if not found:
     return None
-  epoch, miou, niou, pd, fa = found[-1]
+  epoch, miou, niou, pd, fa, fa_strict = found[-1]
   return {"epochs": int(epoch), "test": {"miou": float(miou), "niou": float(niou),
-                                         "pd": float(pd), "fa": float(fa) * 1e-6}}
+                                         "pd": float(pd), "fa": float(fa) * 1e-6,
+                                         "fa_strict": float(fa_strict) * 1e-6}}
 
 
 def _fmt(value, spec: str = "{:.4f}", scale: float = 1.0) -> str:
@@ -97,9 +108,9 @@ def _fmt(value, spec: str = "{:.4f}", scale: float = 1.0) -> str:
 
 
 def markdown_table(rows: list[dict]) -> str:
-  lines = ["| row | overrides | epochs | mIoU | nIoU | Pd | Fa (x1e-6) | train loop s | "
-           "process s | status |",
-           "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+  lines = ["| row | overrides | epochs | mIoU | nIoU | Pd | Fa (x1e-6) | Fa_strict (x1e-6) | "
+           "train loop s | process s | status |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
   for r in rows:
     result = r.get("result") or {}
     test = result.get("test", {})
@@ -107,8 +118,46 @@ def markdown_table(rows: list[dict]) -> str:
         f"| {r['name']} | {' '.join(r['overrides']) or '(none)'} | "
         f"{result.get('epochs', '-')} | {_fmt(test.get('miou'))} | {_fmt(test.get('niou'))} | "
         f"{_fmt(test.get('pd'))} | {_fmt(test.get('fa'), '{:.2f}', 1e6)} | "
+        f"{_fmt(test.get('fa_strict'), '{:.2f}', 1e6)} | "
         f"{_fmt(result.get('wall_time_s'), '{:.0f}')} | {_fmt(r.get('process_s'), '{:.0f}')} | "
         f"{r['status']} |")
+  return "\n".join(lines) + "\n"
+
+
+_SEED_METRICS = (("miou", "mIoU", 1.0, "{:.4f}"), ("niou", "nIoU", 1.0, "{:.4f}"),
+                 ("pd", "Pd", 1.0, "{:.4f}"), ("fa", "Fa (x1e-6)", 1e6, "{:.2f}"),
+                 ("fa_strict", "Fa_strict (x1e-6)", 1e6, "{:.2f}"))
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+  """Mean and sample standard deviation (ddof 1; 0 for a single value)."""
+  n = len(values)
+  mean = sum(values) / n
+  var = sum((v - mean) ** 2 for v in values) / (n - 1) if n > 1 else 0.0
+  return mean, var ** 0.5
+
+
+def seeds_table(rows: list[dict]) -> str:
+  """Mean +- std over the finished seeds of each base row (rows carry 'base' and 'seed')."""
+  bases = list(dict.fromkeys(r["base"] for r in rows))
+  lines = ["| row | seeds done | " + " | ".join(label for _, label, _, _ in _SEED_METRICS) + " |",
+           "|---|---|" + "---:|" * len(_SEED_METRICS)]
+  for base in bases:
+    group = [r for r in rows if r["base"] == base]
+    tests = [r["result"]["test"] for r in group
+             if r["status"].startswith(("ok", "done")) and (r.get("result") or {}).get("test")]
+    seeds = ",".join(str(r["seed"]) for r in group
+                     if r["status"].startswith(("ok", "done")) and r.get("result"))
+    cells = []
+    for key, _, scale, spec in _SEED_METRICS:
+      values = [t[key] for t in tests if t.get(key) is not None]
+      if values:
+        mean, std = mean_std([v * scale for v in values])
+        cells.append(f"{spec.format(mean)} +- {spec.format(std)}")
+      else:
+        cells.append("-")
+    lines.append(f"| {base} | {len(tests)}/{len(group)} ({seeds or '-'}) | " +
+                 " | ".join(cells) + " |")
   return "\n".join(lines) + "\n"
 
 
@@ -120,7 +169,11 @@ def write_report(output_dir: str, header: dict, rows: list[dict]) -> None:
   text = (f"# Ablation `{header['grid']}` on `{header['config']}`\n\n"
           f"Command: `{header['command']}`  \nDate: {header['date']}  \n"
           f"Machine: {header['machine']}  \nCommon overrides: "
-          f"{' '.join(header['common']) or '(none)'}\n\n" + markdown_table(rows))
+          f"{' '.join(header['common']) or '(none)'}\n\n")
+  if header.get("seeds"):
+    text += ("## Mean +- standard deviation over seeds\n\n" + seeds_table(rows) +
+             "\n## Every run\n\n")
+  text += markdown_table(rows)
   with open(os.path.join(output_dir, "results.md"), "w") as f:
     f.write(text)
 
@@ -135,6 +188,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                  help="comma-separated row names (or 0-based indices) to run; default all")
   p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                  help="config override for every row, e.g. train.num_epochs=40 (repeatable)")
+  p.add_argument("--seeds", default="",
+                 help="comma-separated seeds, e.g. 0,1,2: each row once per seed, and a "
+                 "mean +- std table; default one run per row with the config's seed")
   p.add_argument("--parallel", type=int, default=1, help="rows run at the same time")
   p.add_argument("--dry_run", action="store_true", help="print the commands only")
   return p.parse_args(argv)
@@ -174,6 +230,10 @@ def main(argv=None) -> int:
     if "=" not in override:
       raise SystemExit(f"error: --set {override!r}: expected FIELD=VALUE")
   grid = select_rows(GRIDS[args.grid], args.rows)
+  try:
+    seeds = [int(t) for t in args.seeds.split(",") if t.strip()]
+  except ValueError:
+    raise SystemExit(f"error: --seeds {args.seeds!r}: expected integers like 0,1,2") from None
   output_dir = os.path.abspath(args.output_dir)
   os.makedirs(output_dir, exist_ok=True)
   config = os.path.abspath(args.config)
@@ -183,9 +243,15 @@ def main(argv=None) -> int:
             "command": "python tools/ablate.py " + " ".join(
                 shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)),
             "date": datetime.datetime.now().isoformat(timespec="seconds"),
-            "machine": machine_description()}
-  rows = [{"name": name, "dir": row_dirname(name), "overrides": overrides,
-           "status": "pending"} for name, overrides in grid]
+            "machine": machine_description(), "seeds": seeds}
+  if seeds:
+    rows = [{"name": f"{name} [seed {seed}]", "base": name, "seed": seed,
+             "dir": os.path.join(row_dirname(name), f"seed{seed}"),
+             "overrides": overrides + [f"seed={seed}"], "status": "pending"}
+            for name, overrides in grid for seed in seeds]
+  else:
+    rows = [{"name": name, "dir": row_dirname(name), "overrides": overrides,
+             "status": "pending"} for name, overrides in grid]
   env = dict(os.environ)
   if args.parallel > 1:
     env.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", f"{0.9 / args.parallel:.3f}")
@@ -243,7 +309,7 @@ def main(argv=None) -> int:
   if args.dry_run:
     return 0
   write_report(output_dir, header, rows)
-  print(markdown_table(rows))
+  print(markdown_table(rows) + (seeds_table(rows) if seeds else ""))
   print(f"results: {os.path.join(output_dir, 'results.md')}")
   return 0 if all(r["status"].startswith(("ok", "done")) for r in rows) else 1
 

@@ -389,14 +389,16 @@ def metrics_parity(seed=0) -> List[Record]:
     valid[1] = False
     out = []
     for thr in (0.3, 0.5, 0.7):
-        for conv in ("pixels", "basicirstd_area"):
-            for dist in (3.0, 1.5):
-                m = jm.IRSTDMetrics(threshold=thr, distance=dist, fa_convention=conv)
-                m.update(probs, masks, sizes=sizes, valid=valid)
-                rj = m.compute()
+        for dist in (3.0, 1.5):
+            m = jm.IRSTDMetrics(threshold=thr, distance=dist)
+            m.update(probs, masks, sizes=sizes, valid=valid)
+            rj = m.compute()
+            # JAX 'fa' is the community convention, 'fa_strict' every unmatched pixel.
+            for conv, jkey in (("basicirstd_area", "fa"), ("pixels", "fa_strict")):
                 rt = tmet.compute(probs, masks, thr, dist, sizes, valid, conv)
-                for key in ("miou", "niou", "pd", "fa", "pd_small", "pd_medium", "pd_large"):
-                    a, b = float(rj[key]), float(rt[key])
+                keys = ("miou", "niou", "pd", "pd_small", "pd_medium", "pd_large")
+                for key in keys + (jkey,):
+                    a, b = float(rj[key]), float(rt["fa" if key == jkey else key])
                     if np.isnan(a) and np.isnan(b):
                         err = 0.0
                     else:
