@@ -1,12 +1,20 @@
 """Evaluate a checkpoint on the whole test split: report + figures.
 
 python -m irstd_jax.evaluate --checkpoint=runs/demo --output=runs/demo/eval [--num_figures=8]
-  [--latest] [--config=configs/x.py --config.field=...] [--set=dataset.data_dir=/data]
+  [--latest] [--protocol=full|mshnet] [--config=configs/x.py --config.field=...]
+  [--set=dataset.data_dir=/data]
+
+Protocols (the report states which one ran):
+  full    (default) every test image at its own resolution, zero-padded to one shape;
+          pred = sigmoid(logit) > eval.threshold; Fa over the images' own pixels.
+  mshnet  MSHNet's test protocol, to compare with its table: every test image resized to
+          256x256 (PIL bilinear; masks PIL nearest), pred = logit > 0, Fa over 256x256
+          pixels per image.
 
 The config is the one stored in the checkpoint (meta['config']) unless --config names a
 configs/*.py file (then --config.field=value overrides apply to it); --set=key=value
 overrides fields of either. Writes to --output:
-  report.json, report.md    mIoU, nIoU, Pd, Fa, Pd by target size, threshold sweep
+  report.json, report.md    mIoU, nIoU, Pd, Fa, Fa_strict, Pd by target size, threshold sweep
                             (PD-FA curve, pixel ROC AUC)   [irstd_jax.metrics.write_report]
   pdfa_curve.png, roc.png, size_breakdown.png
   figures/<i>_<id>_fig6.png  Figure-6 overlays (TP green, FP red, FN yellow)
@@ -70,11 +78,15 @@ def load_checkpoint(checkpoint: str, latest: bool = False):
   return variables, meta, config
 
 
-def make_predict_fn(model_config, variables) -> Callable[[np.ndarray], np.ndarray]:
-  """images (N, H, W, 1) normalised float32 -> probabilities (N, H, W, 1) numpy.
+def make_predict_fn(model_config, variables, output: str = "probs"
+                    ) -> Callable[[np.ndarray], np.ndarray]:
+  """images (N, H, W, 1) normalised float32 -> (N, H, W, 1) float32 numpy of the fused
+  output: probabilities (`output='probs'`) or logits (`'logits'`).
 
   One jitted function; JAX compiles it once per input shape and caches the executable.
   """
+  if output not in ("probs", "logits"):
+    raise ValueError(f"output={output!r}: expected 'probs' or 'logits'")
   import jax
   import jax.numpy as jnp
   from irstd_jax import models
@@ -85,12 +97,31 @@ def make_predict_fn(model_config, variables) -> Callable[[np.ndarray], np.ndarra
   @jax.jit
   def forward(variables, images):
     logits, _ = model.apply(variables, images, train=False)
-    return jax.nn.sigmoid(logits.astype(jnp.float32))
+    logits = logits.astype(jnp.float32)
+    return logits if output == "logits" else jax.nn.sigmoid(logits)
 
   def predict(images: np.ndarray) -> np.ndarray:
     return np.asarray(forward(variables, jnp.asarray(images, jnp.float32)))
 
   return predict
+
+
+PROTOCOLS = ("full", "mshnet")
+MSHNET_SIZE = 256  # MSHNet's base_size: test images are resized to it
+
+
+def resize_for_mshnet(source, size: int = MSHNET_SIZE) -> list[dict]:
+  """The test records resized as MSHNet's test loader does: image bilinear, mask nearest."""
+  from PIL import Image
+  out = []
+  for i in range(len(source)):
+    record = source[i]
+    image = Image.fromarray(np.asarray(record["image"])[..., 0])
+    mask = Image.fromarray(np.asarray(record["mask"])[..., 0])
+    out.append({"id": record["id"],
+                "image": np.asarray(image.resize((size, size), Image.BILINEAR))[..., None],
+                "mask": np.asarray(mask.resize((size, size), Image.NEAREST))[..., None]})
+  return out
 
 
 def _safe_name(text: str) -> str:
@@ -101,8 +132,14 @@ def _safe_name(text: str) -> str:
 
 
 def run_evaluation(config, variables, output: str, num_figures: int = 8,
-                   extra: dict | None = None, progress: bool = True) -> dict[str, Any]:
-  """Evaluates on config.dataset's test split; writes report + figures; returns compute()."""
+                   extra: dict | None = None, progress: bool = True,
+                   protocol: str = "full") -> dict[str, Any]:
+  """Evaluates on config.dataset's test split; writes report + figures; returns compute().
+
+  `protocol`: 'full' or 'mshnet' (module docstring).
+  """
+  if protocol not in PROTOCOLS:
+    raise ValueError(f"protocol={protocol!r}: expected one of {PROTOCOLS}")
   from irstd_jax import datasets
   from irstd_jax import input_pipeline
   from irstd_jax import metrics as metrics_lib
@@ -113,13 +150,20 @@ def run_evaluation(config, variables, output: str, num_figures: int = 8,
   num = len(test_source)
   if num == 0:
     raise ValueError("the test split is empty")
+  if protocol == "mshnet":
+    test_source = resize_for_mshnet(test_source)
   padded_shape = input_pipeline.eval_shape(test_source)
   batch_size = int(config.eval.get("batch_size", 8))
   threshold = float(config.eval.get("threshold", 0.5))
   distance = float(config.eval.get("distance", 3.0))
-  predict = make_predict_fn(config.model, variables)
+  # MSHNet thresholds logits at 0; the default thresholds probabilities.
+  predict = make_predict_fn(config.model, variables,
+                            output="logits" if protocol == "mshnet" else "probs")
+  score_threshold = 0.0 if protocol == "mshnet" else threshold
+  if protocol == "mshnet":
+    threshold = 0.5  # the figures' probability threshold equivalent to logit > 0
 
-  accumulator = metrics_lib.IRSTDMetrics(threshold=threshold, distance=distance)
+  accumulator = metrics_lib.IRSTDMetrics(threshold=score_threshold, distance=distance)
   curve_acc = metrics_lib.CurveMetrics(distance=distance)
   with_targets: list[tuple] = []  # figure candidates: (index, id, image, mask, probs)
   without_targets: list[tuple] = []
@@ -128,8 +172,10 @@ def run_evaluation(config, variables, output: str, num_figures: int = 8,
   start = time.time()
   for b, batch in enumerate(input_pipeline.eval_batches(
       test_source, batch_size, padded_shape, config.dataset.mean, config.dataset.std)):
-    probs = predict(batch["image"])
-    accumulator.update(probs, batch["mask"], sizes=batch["sizes"], valid=batch["valid"])
+    scores = predict(batch["image"])
+    accumulator.update(scores, batch["mask"], sizes=batch["sizes"], valid=batch["valid"])
+    probs = (1.0 / (1.0 + np.exp(-scores.astype(np.float64))) if protocol == "mshnet"
+             else scores)
     curve_acc.update(probs, batch["mask"], sizes=batch["sizes"], valid=batch["valid"])
     for slot in np.flatnonzero(batch["valid"]):
       evaluated += 1
@@ -170,11 +216,19 @@ def run_evaluation(config, variables, output: str, num_figures: int = 8,
     figures[f"Figure 6: {image_id}"] = stem + "_fig6.png"
     figures[f"Figure 7: {image_id}"] = stem + "_fig7.png"
   info = {"data set": config.dataset.name, "model": config.model.name,
-          "test images": evaluated, "eval size (padded)": f"{padded_shape[0]}x{padded_shape[1]}"}
+          "test images": evaluated, "protocol": _PROTOCOL_TEXT[protocol],
+          "eval size (padded)": f"{padded_shape[0]}x{padded_shape[1]}"}
   info.update(extra or {})
   metrics_lib.write_report(output, accumulator, curve, title="IRSTD evaluation",
                            extra=info, figures=figures)
-  return {"metrics": result, "roc_auc": curve["roc_auc"], "num_images": evaluated}
+  return {"metrics": result, "roc_auc": curve["roc_auc"], "num_images": evaluated,
+          "protocol": protocol}
+
+
+_PROTOCOL_TEXT = {
+    "full": "full (native resolution, sigmoid > eval.threshold)",
+    "mshnet": f"mshnet (resized to {MSHNET_SIZE}x{MSHNET_SIZE}, logit > 0)",
+}
 
 
 # --------------------------------------------------------------------------------- CLI
@@ -191,6 +245,8 @@ def _define_flags():
   flags.DEFINE_string("output", None, "Where report.json/.md and the PNGs go.")
   flags.DEFINE_integer("num_figures", 8, "Figure-6/7 PNGs for this many test images.")
   flags.DEFINE_bool("latest", False, "Use the newest checkpoint instead of the best one.")
+  flags.DEFINE_enum("protocol", "full", list(PROTOCOLS), "full: native resolution; "
+                    "mshnet: MSHNet's test protocol (256x256 resize, logit > 0).")
   flags.DEFINE_multi_string("set", [], "key=value override of the checkpoint's config, "
                             "e.g. --set=dataset.data_dir=/data/tfds (repeatable).")
   flags.mark_flags_as_required(["checkpoint", "output"])
@@ -232,13 +288,15 @@ def main(argv, config_flag=None) -> int:
   try:
     out = run_evaluation(config, variables, FLAGS.output, FLAGS.num_figures,
                          extra={"checkpoint": FLAGS.checkpoint,
-                                "checkpoint step": step, "which": which})
+                                "checkpoint step": step, "which": which},
+                         protocol=FLAGS.protocol)
   except datasets.DataNotPreparedError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
   r = out["metrics"]
-  print(f"test ({out['num_images']} images): mIoU {r['miou']:.4f}  nIoU {r['niou']:.4f}  "
-        f"Pd {r['pd']:.4f}  Fa {r['fa'] * 1e6:.2f}e-6  ROC AUC {out['roc_auc']:.4f}  "
+  print(f"test ({out['num_images']} images, protocol {FLAGS.protocol}): mIoU {r['miou']:.4f}  "
+        f"nIoU {r['niou']:.4f}  Pd {r['pd']:.4f}  Fa {r['fa'] * 1e6:.2f}e-6  "
+        f"Fa_strict {r['fa_strict'] * 1e6:.2f}e-6  ROC AUC {out['roc_auc']:.4f}  "
         f"(Pd small {r['pd_small']:.4f}, medium {r['pd_medium']:.4f}, "
         f"large {r['pd_large']:.4f})", flush=True)
   print(f"report: {os.path.join(FLAGS.output, 'report.md')}", flush=True)

@@ -101,3 +101,36 @@ def test_predict_cli(tiny_checkpoint, tmp_path):
     assert np.asarray(Image.open(out / f"{stem}_prob.png")).shape == (h, w)
     assert np.asarray(Image.open(out / f"{stem}_overlay.png")).shape == (h, w, 3)
   assert not list(out.glob("broken*"))
+
+
+def test_mshnet_protocol_resizes_to_256_and_thresholds_logits_at_zero(tmp_path):
+  """run_evaluation(protocol='mshnet') equals metrics computed by hand on 256x256 resizes."""
+  import jax
+  import jax.numpy as jnp
+  from PIL import Image
+  from irstd_jax import datasets
+  from irstd_jax import evaluate
+  from irstd_jax import metrics as metrics_lib
+  from irstd_jax import models
+  config = tiny_config(tmp_path, **{"dataset.source": "memory"})
+  model = models.create_model(config.model)
+  variables = model.init(jax.random.PRNGKey(3), jnp.zeros((1, 32, 32, 1)), train=False)
+  out = evaluate.run_evaluation(config, variables, str(tmp_path / "eval"), num_figures=1,
+                                progress=False, protocol="mshnet")
+  _, test_source = datasets.load_sources(config.dataset)
+  expected = metrics_lib.IRSTDMetrics(threshold=0.0)
+  for record in test_source:
+    image = Image.fromarray(record["image"][..., 0]).resize((256, 256), Image.BILINEAR)
+    mask = Image.fromarray(record["mask"][..., 0]).resize((256, 256), Image.NEAREST)
+    x = (np.asarray(image, np.float32)[None, ..., None] - config.dataset.mean) / \
+        config.dataset.std
+    logits, _ = model.apply(variables, jnp.asarray(x), train=False)
+    expected.update(np.asarray(logits, np.float32), (np.asarray(mask) > 0)[None, ..., None])
+  want = expected.compute()
+  assert want["num_pixels"] == 256 * 256 * len(test_source)
+  for key in ("miou", "niou", "fa", "fa_strict", "num_pixels", "num_targets",
+              "num_detected", "intersection", "union"):
+    assert out["metrics"][key] == pytest.approx(want[key], rel=1e-12, abs=0), key
+  report = json.loads((tmp_path / "eval" / "report.json").read_text())
+  assert report["extra"]["protocol"].startswith("mshnet")
+  assert out["protocol"] == "mshnet"
