@@ -5,13 +5,21 @@ Layout under the workdir:
   checkpoints_best/<step>/  the single state with the highest test mIoU
 Each step holds `state` (step, params, batch_stats, opt_state) and `meta` (JSON: the
 config, epoch and metrics), so evaluate/predict need nothing but the directory.
+
+Exported weights (`export_variables`, what `pretrained/` ships): one folder with
+  variables.msgpack   {'params', 'batch_stats'} float32 (flax.serialization msgpack)
+  meta.json           the same meta (config, step, epoch, metrics) plus provenance
+small, independent of orbax's on-disk format, and read by `restore_variables` like a
+workdir.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
+from flax import serialization
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
@@ -69,6 +77,50 @@ class Checkpointer:
     self.best.close()
 
 
+EXPORT_VARIABLES = "variables.msgpack"
+EXPORT_META = "meta.json"
+
+
+def is_export(path: str) -> bool:
+  return os.path.isfile(os.path.join(path, EXPORT_VARIABLES))
+
+
+def export_variables(variables: dict[str, Any], meta: dict[str, Any], output_dir: str) -> str:
+  """Writes `variables` ({'params', 'batch_stats'}) and `meta` as an exported folder.
+
+  Both files are written under temporary names and renamed, so an interrupted export
+  never leaves a half-written folder that loads.
+  """
+  os.makedirs(output_dir, exist_ok=True)
+  tree = {"params": jax.tree.map(np.asarray, variables["params"]),
+          "batch_stats": jax.tree.map(np.asarray, variables.get("batch_stats", {}))}
+  for name, data in ((EXPORT_META, json.dumps(meta, indent=2, allow_nan=False).encode()),
+                     (EXPORT_VARIABLES, serialization.msgpack_serialize(tree))):
+    tmp = os.path.join(output_dir, name + ".tmp")
+    with open(tmp, "wb") as f:
+      f.write(data)
+    os.replace(tmp, os.path.join(output_dir, name))
+  return output_dir
+
+
+def _restore_export(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
+  variables_path = os.path.join(path, EXPORT_VARIABLES)
+  meta_path = os.path.join(path, EXPORT_META)
+  if not os.path.isfile(meta_path):
+    raise FileNotFoundError(f"{meta_path}: missing (an exported checkpoint needs "
+                            f"{EXPORT_VARIABLES} and {EXPORT_META})")
+  with open(meta_path) as f:
+    meta = json.load(f)
+  with open(variables_path, "rb") as f:
+    try:
+      tree = serialization.msgpack_restore(f.read())
+    except Exception as e:  # pylint: disable=broad-except
+      raise ValueError(f"{variables_path}: not a readable msgpack file ({e})") from None
+  if not isinstance(tree, dict) or "params" not in tree:
+    raise ValueError(f"{variables_path}: holds no 'params'")
+  return {"params": tree["params"], "batch_stats": tree.get("batch_stats", {})}, meta
+
+
 def resolve_checkpoint_dir(path: str, prefer_best: bool = True) -> str:
   """Accepts a workdir, a checkpoints dir, or a step dir; returns a manager directory."""
   path = os.path.abspath(path)
@@ -88,9 +140,14 @@ def restore_variables(checkpoint_dir: str, step: int | None = None,
                       prefer_best: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
   """Model variables and metadata of a checkpoint, for evaluation and prediction.
 
+  `checkpoint_dir` is a workdir, a checkpoints dir, a step dir, or an exported folder
+  (`export_variables`; `step` and `prefer_best` do not apply to it).
+
   Returns:
     ({'params': ..., 'batch_stats': ...} as numpy pytrees, meta dict with 'config').
   """
+  if os.path.isdir(checkpoint_dir) and is_export(checkpoint_dir):
+    return _restore_export(checkpoint_dir)
   directory = resolve_checkpoint_dir(checkpoint_dir, prefer_best)
   with ocp.CheckpointManager(
       directory, options=ocp.CheckpointManagerOptions(read_only=True),

@@ -134,3 +134,40 @@ def test_mshnet_protocol_resizes_to_256_and_thresholds_logits_at_zero(tmp_path):
   report = json.loads((tmp_path / "eval" / "report.json").read_text())
   assert report["extra"]["protocol"].startswith("mshnet")
   assert out["protocol"] == "mshnet"
+
+
+def test_exported_weights_round_trip_and_evaluate_like_the_workdir(tiny_checkpoint, tmp_path):
+  """tools/export_pretrained.py: same variables and meta, same metrics, clear bad-file error."""
+  import importlib.util
+  from irstd_jax import checkpointing
+  from irstd_jax import evaluate
+  spec = importlib.util.spec_from_file_location("export_pretrained",
+                                                REPO / "tools" / "export_pretrained.py")
+  tool = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(tool)
+  workdir, _ = tiny_checkpoint
+  export = tmp_path / "pretrained" / "tiny"
+  assert tool.main([f"--checkpoint={workdir}", f"--output={export}", "--note=test"]) == 0
+  assert sorted(p.name for p in export.iterdir()) == ["meta.json", "variables.msgpack"]
+  original, meta = checkpointing.restore_variables(str(workdir))
+  exported, exported_meta = checkpointing.restore_variables(str(export))
+  flat_a = jax_leaves_with_paths(original)
+  flat_b = jax_leaves_with_paths(exported)
+  assert [k for k, _ in flat_a] == [k for k, _ in flat_b]
+  for (key, a), (_, b) in zip(flat_a, flat_b):
+    assert a.dtype == b.dtype and np.array_equal(a, b), key
+  assert exported_meta["config"] == meta["config"]
+  assert exported_meta["exported_from"]["note"] == "test"
+  config = evaluate.load_checkpoint(str(export))[2]
+  a = evaluate.run_evaluation(config, original, str(tmp_path / "a"), 0, progress=False)
+  b = evaluate.run_evaluation(config, exported, str(tmp_path / "b"), 0, progress=False)
+  np.testing.assert_equal(a["metrics"], b["metrics"])  # NaN (no target) equals NaN
+  (export / "variables.msgpack").write_bytes(b"\x00not msgpack")
+  with pytest.raises(ValueError, match="variables.msgpack: not a readable msgpack"):
+    checkpointing.restore_variables(str(export))
+
+
+def jax_leaves_with_paths(tree):
+  import jax
+  return [(jax.tree_util.keystr(path), np.asarray(leaf))
+          for path, leaf in jax.tree_util.tree_leaves_with_path(tree)]
