@@ -1,32 +1,44 @@
 #!/usr/bin/env bash
-# One GPU session's measurements, in a fixed time budget: the JAX vs PyTorch benchmark
-# (256 and 512, JAX float32 + bfloat16, torch eager; torch.compile with TORCH_COMPILE=1),
-# then the paper's ablation grid trained on NUAA-SIRST (tools/ablate.py, all rows at once
-# on the one GPU).
+# One GPU session's measurements, in a fixed time budget, results first:
+#   1. train: the paper's row (l1_gp_rotated + diff) on NUAA-SIRST 50/50 at the paper's own
+#      recipe (configs/nuaa_sirst.py: MSHNet width, crop 256, 400 epochs), then MSHNet as
+#      published (mshnet + var + location loss); one process per row, ROW_BUDGET seconds
+#      each (SIGTERM at the budget: the row checkpoints and its last evaluation is kept);
+#   2. bench: the JAX vs PyTorch benchmark (256 and 512, JAX float32 + bfloat16, torch
+#      eager; torch.compile with TORCH_COMPILE=1).
 #
 #   NUAA_DIR=/path/to/nuaa_sirst OUT=runs/gpu_report bash tools/gpu_report.sh
 #
-# Budgets (seconds): BENCH_BUDGET for the benchmark, ABLATE_BUDGET for the grid; the
-# grid's epoch count is chosen from the benchmark's measured JAX step time so that it
-# fits its budget (EPOCHS overrides); PARTS=bench or PARTS=ablate runs one part.
-# Everything lands in $OUT (benchmark/, ablate/, versions.txt). Works on an image
-# without TensorFlow (dataset.source=memory, the JSON-lines metric writer).
+# PARTS=train|bench|train,bench (default train,bench); ROWS=paper,mshnet; EPOCHS (400);
+# ROW_BUDGET, BENCH_BUDGET (seconds). All processes share one persistent JAX compilation
+# cache ($OUT/jax_cache), so a row that restarts, or the second row's eval step, does not
+# compile again; AUTOTUNE=N sets --xla_gpu_autotune_level=N (XLA's default when unset:
+# lower levels compile faster, possibly with slower kernels). Everything lands in $OUT
+# (train/<row>/, benchmark/, versions.txt). Works on an image without TensorFlow
+# (dataset.source=memory, the JSON-lines metric writer).
 #
 # Measured on an H200 (2026-11-27, jax 0.11.2): the JAX train step of the MSHNet-sized
-# model compiles in ~60 s at 256 and longer at 512; a torch.compile row took > 150 s;
-# 9 grid rows started together on 16 CPU cores needed > 220 s before finishing 10
-# epochs. Size the budgets from these, not from the step times alone.
+# model compiled in ~60 s at 256 (without a cache) and ran ~400 img/s at 256, batch 8:
+# 400 epochs of the 213-image 50/50 split are ~85k images, ~4 min of steps; a torch.compile
+# row took > 150 s. Size the budgets from these, not from the step times alone.
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/gpu_report}
 NUAA_DIR=${NUAA_DIR:-../shared/datasets/nuaa_sirst}
-BENCH_BUDGET=${BENCH_BUDGET:-300}
-ABLATE_BUDGET=${ABLATE_BUDGET:-420}
-PARTS=${PARTS:-bench,ablate}
+BENCH_BUDGET=${BENCH_BUDGET:-240}
+ROW_BUDGET=${ROW_BUDGET:-330}
+EPOCHS=${EPOCHS:-400}
+ROWS=${ROWS:-paper,mshnet}
+PARTS=${PARTS:-train,bench}
 TORCH_COMPILE=${TORCH_COMPILE:-0}
 PY=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-mkdir -p "$OUT"
+mkdir -p "$OUT/jax_cache"
+export JAX_COMPILATION_CACHE_DIR="$(cd "$OUT/jax_cache" && pwd)"
+export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0 JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES=-1
+if [ -n "${AUTOTUNE:-}" ]; then
+  export XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_autotune_level=$AUTOTUNE"
+fi
 t0=$(date +%s)
 
 {
@@ -53,32 +65,31 @@ s, m = step(s, b, jax.random.key(1))
 print("smoke ok:", jax.devices()[0].device_kind, float(m["loss"]))
 EOF
 
+if [[ $PARTS == *train* ]]; then
+  for row in ${ROWS//,/ }; do
+    case $row in
+      paper) overrides=() ;;
+      mshnet) overrides=(--config.model.name=mshnet --config.loss.scale_weight=var
+                         --config.loss.location_weight=1.0) ;;
+      *) echo "unknown row $row (paper, mshnet)"; continue ;;
+    esac
+    mkdir -p "$OUT/train/$row"
+    r0=$(date +%s)
+    timeout -s TERM "$ROW_BUDGET" "$PY" -m irstd_jax.main --config=configs/nuaa_sirst.py \
+        --workdir="$OUT/train/$row" --config.dataset.source=memory \
+        --config.dataset.manual_dir="$NUAA_DIR" --config.dataset.train_split=train_50_50.txt \
+        --config.dataset.test_split=test_50_50.txt --config.dataset.mean=113.36 \
+        --config.dataset.std=59.39 --config.train.num_epochs="$EPOCHS" \
+        --config.eval.every_epochs=20 --config.train.log_every_steps=200 "${overrides[@]}" \
+        2>&1 | grep -v -E '^(W|I)[0-9]{4} ' | tee -a "$OUT/train/$row/log.txt"
+    echo "row $row exit ${PIPESTATUS[0]} after $(( $(date +%s) - r0 )) s (total $(( $(date +%s) - t0 )) s)"
+    grep "test @" "$OUT/train/$row/log.txt" | tail -3
+  done
+fi
+
 if [[ $PARTS == *bench* ]]; then
   compile_flag=""; [ "$TORCH_COMPILE" = 1 ] && compile_flag="--torch_compile"
   timeout -s INT "$BENCH_BUDGET" "$PY" tools/benchmark.py --sizes=256,512 --batch_size=8 \
       --steps=10 --warmup=2 --bf16 $compile_flag --output_dir="$OUT/benchmark"
   echo "benchmark exit $? after $(( $(date +%s) - t0 )) s"
 fi
-[[ $PARTS == *ablate* ]] || exit 0
-
-# Epochs that fit ABLATE_BUDGET: 9 rows share the GPU; measured step time at 256, batch 8
-# (the recipe's batch is 4: about half), NUAA-SIRST train split 341 images / batch 4;
-# 200 s for start-up and 9 parallel compilations.
-EPOCHS=${EPOCHS:-$("$PY" - "$OUT/benchmark/benchmark.json" "$ABLATE_BUDGET" <<'EOF'
-import json, sys
-try:
-  rows = json.load(open(sys.argv[1]))["results"][0]["rows"]
-  ms = next(r["train"]["step_ms_median"] for r in rows if r["kind"] == "jax_float32")
-except Exception:  # no measurement: a conservative guess
-  ms = 20.0  # H200, 256, batch 8: 19 ms (2026-11-27)
-per_epoch = 9 * (341 // 4) * (ms / 2) / 1e3 * 1.5  # 9 rows, batch 4, 50 % contention margin
-print(max(5, min(60, int((float(sys.argv[2]) - 200) / per_epoch) // 5 * 5)))
-EOF
-)}
-echo "ablation: $EPOCHS epochs per row"
-timeout -s TERM "$ABLATE_BUDGET" "$PY" tools/ablate.py --config=configs/nuaa_sirst.py \
-    --output_dir="$OUT/ablate" --parallel=9 --set=dataset.source=memory \
-    --set=dataset.manual_dir="$NUAA_DIR" --set=train.num_epochs="$EPOCHS" \
-    --set=eval.every_epochs=5 --set=train.log_every_steps=85
-echo "ablation exit $? after $(( $(date +%s) - t0 )) s"
-cat "$OUT/ablate/results.md" 2>/dev/null
