@@ -5,7 +5,7 @@
       --config.dataset.manual_dir=/path/to/SIRST-UAVB
 
 Split: the published train.txt / val.txt (val used as test) -- an assumption about the
-archive's layout, see docs/README_data.md. JPEG masks are thresholded at 128.
+archive's layout, see docs/data.md. JPEG masks are thresholded at 128.
 Recipe: MSHNet's (irstd_jax/datasets/presets.py), with batch 16 for this larger set.
 """
 

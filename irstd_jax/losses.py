@@ -38,7 +38,7 @@ Scale loss (``reduction='per_image'``, the default, as MSHNet)::
 "image") and returns 1 - w * IoU of those sums.
 
 Differences from MSHNet's ``SLSIoULoss`` (github.com/Lliu666/MSHNet,
-``model/loss.py``), all deliberate and documented in README:
+``model/loss.py``), all deliberate and documented in docs/losses.md:
 
 * MSHNet uses smooth = 0 in both the weight and the IoU; here IoU uses
   ``config.smooth`` (SPEC: s = 1) and the weight uses ``eps`` only.  Set

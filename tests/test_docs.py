@@ -8,8 +8,8 @@ from conftest import REPO
 
 DOCS = [REPO / "README.md"] + sorted((REPO / "docs").rglob("*.md"))
 _LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
-_PLACEHOLDER = re.compile(r"^\s*[A-Z][A-Z0-9]*(_[A-Z0-9]+){2,}\s*$|\bTODO\b|\bTBD\b|\bFIXME\b|"
-                          r"\{\{|\}\}|<placeholder>", re.M)
+_PLACEHOLDER = re.compile(r"^\s*[A-Z][A-Z0-9]*(_[A-Z0-9]+)+\s*$|PLACEHOLDER|\bTODO\b|\bTBD\b|"
+                          r"\bFIXME\b|\{\{|\}\}|<placeholder>", re.M)
 
 
 def github_slug(heading: str) -> str:

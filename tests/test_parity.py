@@ -2,7 +2,7 @@
 
 Float32 everywhere, random inputs and random weights.  Error measure: max |jax - torch|
 relative to the scale max |torch| of the compared quantity ("relative" below).
-Tolerances (kept fixed; the measured values are in docs/README_parity.md):
+Tolerances (kept fixed; the measured values are in docs/parity.md):
 
   TOL          1e-5  losses, weights, attention, model outputs (eval and train),
                      BN running stats, eager train-mode gradients, Adam parameters
@@ -75,7 +75,7 @@ def test_cbam_attention():
     _check(parity.cbam_parity())
 
 
-# unet and pconv_unet are in the README table (python -m irstd_jax.reference_torch.parity); left
+# unet and pconv_unet are in the docs/parity.md table (python -m irstd_jax.reference_torch.parity); left
 # out here to keep the suite fast.
 @pytest.mark.parametrize("name", ["mshnet", "l1_gp_rotated"])
 def test_model_eval(name):

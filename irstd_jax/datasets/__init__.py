@@ -68,7 +68,7 @@ def get_builder(dataset_config: ml_collections.ConfigDict):
 
 
 def how_to_prepare(name: str) -> str:
-  return (f"get the {name} files (see README 'Data sets' / docs/README_data.md for where), "
+  return (f"get the {name} files (see docs/data.md for where), "
           f"then pass --config.dataset.manual_dir=DIR or run "
           f"`python tools/prepare_data.py --dataset={name} --manual_dir=DIR`")
 

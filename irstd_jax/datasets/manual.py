@@ -6,7 +6,7 @@ original published layout. `scan` resolves the split files, finds every image an
 decodes every file and checks it, and either returns a `Plan` (what to write) or raises
 `BadInputError` listing every problem found, before anything is written.
 
-Bad-input policy (see docs/README_data.md):
+Bad-input policy (see docs/data.md):
 - refused: manual_dir missing or empty; no recognised layout; split file missing or empty;
   an id listed twice in a split; an id with no image; an image with no mask; a file that
   does not decode (corrupt or truncated); 16-bit / float images; a mask whose size differs

@@ -329,7 +329,7 @@ def model_parity(name, train: bool, seed=0, image_shape=(40, 36), n=2, jit=True,
     XLA:CPU's fusion changes the rounding of the train-mode BatchNorm reductions (Flax's
     one-pass variance E[x^2] - E[x]^2) enough that the parameter gradient moves by up to
     ~1e-2 of its max (measured against a float64 PyTorch run), while eager JAX agrees
-    with float64 to ~3e-6; see docs/README_parity.md.
+    with float64 to ~3e-6; see docs/parity.md.
     """
     cfg, jmodel, v, tmod = build_pair(name, image_shape, seed, blocks=blocks)
     rs = np.random.RandomState(seed + 7)
@@ -486,7 +486,7 @@ def all_records(models=("mshnet", "l1_gp_rotated", "unet", "pconv_unet")) -> Lis
     recs += metrics_summary(metrics_parity())
     orecs, zrec = optimizer_parity("unet")
     recs += orecs + [zrec]
-    orecs, zrec = optimizer_parity("l1_gp_rotated")  # reported only, see README_parity.md
+    orecs, zrec = optimizer_parity("l1_gp_rotated")  # reported only, see docs/parity.md
     return recs + orecs + [zrec]
 
 
