@@ -57,5 +57,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.eval.threshold = 0.5
   config.eval.distance = 3.0
   config.eval.batch_size = 8
+  # Each test image is padded to the next multiple of this (then cropped back), as
+  # BasicIRSTD does; images of one padded shape are batched together.
+  config.eval.pad_multiple = 32
   config.eval.every_epochs = 10
   return config

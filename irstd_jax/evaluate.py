@@ -5,7 +5,8 @@ python -m irstd_jax.evaluate --checkpoint=runs/demo --output=runs/demo/eval [--n
   [--set=dataset.data_dir=/data]
 
 Protocols (the report states which one ran):
-  full    (default) every test image at its own resolution, zero-padded to one shape;
+  full    (default) every test image at its own resolution, padded (with the mean) to a
+          multiple of eval.pad_multiple (32: BasicIRSTD's protocol) and cropped back;
           pred = sigmoid(logit) > eval.threshold; Fa over the images' own pixels.
   mshnet  MSHNet's test protocol, to compare with its table: every test image resized to
           256x256 (PIL bilinear; masks PIL nearest), pred = logit > 0, Fa over 256x256
@@ -71,10 +72,14 @@ def load_checkpoint(checkpoint: str, latest: bool = False):
   """(variables, meta, config ConfigDict from meta) of the best (or newest) checkpoint."""
   import ml_collections
   from irstd_jax import checkpointing
+  from irstd_jax import default_config
   variables, meta = checkpointing.restore_variables(checkpoint, prefer_best=not latest)
   if "config" not in meta:
     raise ValueError(f"{checkpoint}: the checkpoint meta holds no 'config'")
-  config = ml_collections.ConfigDict(meta["config"])
+  # The stored config over today's defaults: a checkpoint written before a field existed
+  # (e.g. eval.pad_multiple) evaluates with that field's default.
+  config = default_config.base_config()
+  config.update(ml_collections.ConfigDict(meta["config"]))
   return variables, meta, config
 
 
@@ -152,7 +157,7 @@ def run_evaluation(config, variables, output: str, num_figures: int = 8,
     raise ValueError("the test split is empty")
   if protocol == "mshnet":
     test_source = resize_for_mshnet(test_source)
-  padded_shape = input_pipeline.eval_shape(test_source)
+  buckets = input_pipeline.eval_buckets(test_source, config.eval.pad_multiple)
   batch_size = int(config.eval.get("batch_size", 8))
   threshold = float(config.eval.get("threshold", 0.5))
   distance = float(config.eval.get("distance", 3.0))
@@ -165,13 +170,17 @@ def run_evaluation(config, variables, output: str, num_figures: int = 8,
 
   accumulator = metrics_lib.IRSTDMetrics(threshold=score_threshold, distance=distance)
   curve_acc = metrics_lib.CurveMetrics(distance=distance)
-  with_targets: list[tuple] = []  # figure candidates: (index, id, image, mask, probs)
-  without_targets: list[tuple] = []
-  num_batches = -(-num // batch_size)
+  # Figures: the first num_figures images in split order, those with targets first.
+  has_target = [bool(np.any(test_source[i]["mask"])) for i in range(num)]
+  figure_indices = ([i for i in range(num) if has_target[i]] +
+                    [i for i in range(num) if not has_target[i]])[:num_figures]
+  figure_data: dict[int, tuple] = {}  # index -> (id, image, mask, probs)
+  num_batches = sum(-(-len(indices) // batch_size) for _, indices in buckets)
   evaluated = 0
   start = time.time()
   for b, batch in enumerate(input_pipeline.eval_batches(
-      test_source, batch_size, padded_shape, config.dataset.mean, config.dataset.std)):
+      test_source, batch_size, config.eval.pad_multiple, config.dataset.mean,
+      config.dataset.std)):
     scores = predict(batch["image"])
     accumulator.update(scores, batch["mask"], sizes=batch["sizes"], valid=batch["valid"])
     probs = (1.0 / (1.0 + np.exp(-scores.astype(np.float64))) if protocol == "mshnet"
@@ -180,11 +189,10 @@ def run_evaluation(config, variables, output: str, num_figures: int = 8,
     for slot in np.flatnonzero(batch["valid"]):
       evaluated += 1
       h, w = batch["sizes"][slot]
-      mask = batch["mask"][slot, :h, :w, 0]
-      pool = with_targets if mask.any() else without_targets
-      if len(pool) < num_figures:
-        pool.append((b * batch_size + int(slot), str(batch["id"][slot]),
-                     batch["image"][slot, :h, :w, 0], mask, probs[slot, :h, :w, 0]))
+      index = int(batch["index"][slot])
+      if index in figure_indices:
+        figure_data[index] = (str(batch["id"][slot]), batch["image"][slot, :h, :w, 0],
+                              batch["mask"][slot, :h, :w, 0], probs[slot, :h, :w, 0])
     if progress:
       print(f"  batch {b + 1}/{num_batches}: {evaluated}/{num} images, "
             f"{time.time() - start:.1f}s", flush=True)
@@ -202,10 +210,10 @@ def run_evaluation(config, variables, output: str, num_figures: int = 8,
   visualize.roc_plot(curve, os.path.join(output, "roc.png"))
   visualize.size_breakdown_plot(accumulator.size_breakdown(),
                                 os.path.join(output, "size_breakdown.png"))
-  chosen = (with_targets + without_targets)[:num_figures]
-  if chosen:
+  if figure_indices:
     os.makedirs(os.path.join(output, "figures"), exist_ok=True)
-  for index, image_id, image, mask, probs in chosen:
+  for index in figure_indices:
+    image_id, image, mask, probs = figure_data[index]
     stem = f"figures/{index:04d}_{_safe_name(image_id)}"
     visualize.overlay_figure6(image, mask, probs > threshold,
                               os.path.join(output, stem + "_fig6.png"),
@@ -217,7 +225,7 @@ def run_evaluation(config, variables, output: str, num_figures: int = 8,
     figures[f"Figure 7: {image_id}"] = stem + "_fig7.png"
   info = {"data set": config.dataset.name, "model": config.model.name,
           "test images": evaluated, "protocol": _PROTOCOL_TEXT[protocol],
-          "eval size (padded)": f"{padded_shape[0]}x{padded_shape[1]}"}
+          "eval sizes (padded)": ", ".join(f"{h}x{w} ({len(i)})" for (h, w), i in buckets)}
   info.update(extra or {})
   metrics_lib.write_report(output, accumulator, curve, title="IRSTD evaluation",
                            extra=info, figures=figures)

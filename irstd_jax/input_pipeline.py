@@ -146,50 +146,62 @@ def round_up(value: int, multiple: int) -> int:
   return -(-value // multiple) * multiple
 
 
-def eval_shape(source: Sequence[dict[str, Any]], multiple: int = 32) -> tuple[int, int]:
-  """One padded (H, W) that fits every image of the split: a single compiled eval step."""
-  heights, widths = zip(*(source[i]["image"].shape[:2] for i in range(len(source))))
-  return round_up(max(heights), multiple), round_up(max(widths), multiple)
+def eval_shape(height: int, width: int, multiple: int) -> tuple[int, int]:
+  """The padded (H, W) an image of (height, width) is evaluated at: each side rounded up
+  to a multiple of `multiple` (BasicIRSTD's protocol pads every test image to multiples
+  of 32 and crops the prediction back)."""
+  return round_up(height, multiple), round_up(width, multiple)
 
 
-def eval_batches(source: Sequence[dict[str, Any]], global_batch_size: int,
-                 padded_shape: tuple[int, int], mean: float, std: float,
-                 process_index: int = 0, process_count: int = 1
+def eval_buckets(source: Sequence[dict[str, Any]], multiple: int
+                 ) -> list[tuple[tuple[int, int], list[int]]]:
+  """[(padded shape, [indices in split order]), ...], smallest area first.
+
+  Images that round up to the same padded shape share a bucket: a handful of compiled
+  shapes serves a split of mixed sizes, and each image is computed at its own padded
+  size (the result never depends on the other images of the split).
+  """
+  buckets: dict[tuple[int, int], list[int]] = {}
+  for i in range(len(source)):
+    h, w = source[i]["image"].shape[:2]
+    buckets.setdefault(eval_shape(h, w, multiple), []).append(i)
+  return sorted(buckets.items(), key=lambda item: (item[0][0] * item[0][1], item[0]))
+
+
+def eval_batches(source: Sequence[dict[str, Any]], global_batch_size: int, multiple: int,
+                 mean: float, std: float, process_index: int = 0, process_count: int = 1
                  ) -> Iterator[dict[str, np.ndarray]]:
-  """Every image of the split exactly once, in index order, zero-padded to padded_shape.
+  """Every image of the split exactly once, bucket by bucket (`eval_buckets`), each batch
+  zero-padded (after normalisation, i.e. to the mean) to its bucket's shape.
 
-  The last global batch is filled with blank images marked valid=False, so all processes
-  run the same number of steps; `sizes` holds each image's true (h, w) for un-padding.
+  The last global batch of a bucket is filled with blank images marked valid=False, so
+  all processes run the same steps; `sizes` holds each image's true (h, w) for
+  un-padding and `index` its position in the split (-1 for filler).
   """
   if global_batch_size % process_count:
     raise ValueError(f"eval batch size {global_batch_size} is not divisible by the "
                      f"process count {process_count}")
   local = global_batch_size // process_count
-  height, width = padded_shape
-  num = len(source)
-  for start in range(0, round_up(num, global_batch_size), global_batch_size):
-    first = start + process_index * local
-    images = np.zeros((local, height, width, 1), np.float32)  # zero = mean after normalising
-    masks = np.zeros((local, height, width, 1), np.uint8)
-    sizes = np.zeros((local, 2), np.int32)
-    valid = np.zeros((local,), bool)
-    ids = []
-    for slot, index in enumerate(range(first, first + local)):
-      if index >= num:
-        ids.append("")
-        continue
-      record = source[index]
-      h, w = record["image"].shape[:2]
-      if h > height or w > width:
-        raise ValueError(f"image {record['id']!r} is {h}x{w}, larger than the eval size "
-                         f"{height}x{width}")
-      images[slot, :h, :w] = normalize(record["image"], mean, std)
-      masks[slot, :h, :w] = record["mask"]
-      sizes[slot] = (h, w)
-      valid[slot] = True
-      ids.append(_text(record["id"]))
-    yield {"image": images, "mask": (masks > 0).astype(np.float32),
-           "sizes": sizes, "valid": valid, "id": np.asarray(ids)}
+  for (height, width), indices in eval_buckets(source, multiple):
+    for start in range(0, len(indices), global_batch_size):
+      chunk = indices[start + process_index * local:start + (process_index + 1) * local]
+      images = np.zeros((local, height, width, 1), np.float32)  # zero = mean after normalising
+      masks = np.zeros((local, height, width, 1), np.uint8)
+      sizes = np.zeros((local, 2), np.int32)
+      valid = np.zeros((local,), bool)
+      index = np.full((local,), -1, np.int64)
+      ids = [""] * local
+      for slot, i in enumerate(chunk):
+        record = source[i]
+        h, w = record["image"].shape[:2]
+        images[slot, :h, :w] = normalize(record["image"], mean, std)
+        masks[slot, :h, :w] = record["mask"]
+        sizes[slot] = (h, w)
+        valid[slot] = True
+        index[slot] = i
+        ids[slot] = _text(record["id"])
+      yield {"image": images, "mask": (masks > 0).astype(np.float32),
+             "sizes": sizes, "valid": valid, "index": index, "id": np.asarray(ids)}
 
 
 def _text(value) -> str:

@@ -164,13 +164,14 @@ def local_rows(array: jax.Array) -> np.ndarray:
 
 
 def evaluate(p_eval_step: Callable, state: TrainState, source, eval_config,
-             dataset_config, padded_shape, data_sharding) -> dict[str, float]:
-  """mIoU / nIoU / Pd / Fa / Fa_strict over the whole test split (each image once)."""
+             dataset_config, data_sharding) -> dict[str, float]:
+  """mIoU / nIoU / Pd / Fa / Fa_strict over the whole test split (each image once, at its
+  own size padded to a multiple of eval.pad_multiple)."""
   accumulator = metrics_lib.IRSTDMetrics(threshold=eval_config.threshold,
                                          distance=eval_config.distance)
   for batch in input_pipeline.eval_batches(
-      source, eval_config.batch_size, padded_shape, dataset_config.mean, dataset_config.std,
-      jax.process_index(), jax.process_count()):
+      source, eval_config.batch_size, eval_config.pad_multiple, dataset_config.mean,
+      dataset_config.std, jax.process_index(), jax.process_count()):
     probs = local_rows(p_eval_step(state, shard_batch(batch, data_sharding, ("image",))))
     accumulator.update(probs, batch["mask"], sizes=batch["sizes"], valid=batch["valid"])
   return merge_across_processes(accumulator).compute()
@@ -328,7 +329,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       out_shardings=(replicated, replicated), donate_argnums=(0,))
   p_eval_step = jax.jit(eval_step, in_shardings=(replicated, data_sharding),
                         out_shardings=data_sharding)
-  padded_shape = input_pipeline.eval_shape(test_source)
   if config.eval.batch_size % jax.device_count():
     raise ValueError(f"eval.batch_size={config.eval.batch_size} is not divisible by the "
                      f"{jax.device_count()} devices of the mesh")
@@ -379,7 +379,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       meta = dict(meta_base, epoch=epoch, step=step)
       if epoch_done and (epoch % eval_every == 0 or step == total_steps):
         last_eval = evaluate(p_eval_step, state, test_source, config.eval, config.dataset,
-                             padded_shape, data_sharding)
+                             data_sharding)
         writer.write_scalars(step, {f"test/{k}": v for k, v in last_eval.items()
                                     if np.isscalar(v)})
         best_miou = max(best_miou, last_eval["miou"])
@@ -403,7 +403,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   if last_eval is None:  # resumed at the end: nothing ran, evaluate the restored state
     last_eval = evaluate(p_eval_step, state, test_source, config.eval, config.dataset,
-                         padded_shape, data_sharding)
+                         data_sharding)
   checkpointer.save(step, _state_dict(state), dict(meta_base, epoch=step // steps_per_epoch,
                                                    step=step, metrics=last_eval),
                     metrics={"miou": last_eval["miou"]})

