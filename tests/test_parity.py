@@ -1,4 +1,4 @@
-"""Numerical parity of the JAX code with the PyTorch reference (irstd_jax.reference_torch).
+"""Numerical parity of the JAX code with the PyTorch reference (reference_torch).
 
 Float32 everywhere, random inputs and random weights.  Error measure: max |jax - torch|
 relative to the scale max |torch| of the compared quantity ("relative" below).
@@ -27,7 +27,7 @@ else:
         "torch", reason="PyTorch not installed: parity tests need torch==2.13.0 "
                         "(pip install -e '.[test]'); they always run in CI")
 
-from irstd_jax.reference_torch import parity  # noqa: E402
+from reference_torch import parity  # noqa: E402
 
 TOL = 1e-5
 JIT_GRAD_TOL = 3e-2
@@ -75,7 +75,7 @@ def test_cbam_attention():
     _check(parity.cbam_parity())
 
 
-# unet and pconv_unet are in the docs/parity.md table (python -m irstd_jax.reference_torch.parity); left
+# unet and pconv_unet are in the docs/parity.md table (python -m reference_torch.parity); left
 # out here to keep the suite fast.
 @pytest.mark.parametrize("name", ["mshnet", "l1_gp_rotated"])
 def test_model_eval(name):
@@ -98,7 +98,7 @@ def test_model_train_grad_eager():
 
 
 def test_batchnorm_running_var_conventions():
-    from irstd_jax.reference_torch.model import BatchNorm2d
+    from reference_torch.model import BatchNorm2d
     x = torch.randn(2, 3, 5, 4) * 2 + 1
     flax_like = BatchNorm2d(3, momentum=0.1)
     torch_like = BatchNorm2d(3, momentum=0.1, unbiased_running_var=True)
@@ -121,7 +121,7 @@ def test_metrics():
 
 def test_reference_components_match_scipy_order():
     from scipy import ndimage
-    from irstd_jax.reference_torch.metrics import label8
+    from reference_torch.metrics import label8
     rs = np.random.RandomState(0)
     b = rs.rand(30, 30) > 0.7
     lab, comps = label8(b)
@@ -144,7 +144,7 @@ def test_adam_steps():
 
 def test_weight_mapping_round_trip():
     import jax
-    from irstd_jax.reference_torch import convert
+    from reference_torch import convert
     for name in ("l1_gp_rotated",):
         cfg, jmodel, v, tmod = parity.build_pair(name, (16, 16))
         sd = tmod.state_dict()
@@ -170,8 +170,8 @@ def test_reference_builds_every_tensor_on_the_parameters_device(name):
     stray CPU tensor on a CPU-only machine ('Expected all tensors to be on the same
     device'), as CUDA would."""
     from irstd_jax import losses as jlosses
-    from irstd_jax.reference_torch import losses as tl
-    from irstd_jax.reference_torch import model as tmodel
+    from reference_torch import losses as tl
+    from reference_torch import model as tmodel
     cfg = parity.tiny_model_config(name if name != "no_prior_no_mask" else "gp_nomask")
     if name == "no_prior_no_mask":  # the Gaussian module with neither prior nor mask
         cfg.name, cfg.attention.prior = "custom", "none"

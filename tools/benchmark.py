@@ -12,7 +12,7 @@ JAX and torch see one, else the CPU):
   ``train.train_and_evaluate`` (state replicated / batch sharded over a 1-device mesh,
   state donated), and ``train.eval_step`` (fused probabilities, BatchNorm inference).
 * ``jax bfloat16`` (``--bf16``): the same with ``config.model.dtype='bfloat16'``.
-* ``torch eager``: the PyTorch reference model (``irstd_jax.reference_torch``), built
+* ``torch eager``: the PyTorch reference model (``reference_torch``), built
   from the same resolved model config, same loss (``reference_torch.losses.total_loss``),
   ``torch.optim.Adam``; eval under ``torch.no_grad`` in ``model.eval()``.
 * ``torch compile`` (``--torch_compile``): forward + loss (and through AOTAutograd the
@@ -48,7 +48,8 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+# The PyTorch reference is test-only code (tests/reference_torch), not installed.
+sys.path.insert(0, os.path.join(REPO, "tests"))
 
 import numpy as np  # noqa: E402
 
@@ -198,8 +199,8 @@ def bench_jax(args, size: int, dtype: str) -> dict:
 
 def bench_torch(args, size: int, variant: str) -> dict:
   import torch
-  from irstd_jax.reference_torch import losses as tl
-  from irstd_jax.reference_torch import model as tmodel
+  from reference_torch import losses as tl
+  from reference_torch import model as tmodel
 
   cuda = torch.cuda.is_available() and args.device != "cpu"
   if args.torch_threads:

@@ -6,7 +6,7 @@ PyTorch state_dict -> orbax checkpoint usable by evaluation / prediction
   python tools/convert_torch_checkpoint.py --torch_checkpoint=model.pt \
       --config=configs/synthetic.py [--config.model.name=mshnet] --output=DIR
 
-The state_dict must come from ``irstd_jax.reference_torch.model`` built with the same
+The state_dict must come from ``reference_torch.model`` built with the same
 model config (names and shapes are checked against the Flax model; every mismatch is
 listed).  A file holding {'state_dict': ...} or {'model': ...}, and keys prefixed with
 'module.' (DataParallel), are accepted.
@@ -31,7 +31,8 @@ import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# The PyTorch reference model is test-only code (tests/reference_torch), not installed.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app  # noqa: E402
@@ -81,7 +82,7 @@ def torch_to_orbax(state_dict, config, output_dir: str, step: int = 0,
     import numpy as np
     from irstd_jax import checkpointing
     from irstd_jax import train
-    from irstd_jax.reference_torch import convert
+    from reference_torch import convert
 
     model, template = abstract_variables(config.model)
     variables = convert.torch_state_dict_to_flax(state_dict, template=template)
@@ -105,7 +106,7 @@ def orbax_to_torch_state_dict(checkpoint_dir: str, verify: bool = True):
     step dir).  With ``verify`` the state_dict is loaded (strict) into the reference
     model built from the checkpoint's config."""
     from irstd_jax import checkpointing
-    from irstd_jax.reference_torch import convert
+    from reference_torch import convert
     variables, meta = checkpointing.restore_variables(checkpoint_dir)
     state_dict = convert.flax_to_torch_state_dict(variables)
     if verify:
@@ -117,7 +118,7 @@ def reference_model(model_config):
     """The PyTorch reference model of a (JAX-style, unresolved) model config."""
     import ml_collections
     from irstd_jax import models
-    from irstd_jax.reference_torch import model as tmodel
+    from reference_torch import model as tmodel
     if not isinstance(model_config, ml_collections.ConfigDict):
         model_config = ml_collections.ConfigDict(model_config)
     return tmodel.create_model(models.resolve_model_config(model_config))

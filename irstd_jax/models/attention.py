@@ -4,8 +4,8 @@ spatial attention with a rotated pinwheel mask (SPEC.md section 3).
 Conventions (shared with the PyTorch reference / weight converter):
 
 * Activations are NHWC.  Convolution kernels are HWIO (PyTorch: OIHW, convert with
-  ``w_torch = w_flax.transpose(3, 2, 0, 1)``).  Dense kernels are (in, out)
-  (PyTorch 1x1 conv weight (out, in, 1, 1): ``w_flax = w_torch[:, :, 0, 0].T``).
+  ``w_pt = w_flax.transpose(3, 2, 0, 1)``).  Dense kernels are (in, out)
+  (PyTorch 1x1 conv weight (out, in, 1, 1): ``w_flax = w_pt[:, :, 0, 0].T``).
 * Kernel offsets: for a k x k kernel with centre c = k // 2, the element
   ``kernel[i, j]`` (i = row = H index, j = column = W index) sits at offset
   ``u = j - c`` (horizontal, +u to the right) and ``v = i - c`` (vertical, +v
@@ -102,7 +102,7 @@ def pinwheel_soft_mask(theta, kernel_size: int, num_blades: int, twist: float):
 
 def straight_through_round(m):
   """Forward value round(m) (exactly 0/1 for m in [0,1]; half-to-even as
-  torch.round); gradient of the identity."""
+  PyTorch's round); gradient of the identity."""
   return m + jax.lax.stop_gradient(jnp.round(m) - m)
 
 

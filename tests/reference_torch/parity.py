@@ -4,7 +4,7 @@ Each ``*_parity`` function builds random inputs / weights, runs the JAX code and
 reference, and returns a list of :class:`Record` (component, max abs error, scale =
 max |reference|, relative error = max abs error / scale).  Everything is float32.
 
-  python -m irstd_jax.reference_torch.parity     # prints the markdown error table
+  cd tests && python -m reference_torch.parity     # prints the markdown error table
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ from irstd_jax import losses as jl
 from irstd_jax import metrics as jm
 from irstd_jax import models as jmodels
 from irstd_jax.models import attention as jatt
-from irstd_jax.reference_torch import attention as tatt
-from irstd_jax.reference_torch import convert
-from irstd_jax.reference_torch import losses as tl
-from irstd_jax.reference_torch import metrics as tmet
-from irstd_jax.reference_torch import model as tmodel
+from reference_torch import attention as tatt
+from reference_torch import convert
+from reference_torch import losses as tl
+from reference_torch import metrics as tmet
+from reference_torch import model as tmodel
 
 TINY_CHANNELS = (4, 8, 8, 16, 16)
 TINY_BLOCKS = (1, 1, 1, 1)

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from irstd_jax.reference_torch.attention import ChannelAttention, make_spatial_attention
+from reference_torch.attention import ChannelAttention, make_spatial_attention
 
 
 class BatchNorm2d(nn.BatchNorm2d):

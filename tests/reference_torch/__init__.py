@@ -13,7 +13,7 @@ conventions, so that the two can be compared number for number:
 * :mod:`.convert`    weight mapping Flax {params, batch_stats} <-> PyTorch state_dict
                      (numpy only; no torch needed for the mapping itself).
 * :mod:`.parity`     the comparisons (JAX vs PyTorch) used by tests/test_parity*.py;
-                     ``python -m irstd_jax.reference_torch.parity`` prints the error table.
+                     ``cd tests && python -m reference_torch.parity`` prints the table.
 
 The submodules import torch themselves; importing this package does not.
 """
