@@ -15,7 +15,9 @@ workdir.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 from typing import Any
 
@@ -121,6 +123,25 @@ def _restore_export(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
   return {"params": tree["params"], "batch_stats": tree.get("batch_stats", {})}, meta
 
 
+class _DropReadOnlyNotes(logging.Filter):
+  """Orbax warns about every option a read-only manager turns off; nothing is wrong."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    message = str(record.msg)
+    return not (message.startswith("CheckpointManagerOptions.read_only=True")
+                or message.startswith("Given directory is read only"))
+
+
+@contextlib.contextmanager
+def _quiet_read_only():
+  logger, note_filter = logging.getLogger("absl"), _DropReadOnlyNotes()
+  logger.addFilter(note_filter)
+  try:
+    yield
+  finally:
+    logger.removeFilter(note_filter)
+
+
 def resolve_checkpoint_dir(path: str, prefer_best: bool = True) -> str:
   """Accepts a workdir, a checkpoints dir, or a step dir; returns a manager directory."""
   path = os.path.abspath(path)
@@ -149,7 +170,7 @@ def restore_variables(checkpoint_dir: str, step: int | None = None,
   if os.path.isdir(checkpoint_dir) and is_export(checkpoint_dir):
     return _restore_export(checkpoint_dir)
   directory = resolve_checkpoint_dir(checkpoint_dir, prefer_best)
-  with ocp.CheckpointManager(
+  with _quiet_read_only(), ocp.CheckpointManager(
       directory, options=ocp.CheckpointManagerOptions(read_only=True),
       item_handlers={"state": ocp.StandardCheckpointHandler(),
                      "meta": ocp.JsonCheckpointHandler()}) as manager:

@@ -26,6 +26,7 @@ import numpy as np
 import optax
 
 from irstd_jax import checkpointing
+from irstd_jax import config_check
 from irstd_jax import datasets
 from irstd_jax import input_pipeline
 from irstd_jax import losses
@@ -280,8 +281,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   Returns the final summary dict (also written to workdir/final_metrics.json).
   """
   is_lead = jax.process_index() == 0
-  writer = create_metric_writer(workdir, is_lead)
+  for field in ("train.batch_size", "eval.batch_size"):
+    section, name = field.split(".")
+    if config[section][name] % jax.device_count():
+      raise config_check.ConfigError(
+          field, f"{config[section][name]} is not divisible by the {jax.device_count()} "
+          f"devices of the mesh", f"a multiple of {jax.device_count()}")
   train_source, test_source = datasets.load_sources(config.dataset)
+  if config.train.batch_size > len(train_source):
+    raise config_check.ConfigError(
+        "train.batch_size", f"{config.train.batch_size} is larger than the "
+        f"{len(train_source)} training images", f"at most {len(train_source)}")
+  writer = create_metric_writer(workdir, is_lead)
 
   augment_cfg = input_pipeline.AugmentConfig(
       crop_size=config.dataset.crop_size, flip=config.dataset.get("flip", True),
@@ -297,9 +308,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   mesh = make_mesh()
   replicated = jax.NamedSharding(mesh, jax.P())
   data_sharding = jax.NamedSharding(mesh, jax.P("data"))
-  if config.train.batch_size % jax.device_count():
-    raise ValueError(f"train.batch_size={config.train.batch_size} is not divisible by the "
-                     f"{jax.device_count()} devices of the mesh")
 
   model = models.create_model(config.model)
   schedule = learning_rate_schedule(config.train, total_steps)
@@ -329,9 +337,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   p_eval_step = jax.jit(eval_step, in_shardings=(replicated, data_sharding),
                         out_shardings=data_sharding)
   padded_shape = input_pipeline.eval_shape(test_source)
-  if config.eval.batch_size % jax.device_count():
-    raise ValueError(f"eval.batch_size={config.eval.batch_size} is not divisible by the "
-                     f"{jax.device_count()} devices of the mesh")
 
   if is_lead:
     print(f"training {config.model.name} on {config.dataset.name}: {len(train_source)} train "
