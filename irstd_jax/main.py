@@ -81,6 +81,8 @@ def main(argv):
     train.train_and_evaluate(config, workdir)
   except (datasets.DataNotPreparedError, config_check.ConfigError) as e:
     return _error(e, 2)
+  except train.TrainingDiverged as e:
+    return _error(e, 3)
   return 0
 
 

@@ -210,6 +210,11 @@ def _profile_window(spec: str, start_step: int, total_steps: int) -> tuple[int, 
   return (first, end) if first < end else None
 
 
+def _strict_json(record: dict[str, Any]) -> dict[str, Any]:
+  """`record` with numpy scalars as Python numbers and NaN / inf as None (null in JSON)."""
+  return metrics_lib._jsonable(record)  # pylint: disable=protected-access
+
+
 def _state_dict(state: TrainState) -> dict[str, Any]:
   return {"step": state.step, "params": state.params, "batch_stats": state.batch_stats,
           "opt_state": state.opt_state}
@@ -238,6 +243,68 @@ class _Preemption:
       signal.signal(signal.SIGTERM, self._previous)
 
 
+class TrainingDiverged(RuntimeError):
+  """A non-finite loss, gradient norm or training state stopped training (one line)."""
+
+
+def _all_finite(tree) -> jax.Array:
+  """True when every floating-point leaf of `tree` is finite (one scalar, on device)."""
+  flags = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)
+           if jnp.issubdtype(leaf.dtype, jnp.floating)]
+  return jnp.all(jnp.stack(flags)) if flags else jnp.asarray(True)
+
+
+class _DivergenceGuard:
+  """Stops training at the first non-finite loss or gradient norm, before anything is saved.
+
+  The per-step metrics are read on the host only where the loop reads them anyway (each
+  log window, and before a preemption save), so the check adds no synchronisation; the
+  state itself is checked (one fused reduction) before every evaluation and save.
+  """
+
+  def __init__(self, train_config: ml_collections.ConfigDict):
+    self.learning_rate = train_config.learning_rate
+    self.grad_clip_norm = train_config.get("grad_clip_norm", 0.0)
+    self.last_finite: tuple[int, float] | None = None  # (step, loss)
+    self._last = (math.nan, math.nan)  # (loss, grad_norm) of the newest step read
+    self._state_checked_at: int | None = None
+    self._state_finite = jax.jit(_all_finite)
+
+  def _advice(self) -> str:
+    lr = f"lower train.learning_rate (now {self.learning_rate:g})"
+    if self.grad_clip_norm:
+      return f"{lr} or train.grad_clip_norm (now {self.grad_clip_norm:g})"
+    return f"{lr} or set train.grad_clip_norm"
+
+  def _last_finite_text(self) -> str:
+    if self.last_finite is None:
+      return "no finite loss before it"
+    step, loss = self.last_finite
+    return f"last finite loss {loss:.6g} at step {step}"
+
+  def check_window(self, host_metrics: list[dict[str, Any]], first_step: int) -> None:
+    """`host_metrics`: the per-step metric dicts (numpy) of steps first_step, first_step+1..."""
+    for offset, metrics in enumerate(host_metrics):
+      loss, grad_norm = float(metrics["loss"]), float(metrics["grad_norm"])
+      if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+        raise TrainingDiverged(
+            f"training diverged at step {first_step + offset} (loss {loss:.6g}, grad_norm "
+            f"{grad_norm:.6g}); {self._last_finite_text()}; {self._advice()}")
+      self.last_finite = (first_step + offset, loss)
+      self._last = (loss, grad_norm)
+
+  def check_state(self, state: TrainState, step: int) -> None:
+    """Raises TrainingDiverged when the state about to be saved or evaluated is not finite."""
+    if self._state_checked_at == step:
+      return
+    if not bool(self._state_finite(_state_dict(state))):
+      loss, grad_norm = self._last
+      raise TrainingDiverged(
+          f"training diverged at step {step} (non-finite parameters or optimizer state "
+          f"after loss {loss:.6g}, grad_norm {grad_norm:.6g}); {self._advice()}")
+    self._state_checked_at = step
+
+
 class JsonlWriter:
   """Scalars as JSON lines in workdir/metrics.jsonl: the writer where clu cannot load.
 
@@ -250,8 +317,9 @@ class JsonlWriter:
 
   def write_scalars(self, step: int, scalars: dict[str, Any]) -> None:
     if self._file is not None:
-      self._file.write(json.dumps({"step": int(step), **{k: float(v) for k, v in
-                                                         scalars.items()}}) + "\n")
+      record = {"step": int(step), **{k: float(v) for k, v in scalars.items()}}
+      # Strict JSON: a non-finite value (a diverged loss) is written as null.
+      self._file.write(json.dumps(_strict_json(record), allow_nan=False) + "\n")
 
   def flush(self) -> None:
     if self._file is not None:
@@ -351,66 +419,85 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   best_miou, last_eval = -1.0, None
   step = start_step
   profile_steps = _profile_window(config.train.get("profile", ""), start_step, total_steps)
-  with _Preemption() as preemption:
-    for batch in train_batches.iterate(start_step, total_steps):
-      if profile_steps and step == profile_steps[0] and is_lead:
-        jax.profiler.start_trace(os.path.join(workdir, "profile"))
-      step_rng = jax.random.fold_in(train_rng, step)
-      state, step_metrics = p_train_step(state, shard_batch(batch, data_sharding), step_rng)
-      window.append(step_metrics)
-      step += 1
-      if profile_steps and step == profile_steps[1] and is_lead:
-        jax.block_until_ready(state)
-        jax.profiler.stop_trace()
-        print(f"profiler trace of steps {profile_steps[0]}..{step - 1} written to "
-              f"{os.path.join(workdir, 'profile')}", flush=True)
-      epoch_done = step % steps_per_epoch == 0
-      if step % log_every == 0 or epoch_done or step == total_steps:
-        summary = {k: float(np.mean([jax.device_get(m[k]) for m in window]))
-                   for k in window[0]}
-        elapsed = time.time() - window_start
-        summary["images_per_sec"] = len(window) * config.train.batch_size / max(elapsed, 1e-9)
-        summary["step_time_ms"] = 1000.0 * elapsed / len(window)
-        summary["learning_rate"] = float(schedule(step - 1))
-        writer.write_scalars(step, summary)
-        if is_lead:
-          done = (step - start_step) / max(time.time() - loop_start, 1e-9)
-          eta = (total_steps - step) / max(done, 1e-9)
-          print(f"epoch {math.ceil(step / steps_per_epoch)}/{config.train.num_epochs} "
-                f"step {step}/{total_steps} loss {summary['loss']:.4f} "
-                f"{summary['images_per_sec']:.1f} img/s ETA {_format_eta(eta)}", flush=True)
-        window, window_start = [], time.time()
-      epoch = step // steps_per_epoch
-      meta = dict(meta_base, epoch=epoch, step=step)
-      if epoch_done and (epoch % eval_every == 0 or step == total_steps):
-        last_eval = evaluate(p_eval_step, state, test_source, config.eval, config.dataset,
-                             padded_shape, data_sharding)
-        writer.write_scalars(step, {f"test/{k}": v for k, v in last_eval.items()
-                                    if np.isscalar(v)})
-        best_miou = max(best_miou, last_eval["miou"])
-        if is_lead:
-          print(f"  test @ epoch {epoch}: mIoU {last_eval['miou']:.4f} nIoU "
-                f"{last_eval['niou']:.4f} Pd {last_eval['pd']:.4f} Fa "
-                f"{last_eval['fa'] * 1e6:.2f}e-6 Fa_strict {last_eval['fa_strict'] * 1e6:.2f}e-6",
-                flush=True)
-        checkpointer.save(step, _state_dict(state), dict(meta, metrics=last_eval),
-                          metrics={"miou": last_eval["miou"]})
-      elif epoch_done and epoch % config.train.get("checkpoint_every_epochs", 1) == 0:
-        checkpointer.save(step, _state_dict(state), meta)
-      if preemption.requested:
-        checkpointer.save(step, _state_dict(state), meta)
-        checkpointer.wait()
-        if is_lead:
-          print(f"SIGTERM: saved a checkpoint at step {step}; exiting", flush=True)
-        checkpointer.close()
-        writer.close()
-        raise SystemExit(143)
+  guard = _DivergenceGuard(config.train)
+  try:
+    with _Preemption() as preemption:
+      for batch in train_batches.iterate(start_step, total_steps):
+        if profile_steps and step == profile_steps[0] and is_lead:
+          jax.profiler.start_trace(os.path.join(workdir, "profile"))
+        step_rng = jax.random.fold_in(train_rng, step)
+        state, step_metrics = p_train_step(state, shard_batch(batch, data_sharding), step_rng)
+        window.append(step_metrics)
+        step += 1
+        if profile_steps and step == profile_steps[1] and is_lead:
+          jax.block_until_ready(state)
+          jax.profiler.stop_trace()
+          print(f"profiler trace of steps {profile_steps[0]}..{step - 1} written to "
+                f"{os.path.join(workdir, 'profile')}", flush=True)
+        epoch_done = step % steps_per_epoch == 0
+        if step % log_every == 0 or epoch_done or step == total_steps:
+          host_window = jax.device_get(window)
+          summary = {k: float(np.mean([m[k] for m in host_window])) for k in host_window[0]}
+          elapsed = time.time() - window_start
+          summary["images_per_sec"] = len(window) * config.train.batch_size / max(elapsed, 1e-9)
+          summary["step_time_ms"] = 1000.0 * elapsed / len(window)
+          summary["learning_rate"] = float(schedule(step - 1))
+          writer.write_scalars(step, summary)
+          if is_lead:
+            done = (step - start_step) / max(time.time() - loop_start, 1e-9)
+            eta = (total_steps - step) / max(done, 1e-9)
+            print(f"epoch {math.ceil(step / steps_per_epoch)}/{config.train.num_epochs} "
+                  f"step {step}/{total_steps} loss {summary['loss']:.4f} "
+                  f"{summary['images_per_sec']:.1f} img/s ETA {_format_eta(eta)}", flush=True)
+          window, window_start = [], time.time()
+          guard.check_window(host_window, step - len(host_window) + 1)
+        epoch = step // steps_per_epoch
+        meta = dict(meta_base, epoch=epoch, step=step)
+        evaluate_now = epoch_done and (epoch % eval_every == 0 or step == total_steps)
+        save_now = epoch_done and epoch % config.train.get("checkpoint_every_epochs", 1) == 0
+        if preemption.requested and window:  # steps since the last log window
+          guard.check_window(jax.device_get(window), step - len(window) + 1)
+        if evaluate_now or save_now or preemption.requested:
+          guard.check_state(state, step)  # nothing non-finite is evaluated or saved
+        if evaluate_now:
+          last_eval = evaluate(p_eval_step, state, test_source, config.eval, config.dataset,
+                               padded_shape, data_sharding)
+          writer.write_scalars(step, {f"test/{k}": v for k, v in last_eval.items()
+                                      if np.isscalar(v)})
+          best_miou = max(best_miou, last_eval["miou"])
+          if is_lead:
+            print(f"  test @ epoch {epoch}: mIoU {last_eval['miou']:.4f} nIoU "
+                  f"{last_eval['niou']:.4f} Pd {last_eval['pd']:.4f} Fa "
+                  f"{last_eval['fa'] * 1e6:.2f}e-6 Fa_strict "
+                  f"{last_eval['fa_strict'] * 1e6:.2f}e-6", flush=True)
+          checkpointer.save(step, _state_dict(state),
+                            _strict_json(dict(meta, metrics=last_eval)),
+                            metrics={"miou": last_eval["miou"]})
+        elif save_now:
+          checkpointer.save(step, _state_dict(state), meta)
+        if preemption.requested:
+          checkpointer.save(step, _state_dict(state), meta)
+          checkpointer.wait()
+          if is_lead:
+            print(f"SIGTERM: saved a checkpoint at step {step}; exiting", flush=True)
+          checkpointer.close()
+          writer.close()
+          raise SystemExit(143)
+    if last_eval is None:  # resumed at the end: nothing ran, evaluate the restored state
+      guard.check_state(state, step)
+      last_eval = evaluate(p_eval_step, state, test_source, config.eval, config.dataset,
+                           padded_shape, data_sharding)
+    guard.check_state(state, step)  # (checked already when the last epoch ended)
+  except TrainingDiverged:
+    checkpointer.wait()  # earlier (finite) saves still in flight complete; nothing new
+    checkpointer.close()
+    writer.flush()
+    writer.close()
+    raise
 
-  if last_eval is None:  # resumed at the end: nothing ran, evaluate the restored state
-    last_eval = evaluate(p_eval_step, state, test_source, config.eval, config.dataset,
-                         padded_shape, data_sharding)
-  checkpointer.save(step, _state_dict(state), dict(meta_base, epoch=step // steps_per_epoch,
-                                                   step=step, metrics=last_eval),
+  checkpointer.save(step, _state_dict(state),
+                    _strict_json(dict(meta_base, epoch=step // steps_per_epoch, step=step,
+                                      metrics=last_eval)),
                     metrics={"miou": last_eval["miou"]})
   checkpointer.wait()
   checkpointer.close()
@@ -419,7 +506,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
            "wall_time_s": time.time() - loop_start}
   if is_lead:
     with open(os.path.join(workdir, "final_metrics.json"), "w") as f:
-      json.dump(final, f, indent=2)
+      json.dump(_strict_json(final), f, indent=2, allow_nan=False)
     print(f"final test ({config.dataset.name}, {len(test_source)} images): "
           f"mIoU {last_eval['miou']:.4f}  nIoU {last_eval['niou']:.4f}  "
           f"Pd {last_eval['pd']:.4f}  Fa {last_eval['fa'] * 1e6:.2f}e-6  "
