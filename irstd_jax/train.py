@@ -221,26 +221,49 @@ def _state_dict(state: TrainState) -> dict[str, Any]:
 
 
 class _Preemption:
-  """Turns SIGTERM into a flag the loop checks, so a checkpoint is written before exit."""
+  """Turns SIGTERM and SIGINT (Ctrl-C) into a flag the loop checks, so a checkpoint is
+  written before exit (status 128 + signal: 143 for SIGTERM, 130 for SIGINT).
+
+  A second Ctrl-C while the checkpoint is written interrupts at once (KeyboardInterrupt).
+  """
+
+  SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
   def __init__(self):
-    self.requested = False
-    self._previous = None
+    self.signum: int | None = None
+    self._previous: dict[int, Any] = {}
+
+  @property
+  def requested(self) -> bool:
+    return self.signum is not None
+
+  @property
+  def name(self) -> str:
+    return signal.Signals(self.signum).name if self.signum is not None else ""
+
+  @property
+  def exit_status(self) -> int:
+    return 128 + int(self.signum)
 
   def __enter__(self):
-    try:
-      self._previous = signal.signal(signal.SIGTERM, self._handle)
-    except ValueError:  # not the main thread: leave signals alone
-      self._previous = None
+    for sig in self.SIGNALS:
+      try:
+        self._previous[sig] = signal.signal(sig, self._handle)
+      except ValueError:  # not the main thread: leave signals alone
+        pass
     return self
 
   def _handle(self, signum, frame):
-    del signum, frame
-    self.requested = True
+    del frame
+    if self.signum is None:
+      self.signum = signum
+    if signum == signal.SIGINT and signal.SIGINT in self._previous:
+      signal.signal(signal.SIGINT, self._previous[signal.SIGINT])
 
   def __exit__(self, *exc):
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
+    for sig, previous in self._previous.items():
+      signal.signal(sig, previous)
+    self._previous = {}
 
 
 class TrainingDiverged(RuntimeError):
@@ -479,10 +502,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           checkpointer.save(step, _state_dict(state), meta)
           checkpointer.wait()
           if is_lead:
-            print(f"SIGTERM: saved a checkpoint at step {step}; exiting", flush=True)
+            print(f"{preemption.name}: saved a checkpoint at step {step}; exiting", flush=True)
           checkpointer.close()
           writer.close()
-          raise SystemExit(143)
+          raise SystemExit(preemption.exit_status)
     if last_eval is None:  # resumed at the end: nothing ran, evaluate the restored state
       guard.check_state(state, step)
       last_eval = evaluate(p_eval_step, state, test_source, config.eval, config.dataset,

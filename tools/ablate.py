@@ -309,9 +309,10 @@ def main(argv=None) -> int:
       row["result"] = read_result(workdir)
       if proc.returncode == 0 and row["result"]:
         row["status"] = "ok"
-      elif proc.returncode == 143:  # SIGTERM: main saved a checkpoint; rerun resumes
+      elif proc.returncode in (130, 143):  # SIGINT / SIGTERM: main saved a checkpoint
         row["result"] = last_eval_from_log(os.path.join(workdir, "log.txt"))
-        row["status"] = "stopped (SIGTERM; rerun to resume; last evaluation shown)"
+        row["status"] = (f"stopped ({'SIGINT' if proc.returncode == 130 else 'SIGTERM'}; "
+                         f"rerun to resume; last evaluation shown)")
       elif proc.returncode < 0:
         # Before main's SIGTERM handler is installed (start-up, compilation): no checkpoint.
         row["status"] = f"killed by signal {-proc.returncode} (see {row['dir']}/log.txt)"
