@@ -12,6 +12,7 @@ import json
 import math
 import os
 import signal
+import sys
 import time
 from typing import Any, Callable
 
@@ -411,7 +412,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   checkpointer = checkpointing.Checkpointer(workdir, config.train.get("max_to_keep", 3))
   meta_base = {"config": json.loads(config.to_json_best_effort())}
-  restored = checkpointer.restore_latest(_state_dict(state))
+  # A damaged step is moved aside (one warning line) and the next older one is used.
+  restored = checkpointer.restore_latest(
+      _state_dict(state), report=lambda line: print(line, file=sys.stderr, flush=True))
   if restored is not None:
     saved, meta = restored
     state = state.replace(**saved)
