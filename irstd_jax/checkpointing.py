@@ -251,6 +251,23 @@ class Checkpointer:
     self.best.close()
 
 
+def newest_meta(directory: str) -> tuple[int, dict[str, Any]] | None:
+  """(step, meta) of the newest step in a checkpoints dir whose meta reads; None if none.
+
+  Reads only the small JSON meta (the config a run was started with), nothing else.
+  """
+  if not os.path.isdir(directory) or not ocp.utils.checkpoint_steps(directory):
+    return None
+  with _read_only_manager(directory) as manager:
+    for step in sorted(manager.all_steps(), reverse=True):
+      try:
+        meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+      except Exception:  # pylint: disable=broad-except  (damaged: restore_latest reports it)
+        continue
+      return step, meta["meta"]
+  return None
+
+
 EXPORT_VARIABLES = "variables.msgpack"
 EXPORT_META = "meta.json"
 

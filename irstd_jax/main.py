@@ -73,8 +73,7 @@ def main(argv):
     return _error(e, 2)
   _hide_accelerators_from_tensorflow()
   _initialize_distributed()
-  workdir = os.path.abspath(os.path.expanduser(_WORKDIR.value))
-  os.makedirs(workdir, exist_ok=True)
+  workdir = os.path.abspath(os.path.expanduser(_WORKDIR.value))  # made once the checks pass
   logging.info("JAX process %d/%d, local devices %s", jax.process_index(),
                jax.process_count(), jax.local_devices())
   try:

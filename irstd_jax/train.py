@@ -90,11 +90,71 @@ def make_optimizer(train_config: ml_collections.ConfigDict,
 
 
 def create_train_state(rng: jax.Array, model, tx: optax.GradientTransformation,
-                       image_shape: tuple[int, int]) -> TrainState:
-  dummy = jnp.zeros((1, *image_shape, 1), jnp.float32)
-  variables = model.init(rng, dummy, train=False)
+                       image_shape: tuple[int, int],
+                       init_variables: dict[str, Any] | None = None) -> TrainState:
+  """Step 0 with a fresh optimizer state; the variables of `model.init`, or
+  `init_variables` ({'params', 'batch_stats'}, e.g. from train.init_from) when given."""
+  if init_variables is None:
+    dummy = jnp.zeros((1, *image_shape, 1), jnp.float32)
+    variables = model.init(rng, dummy, train=False)
+  else:
+    variables = init_variables
   return TrainState.create(apply_fn=model.apply, params=variables["params"], tx=tx,
                            batch_stats=variables.get("batch_stats", {}))
+
+
+def _resume_error(workdir: str, step: int, what: str) -> config_check.ConfigError:
+  return config_check.ConfigError(
+      "--workdir", f"{workdir} holds a run (checkpoint step {step}) that differs from this "
+      f"config where the saved state's shape depends on it: {what}",
+      f"resume with the old values; or pass another --workdir; or start another --workdir "
+      f"from its weights with --config.train.init_from={workdir}")
+
+
+def check_resume_config(config: ml_collections.ConfigDict, workdir: str) -> bool:
+  """True when workdir holds checkpoints to resume; ConfigError when the config changed
+  a field that the saved state's tree depends on (config_check.state_changes).
+
+  Reads only the newest readable checkpoint's meta: cheap, before any data or compilation.
+  """
+  found = checkpointing.newest_meta(os.path.join(workdir, checkpointing.LATEST_DIR))
+  if found is None:
+    return False
+  step, meta = found
+  changes = config_check.state_changes(meta.get("config", {}), config)
+  if changes:
+    raise _resume_error(workdir, step, ", ".join(changes))
+  return True
+
+
+def load_init_variables(config: ml_collections.ConfigDict, model) -> dict[str, Any]:
+  """{'params', 'batch_stats'} of `config.train.init_from`, checked against `model`'s shapes.
+
+  Raises ConfigError (one line) when the path holds no readable checkpoint or when its
+  variables do not fit the model the config builds.
+  """
+  source = os.path.expanduser(config.train.init_from)
+  allowed = "a workdir, checkpoints dir or exported folder of the same model.* fields"
+  try:
+    variables, meta = checkpointing.restore_variables(source)
+  except (FileNotFoundError, ValueError) as e:
+    raise config_check.ConfigError("train.init_from", str(e), allowed) from None
+  crop = config.dataset.crop_size
+  expected = jax.eval_shape(lambda: model.init(
+      jax.random.key(0), jnp.zeros((1, crop, crop, 1), jnp.float32), train=False))
+  expected = {"params": expected["params"], "batch_stats": expected.get("batch_stats", {})}
+  variables = {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
+  differences = checkpointing.tree_differences(expected, variables)
+  if differences:
+    more = f" (and {len(differences) - 1} more)" if len(differences) > 1 else ""
+    raise config_check.ConfigError(
+        "train.init_from", f"{source} (step {meta.get('step')}, model "
+        f"{meta.get('config', {}).get('model', {}).get('name')}) does not fit model "
+        f"{config.model.name}: {differences[0]}{more}", allowed)
+  if jax.process_index() == 0:
+    print(f"initialising the parameters from {source} (step {meta.get('step')}); fresh "
+          f"optimizer state, step 0", flush=True)
+  return variables
 
 
 def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *,
@@ -370,7 +430,11 @@ def create_metric_writer(workdir: str, is_lead: bool):
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains, evaluates every `eval.every_epochs`, checkpoints, and resumes from workdir.
 
-  Returns the final summary dict (also written to workdir/final_metrics.json).
+  Returns the final summary dict (also written to workdir/final_metrics.json). Raises
+  config_check.ConfigError before any compilation when the config cannot work with the
+  devices, the data or the checkpoints already in workdir (a changed model or optimizer;
+  a train.init_from that does not fit), and TrainingDiverged when the loss, the gradient
+  norm or the state stops being finite (nothing non-finite is saved).
   """
   is_lead = jax.process_index() == 0
   for field in ("train.batch_size", "eval.batch_size"):
@@ -379,11 +443,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       raise config_check.ConfigError(
           field, f"{config[section][name]} is not divisible by the {jax.device_count()} "
           f"devices of the mesh", f"a multiple of {jax.device_count()}")
+  model = models.create_model(config.model)
+  init_variables = None
+  if check_resume_config(config, workdir):
+    if config.train.get("init_from", "") and is_lead:
+      print(f"train.init_from ignored: resuming from the checkpoints in {workdir}",
+            flush=True)
+  elif config.train.get("init_from", ""):
+    init_variables = load_init_variables(config, model)
   train_source, test_source = datasets.load_sources(config.dataset)
   if config.train.batch_size > len(train_source):
     raise config_check.ConfigError(
         "train.batch_size", f"{config.train.batch_size} is larger than the "
         f"{len(train_source)} training images", f"at most {len(train_source)}")
+  os.makedirs(workdir, exist_ok=True)
   writer = create_metric_writer(workdir, is_lead)
 
   augment_cfg = input_pipeline.AugmentConfig(
@@ -401,20 +474,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   replicated = jax.NamedSharding(mesh, jax.P())
   data_sharding = jax.NamedSharding(mesh, jax.P("data"))
 
-  model = models.create_model(config.model)
   schedule = learning_rate_schedule(config.train, total_steps)
   tx = make_optimizer(config.train, schedule)
   init_rng, train_rng = jax.random.split(jax.random.key(config.seed))
   crop = config.dataset.crop_size
-  state = jax.jit(functools.partial(create_train_state, model=model, tx=tx,
-                                    image_shape=(crop, crop)),
-                  out_shardings=replicated)(init_rng)
+  make_state = jax.jit(functools.partial(create_train_state, model=model, tx=tx,
+                                         image_shape=(crop, crop)),
+                       out_shardings=replicated)
+  state = (make_state(init_rng) if init_variables is None
+           else make_state(init_rng, init_variables=init_variables))
 
   checkpointer = checkpointing.Checkpointer(workdir, config.train.get("max_to_keep", 3))
   meta_base = {"config": json.loads(config.to_json_best_effort())}
   # A damaged step is moved aside (one warning line) and the next older one is used.
-  restored = checkpointer.restore_latest(
-      _state_dict(state), report=lambda line: print(line, file=sys.stderr, flush=True))
+  try:
+    restored = checkpointer.restore_latest(
+        _state_dict(state), report=lambda line: print(line, file=sys.stderr, flush=True))
+  except checkpointing.StateMismatchError as e:  # what check_resume_config cannot see
+    checkpointer.close()
+    raise _resume_error(workdir, e.step, "; ".join(e.differences[:3])) from None
   if restored is not None:
     saved, meta = restored
     state = state.replace(**saved)
