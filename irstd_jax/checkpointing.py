@@ -6,6 +6,13 @@ Layout under the workdir:
 Each step holds `state` (step, params, batch_stats, opt_state) and `meta` (JSON: the
 config, epoch and metrics), so evaluate/predict need nothing but the directory.
 
+A step folder that cannot be read (truncated or overwritten files) is never fatal where an
+older one is good: training (`Checkpointer.restore_latest`) moves it aside to
+`checkpoints/<step>.corrupt` and resumes from the newest good step (or from scratch);
+`restore_variables` (evaluate, predict) warns and uses the newest good one, and raises
+`CheckpointError` (one line) when none is. A state whose tree does not fit the config
+(a changed model or optimizer) is `StateMismatchError`, not damage: nothing is moved.
+
 Exported weights (`export_variables`, what `pretrained/` ships): one folder with
   variables.msgpack   {'params', 'batch_stats'} float32 (flax.serialization msgpack)
   meta.json           the same meta (config, step, epoch, metrics) plus provenance
@@ -15,23 +22,158 @@ workdir.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
+import re
+import sys
 from typing import Any
 
 from flax import serialization
 import jax
+from jax.experimental import multihost_utils
 import numpy as np
 import orbax.checkpoint as ocp
+import tensorstore as ts
 
 LATEST_DIR = "checkpoints"
 BEST_DIR = "checkpoints_best"
+CORRUPT_SUFFIX = ".corrupt"
+
+
+class CheckpointError(ValueError):
+  """No readable checkpoint where one was asked for (the message is one line)."""
+
+
+class StateMismatchError(ValueError):
+  """A saved training state whose tree does not fit the state the config builds."""
+
+  def __init__(self, directory: str, step: int, differences: list[str]):
+    self.directory, self.step, self.differences = directory, step, differences
+    more = f" (and {len(differences) - 1} more)" if len(differences) > 1 else ""
+    super().__init__(f"{directory}/{step}: the saved state does not fit: "
+                     f"{differences[0]}{more}")
+
+
+def _is_orbax_leftover(unraisable) -> bool:
+  exc, obj = unraisable.exc_value, unraisable.object
+  if isinstance(exc, RuntimeError) and "Event loop is closed" in str(exc):
+    return True
+  code = getattr(obj, "cr_code", None)
+  return code is not None and "orbax" in code.co_filename
+
+
+_leftovers_silenced = False
+
+
+def verify_step_files(step_dir: str) -> None:
+  """Reads every stored value of a step's state (synchronously); raises if one is missing.
+
+  Orbax keeps the arrays in one OCDBT database per step (`<step>/state/manifest.ocdbt` and
+  data files). A truncated, emptied or deleted file makes a value unreadable: this finds
+  it with one exception naming the value, before orbax's concurrent restore would fail
+  with thousands of lines from its abandoned reads. (Bytes overwritten in place, same
+  size, can pass: nothing stores checksums of the values.)
+  """
+  state = os.path.join(step_dir, "state")
+  if not os.path.isfile(os.path.join(state, "manifest.ocdbt")):
+    return  # not an OCDBT state (other layouts are left to orbax)
+  store = ts.KvStore.open({"driver": "ocdbt", "base": f"file://{state}/"}).result()
+  keys = store.list().result()
+  reads = [(key, store.read(key)) for key in keys]
+  for key, read in reads:
+    try:
+      if read.result().state != "value":
+        raise ValueError("missing")
+    except ValueError as e:
+      raise ValueError(f"{key.decode(errors='replace')}: {e}") from None
+
+
+def _is_asyncio_leftover(record: logging.LogRecord) -> bool:
+  message = record.getMessage()
+  return message.startswith("Task exception was never retrieved") and "orbax" in message
+
+
+class _DropOrbaxLeftovers(logging.Filter):
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not _is_asyncio_leftover(record)
+
+
+def _silence_orbax_leftovers() -> None:
+  """Keeps a failed restore to its one-line report (installed before the first restore).
+
+  When one array of a step cannot be read, orbax's restore raises at once and abandons
+  the other reads in flight; they finish or are finalised later (often during the next
+  restore) and report through sys.unraisablehook ('Event loop is closed', the read's own
+  error) and the asyncio log (tasks nobody awaited): thousands of lines about a failure
+  already reported. Those are dropped; anything else still goes to the previous hook and
+  the log. (verify_step_files finds the usual damage before orbax reads anything.)
+  """
+  global _leftovers_silenced
+  if _leftovers_silenced:
+    return
+  previous = sys.unraisablehook
+
+  def hook(unraisable):
+    if not _is_orbax_leftover(unraisable):
+      previous(unraisable)
+
+  sys.unraisablehook = hook
+  logging.getLogger("asyncio").addFilter(_DropOrbaxLeftovers())
+  _leftovers_silenced = True
+
+
+def _reason(error: BaseException, limit: int = 160) -> str:
+  """`Type: first words of the message` of the root cause, one line, for a report."""
+  while error.__cause__ is not None:  # orbax wraps the tensorstore error that says why
+    error = error.__cause__
+  text = " ".join(str(error).split())
+  text = re.sub(r' in OCDBT database at local file "[^"]*"', "", text)  # the folder is named
+  if len(text) > limit:
+    text = text[:limit - 3] + "..."
+  return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _key_name(key) -> str:
+  for attribute in ("key", "idx", "name"):
+    if hasattr(key, attribute):
+      return str(getattr(key, attribute))
+  return str(key)
+
+
+def _flat_shapes(tree) -> dict[str, tuple[int, ...]]:
+  leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+  return {"/".join(_key_name(k) for k in path): tuple(getattr(leaf, "shape", ()))
+          for path, leaf in leaves}
+
+
+def tree_differences(expected, found) -> list[str]:
+  """What differs between two trees of arrays (or array metadata): paths and shapes."""
+  want, have = _flat_shapes(expected), _flat_shapes(found)
+  out = []
+  for path in sorted(want.keys() | have.keys()):
+    if path not in have:
+      out.append(f"{path} is missing from the checkpoint")
+    elif path not in want:
+      out.append(f"{path} is in the checkpoint but not in this config's state")
+    elif want[path] != have[path]:
+      out.append(f"{path} has shape {have[path]} in the checkpoint, {want[path]} here")
+  return out
+
+
+def _item_handlers() -> dict[str, ocp.CheckpointHandler]:
+  return {"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()}
 
 
 def _manager(directory: str, **options) -> ocp.CheckpointManager:
+  # The handlers are named so that item_metadata (the saved tree) can be read before a
+  # restore.
   return ocp.CheckpointManager(
       os.path.abspath(directory),
-      options=ocp.CheckpointManagerOptions(create=True, **options))
+      options=ocp.CheckpointManagerOptions(create=True, **options),
+      item_handlers=_item_handlers())
 
 
 class Checkpointer:
@@ -59,14 +201,46 @@ class Checkpointer:
   def latest_step(self) -> int | None:
     return self.latest.latest_step()
 
-  def restore_latest(self, abstract_state: dict[str, Any]):
-    """(state, meta) of the newest checkpoint, or None when there is none."""
-    step = self.latest.latest_step()
-    if step is None:
-      return None
-    restored = self.latest.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
-    return restored["state"], restored["meta"]
+  def restore_latest(self, abstract_state: dict[str, Any], report=print):
+    """(state, meta) of the newest readable checkpoint, or None when there is none.
+
+    A step that fails to load is moved aside to `<step>.corrupt` (one line through
+    `report`) and the next older one is tried. A step whose state tree differs from
+    `abstract_state` raises StateMismatchError and nothing is moved.
+    """
+    _silence_orbax_leftovers()
+    for step in sorted(self.latest.all_steps(), reverse=True):
+      try:
+        stored = self.latest.item_metadata(step)["state"]
+      except Exception as e:  # pylint: disable=broad-except
+        self._set_aside(step, e, report)
+        continue
+      differences = tree_differences(abstract_state, stored) if stored is not None else []
+      if differences:
+        raise StateMismatchError(str(self.latest.directory), step, differences)
+      try:
+        verify_step_files(os.path.join(str(self.latest.directory), str(step)))
+        restored = self.latest.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
+      except Exception as e:  # pylint: disable=broad-except
+        self._set_aside(step, e, report)
+        continue
+      return restored["state"], restored["meta"]
+    return None
+
+  def _set_aside(self, step: int, error: BaseException, report) -> None:
+    directory = str(self.latest.directory)
+    source = os.path.join(directory, str(step))
+    target, n = source + CORRUPT_SUFFIX, 1
+    while os.path.exists(target):
+      target, n = f"{source}{CORRUPT_SUFFIX}{n}", n + 1
+    if jax.process_index() == 0:
+      os.rename(source, target)
+      report(f"warning: checkpoint step {step} in {directory} cannot be read "
+             f"({_reason(error)}); moved it to {target}")
+    if jax.process_count() > 1:
+      multihost_utils.sync_global_devices(f"irstd_jax:set_aside_{step}")
+    self.latest.reload()
 
   def wait(self) -> None:
     self.latest.wait_until_finished()
@@ -75,6 +249,23 @@ class Checkpointer:
   def close(self) -> None:
     self.latest.close()
     self.best.close()
+
+
+def newest_meta(directory: str) -> tuple[int, dict[str, Any]] | None:
+  """(step, meta) of the newest step in a checkpoints dir whose meta reads; None if none.
+
+  Reads only the small JSON meta (the config a run was started with), nothing else.
+  """
+  if not os.path.isdir(directory) or not ocp.utils.checkpoint_steps(directory):
+    return None
+  with _read_only_manager(directory) as manager:
+    for step in sorted(manager.all_steps(), reverse=True):
+      try:
+        meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+      except Exception:  # pylint: disable=broad-except  (damaged: restore_latest reports it)
+        continue
+      return step, meta["meta"]
+  return None
 
 
 EXPORT_VARIABLES = "variables.msgpack"
@@ -121,6 +312,25 @@ def _restore_export(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
   return {"params": tree["params"], "batch_stats": tree.get("batch_stats", {})}, meta
 
 
+class _DropReadOnlyNotes(logging.Filter):
+  """Orbax warns about every option a read-only manager turns off; nothing is wrong."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    message = str(record.msg)
+    return not (message.startswith("CheckpointManagerOptions.read_only=True")
+                or message.startswith("Given directory is read only"))
+
+
+@contextlib.contextmanager
+def _quiet_read_only():
+  logger, note_filter = logging.getLogger("absl"), _DropReadOnlyNotes()
+  logger.addFilter(note_filter)
+  try:
+    yield
+  finally:
+    logger.removeFilter(note_filter)
+
+
 def resolve_checkpoint_dir(path: str, prefer_best: bool = True) -> str:
   """Accepts a workdir, a checkpoints dir, or a step dir; returns a manager directory."""
   path = os.path.abspath(path)
@@ -136,26 +346,42 @@ def resolve_checkpoint_dir(path: str, prefer_best: bool = True) -> str:
                           f"{LATEST_DIR}/ with numbered step folders, as main.py writes)")
 
 
-def restore_variables(checkpoint_dir: str, step: int | None = None,
-                      prefer_best: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
-  """Model variables and metadata of a checkpoint, for evaluation and prediction.
+def _warn(line: str) -> None:
+  print(line, file=sys.stderr, flush=True)
 
-  `checkpoint_dir` is a workdir, a checkpoints dir, a step dir, or an exported folder
-  (`export_variables`; `step` and `prefer_best` do not apply to it).
 
-  Returns:
-    ({'params': ..., 'batch_stats': ...} as numpy pytrees, meta dict with 'config').
+def _read_only_manager(directory: str) -> ocp.CheckpointManager:
+  with _quiet_read_only():
+    return ocp.CheckpointManager(
+        directory, options=ocp.CheckpointManagerOptions(read_only=True),
+        item_handlers=_item_handlers())
+
+
+def _candidates(path: str, directory: str, step: int | None) -> list[tuple[str, int]]:
+  """(directory, step) to try in order: the asked-for one, then the newest others.
+
+  `directory` is what resolve_checkpoint_dir chose; when it is a workdir's checkpoints_best/
+  or checkpoints/, the other one's steps follow (newest first).
   """
-  if os.path.isdir(checkpoint_dir) and is_export(checkpoint_dir):
-    return _restore_export(checkpoint_dir)
-  directory = resolve_checkpoint_dir(checkpoint_dir, prefer_best)
-  with ocp.CheckpointManager(
-      directory, options=ocp.CheckpointManagerOptions(read_only=True),
-      item_handlers={"state": ocp.StandardCheckpointHandler(),
-                     "meta": ocp.JsonCheckpointHandler()}) as manager:
-    step = manager.latest_step() if step is None else step
-    if directory.endswith(BEST_DIR) and manager.best_step() is not None:
-      step = manager.best_step()
+  if step is not None:
+    return [(directory, step)]
+  with _read_only_manager(directory) as manager:
+    steps = sorted(manager.all_steps(), reverse=True)
+    first = manager.best_step() if directory.endswith(BEST_DIR) else None
+  order = ([first] if first is not None else []) + [s for s in steps if s != first]
+  out = [(directory, s) for s in order]
+  root = os.path.dirname(directory)
+  if os.path.abspath(root) == os.path.abspath(path) and (
+      directory.endswith(BEST_DIR) or directory.endswith(LATEST_DIR)):
+    other = os.path.join(root, LATEST_DIR if directory.endswith(BEST_DIR) else BEST_DIR)
+    if os.path.isdir(other):
+      out += [(other, s) for s in sorted(ocp.utils.checkpoint_steps(other), reverse=True)]
+  return out
+
+
+def _restore_step(directory: str, step: int) -> tuple[dict[str, Any], dict[str, Any]]:
+  verify_step_files(os.path.join(directory, str(step)))
+  with _read_only_manager(directory) as manager:
     # Restore onto this process's first device whatever mesh wrote the checkpoint (a
     # multi-host or 8-GPU run evaluated on one machine): orbax refuses a topology change
     # unless the target shardings are given.
@@ -166,3 +392,37 @@ def restore_variables(checkpoint_dir: str, step: int | None = None,
         state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
   state = jax.tree.map(np.asarray, restored["state"])
   return {"params": state["params"], "batch_stats": state["batch_stats"]}, restored["meta"]
+
+
+def restore_variables(checkpoint_dir: str, step: int | None = None,
+                      prefer_best: bool = True, warn=_warn
+                      ) -> tuple[dict[str, Any], dict[str, Any]]:
+  """Model variables and metadata of a checkpoint, for evaluation and prediction.
+
+  `checkpoint_dir` is a workdir, a checkpoints dir, a step dir, or an exported folder
+  (`export_variables`; `step` and `prefer_best` do not apply to it). When the chosen step
+  cannot be read, the newest readable one is used instead and `warn` gets one line naming
+  both; CheckpointError when no step is readable.
+
+  Returns:
+    ({'params': ..., 'batch_stats': ...} as numpy pytrees, meta dict with 'config').
+  """
+  if os.path.isdir(checkpoint_dir) and is_export(checkpoint_dir):
+    return _restore_export(checkpoint_dir)
+  directory = resolve_checkpoint_dir(checkpoint_dir, prefer_best)
+  _silence_orbax_leftovers()
+  damaged = []  # (step folder, reason)
+  for candidate_dir, candidate in _candidates(checkpoint_dir, directory, step):
+    try:
+      variables, meta = _restore_step(candidate_dir, candidate)
+    except Exception as e:  # pylint: disable=broad-except
+      damaged.append((os.path.join(candidate_dir, str(candidate)), _reason(e)))
+      continue
+    if damaged:
+      more = f"; {len(damaged) - 1} more damaged" if len(damaged) > 1 else ""
+      warn(f"warning: checkpoint {damaged[0][0]} is damaged ({damaged[0][1]}{more}); using "
+           f"{os.path.join(candidate_dir, str(candidate))} instead")
+    return variables, meta
+  more = f"; {len(damaged) - 1} more damaged" if len(damaged) > 1 else ""
+  raise CheckpointError(f"{os.path.abspath(checkpoint_dir)}: no readable checkpoint: "
+                        f"{damaged[0][0]} is damaged ({damaged[0][1]}{more})")

@@ -52,6 +52,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.train.checkpoint_every_epochs = 1
   config.train.max_to_keep = 3
   config.train.profile = ""  # "N": trace N steps after compilation; "A:B": steps A..B-1
+  # A workdir, checkpoints dir or exported folder: start from its params and batch_stats
+  # (fresh optimizer state, step 0) instead of a random init. Ignored when resuming.
+  config.train.init_from = ""
 
   config.eval = ml_collections.ConfigDict()
   config.eval.threshold = 0.5

@@ -14,7 +14,9 @@ Protocols (the report states which one ran):
 
 The config is the one stored in the checkpoint (meta['config']) unless --config names a
 configs/*.py file (then --config.field=value overrides apply to it); --set=key=value
-overrides fields of either. Writes to --output:
+overrides fields of either (a field name the project does not know is refused). The config
+is checked before anything is computed: a bad value, or an --output that cannot be a
+directory, is one `error:` line and exit status 2. Writes to --output:
   report.json, report.md    mIoU, nIoU, Pd, Fa, Fa_strict, Pd by target size, threshold sweep
                             (PD-FA curve, pixel ROC AUC)   [irstd_jax.metrics.write_report]
   pdfa_curve.png, roc.png, size_breakdown.png
@@ -25,7 +27,6 @@ for the first --num_figures test images, images with targets first.
 
 from __future__ import annotations
 
-import ast
 import json
 import os
 import re
@@ -37,35 +38,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 
+from irstd_jax import config_check
+
 # ------------------------------------------------------------------ shared with predict.py
-
-
-def parse_value(text: str, current: Any = None) -> Any:
-  """'3' -> 3, '(1,2)' -> (1, 2), 'true' -> True, anything else stays a string."""
-  lowered = text.strip().lower()
-  if lowered in ("true", "false"):
-    value: Any = lowered == "true"
-  else:
-    try:
-      value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-      value = text
-  if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
-    value = float(value)
-  return value
-
-
-def apply_overrides(config, overrides) -> None:
-  """Applies ['a.b=value', ...] to a ConfigDict in place."""
-  for item in overrides or ():
-    if "=" not in item:
-      raise ValueError(f"--set expects key=value, got {item!r}")
-    key, text = item.split("=", 1)
-    node = config
-    *path, leaf = key.strip().split(".")
-    for part in path:
-      node = node[part]
-    node[leaf] = parse_value(text, node.get(leaf))
 
 
 def load_checkpoint(checkpoint: str, latest: bool = False):
@@ -270,12 +245,6 @@ def main(argv, config_flag=None) -> int:
   FLAGS = flags.FLAGS
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
-  try:  # TF (TFDS) must not reserve accelerator memory JAX needs.
-    import tensorflow as tf
-    tf.config.set_visible_devices([], "GPU")
-    tf.config.set_visible_devices([], "TPU")
-  except Exception:  # pylint: disable=broad-except
-    pass
   from irstd_jax import datasets
   try:
     variables, meta, config = load_checkpoint(FLAGS.checkpoint, FLAGS.latest)
@@ -285,10 +254,17 @@ def main(argv, config_flag=None) -> int:
   if config_flag is not None and config_flag.value is not None:
     config = config_flag.value
   try:
-    apply_overrides(config, FLAGS.set)
-  except (KeyError, ValueError) as e:
-    print(f"error: bad --set: {e}", file=sys.stderr)
+    config_check.apply_overrides(config, FLAGS.set)
+    config_check.validate_config(config, workdir=FLAGS.output, purpose="eval")
+  except config_check.ConfigError as e:
+    print(f"error: {e}", file=sys.stderr)
     return 2
+  try:  # TF (TFDS) must not reserve accelerator memory JAX needs.
+    import tensorflow as tf
+    tf.config.set_visible_devices([], "GPU")
+    tf.config.set_visible_devices([], "TPU")
+  except Exception:  # pylint: disable=broad-except
+    pass
   step = meta.get("step")
   which = "latest" if FLAGS.latest else "best"
   print(f"checkpoint {FLAGS.checkpoint} ({which}, step {step}, epoch {meta.get('epoch')})",
@@ -314,4 +290,4 @@ def main(argv, config_flag=None) -> int:
 if __name__ == "__main__":
   from absl import app as _app
   _config_flag = _define_flags()
-  _app.run(lambda argv: main(argv, _config_flag))
+  _app.run(lambda argv: main(argv, _config_flag), flags_parser=config_check.parse_flags)

@@ -1,6 +1,11 @@
 """Entry point: python -m irstd_jax.main --config=configs/<name>.py --workdir=DIR.
 
 Any config field can be overridden on the command line, e.g. --config.train.num_epochs=2.
+
+Exit status: 0 done; 2 a bad config, flag, data set or checkpoint (one `error:` line on
+stderr, before any compilation where the data are not needed to tell); 3 training
+diverged (non-finite loss, gradient norm or state; nothing non-finite is saved);
+130 / 143 stopped by SIGINT / SIGTERM after saving a checkpoint.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from absl import flags
 from absl import logging
 import jax
 from ml_collections import config_flags
+
+from irstd_jax import config_check
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Path to a configs/*.py file.", lock_config=True)
@@ -60,19 +67,28 @@ def main(argv):
     # Orbax and TFDS log every file operation at INFO; the progress lines are printed.
     logging.set_verbosity(logging.WARNING)
   config = _CONFIG.value
+  try:  # before TensorFlow, the data and any compilation
+    config_check.validate_config(config, workdir=_WORKDIR.value, purpose="train")
+  except config_check.ConfigError as e:
+    return _error(e, 2)
   _hide_accelerators_from_tensorflow()
   _initialize_distributed()
-  workdir = os.path.abspath(os.path.expanduser(_WORKDIR.value))
-  os.makedirs(workdir, exist_ok=True)
+  workdir = os.path.abspath(os.path.expanduser(_WORKDIR.value))  # made once the checks pass
   logging.info("JAX process %d/%d, local devices %s", jax.process_index(),
                jax.process_count(), jax.local_devices())
   try:
     train.train_and_evaluate(config, workdir)
-  except datasets.DataNotPreparedError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+  except (datasets.DataNotPreparedError, config_check.ConfigError) as e:
+    return _error(e, 2)
+  except train.TrainingDiverged as e:
+    return _error(e, 3)
   return 0
 
 
+def _error(message, status: int) -> int:
+  print(f"error: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
+  return status
+
+
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=config_check.parse_flags)

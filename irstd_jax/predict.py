@@ -16,7 +16,8 @@ Outputs per image `<name>`:
   <name>_prob.png     uint8, round(255 * prob)
   <name>_overlay.png  RGB: the grey input, predicted blobs tinted red with a 1-px red outline
 An unreadable file is skipped with a warning and listed at the end; the exit status is 1
-if any file failed, 0 otherwise.
+if any file failed, 0 otherwise. A bad flag, checkpoint or config (e.g. an --output that is
+a file) is one `error:` line and exit status 2, before any image is read.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ import sys
 import time
 
 import numpy as np
+
+from irstd_jax import config_check
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -141,6 +144,14 @@ def main(argv) -> int:
   except (FileNotFoundError, ValueError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
+  try:
+    config_check.validate_config(config, workdir=FLAGS.output, purpose="predict")
+    if FLAGS.threshold is not None and not 0.0 <= FLAGS.threshold < 1.0:
+      raise config_check.ConfigError("--threshold", f"{FLAGS.threshold!r} is out of range",
+                                     "a probability in [0, 1)")
+  except config_check.ConfigError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
   if not files:
     print(f"error: no {'/'.join(EXTENSIONS)} files in {FLAGS.input}", file=sys.stderr)
     return 2
@@ -171,4 +182,4 @@ if __name__ == "__main__":
                       "checkpoint's eval.threshold (0.5).")
   _flags.DEFINE_bool("latest", False, "Use the newest checkpoint instead of the best one.")
   _flags.mark_flags_as_required(["checkpoint", "input", "output"])
-  _app.run(main)
+  _app.run(main, flags_parser=config_check.parse_flags)

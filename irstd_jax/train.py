@@ -12,6 +12,7 @@ import json
 import math
 import os
 import signal
+import sys
 import time
 from typing import Any, Callable
 
@@ -26,6 +27,7 @@ import numpy as np
 import optax
 
 from irstd_jax import checkpointing
+from irstd_jax import config_check
 from irstd_jax import datasets
 from irstd_jax import input_pipeline
 from irstd_jax import losses
@@ -88,11 +90,71 @@ def make_optimizer(train_config: ml_collections.ConfigDict,
 
 
 def create_train_state(rng: jax.Array, model, tx: optax.GradientTransformation,
-                       image_shape: tuple[int, int]) -> TrainState:
-  dummy = jnp.zeros((1, *image_shape, 1), jnp.float32)
-  variables = model.init(rng, dummy, train=False)
+                       image_shape: tuple[int, int],
+                       init_variables: dict[str, Any] | None = None) -> TrainState:
+  """Step 0 with a fresh optimizer state; the variables of `model.init`, or
+  `init_variables` ({'params', 'batch_stats'}, e.g. from train.init_from) when given."""
+  if init_variables is None:
+    dummy = jnp.zeros((1, *image_shape, 1), jnp.float32)
+    variables = model.init(rng, dummy, train=False)
+  else:
+    variables = init_variables
   return TrainState.create(apply_fn=model.apply, params=variables["params"], tx=tx,
                            batch_stats=variables.get("batch_stats", {}))
+
+
+def _resume_error(workdir: str, step: int, what: str) -> config_check.ConfigError:
+  return config_check.ConfigError(
+      "--workdir", f"{workdir} holds a run (checkpoint step {step}) that differs from this "
+      f"config where the saved state's shape depends on it: {what}",
+      f"resume with the old values; or pass another --workdir; or start another --workdir "
+      f"from its weights with --config.train.init_from={workdir}")
+
+
+def check_resume_config(config: ml_collections.ConfigDict, workdir: str) -> bool:
+  """True when workdir holds checkpoints to resume; ConfigError when the config changed
+  a field that the saved state's tree depends on (config_check.state_changes).
+
+  Reads only the newest readable checkpoint's meta: cheap, before any data or compilation.
+  """
+  found = checkpointing.newest_meta(os.path.join(workdir, checkpointing.LATEST_DIR))
+  if found is None:
+    return False
+  step, meta = found
+  changes = config_check.state_changes(meta.get("config", {}), config)
+  if changes:
+    raise _resume_error(workdir, step, ", ".join(changes))
+  return True
+
+
+def load_init_variables(config: ml_collections.ConfigDict, model) -> dict[str, Any]:
+  """{'params', 'batch_stats'} of `config.train.init_from`, checked against `model`'s shapes.
+
+  Raises ConfigError (one line) when the path holds no readable checkpoint or when its
+  variables do not fit the model the config builds.
+  """
+  source = os.path.expanduser(config.train.init_from)
+  allowed = "a workdir, checkpoints dir or exported folder of the same model.* fields"
+  try:
+    variables, meta = checkpointing.restore_variables(source)
+  except (FileNotFoundError, ValueError) as e:
+    raise config_check.ConfigError("train.init_from", str(e), allowed) from None
+  crop = config.dataset.crop_size
+  expected = jax.eval_shape(lambda: model.init(
+      jax.random.key(0), jnp.zeros((1, crop, crop, 1), jnp.float32), train=False))
+  expected = {"params": expected["params"], "batch_stats": expected.get("batch_stats", {})}
+  variables = {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
+  differences = checkpointing.tree_differences(expected, variables)
+  if differences:
+    more = f" (and {len(differences) - 1} more)" if len(differences) > 1 else ""
+    raise config_check.ConfigError(
+        "train.init_from", f"{source} (step {meta.get('step')}, model "
+        f"{meta.get('config', {}).get('model', {}).get('name')}) does not fit model "
+        f"{config.model.name}: {differences[0]}{more}", allowed)
+  if jax.process_index() == 0:
+    print(f"initialising the parameters from {source} (step {meta.get('step')}); fresh "
+          f"optimizer state, step 0", flush=True)
+  return variables
 
 
 def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *,
@@ -210,32 +272,122 @@ def _profile_window(spec: str, start_step: int, total_steps: int) -> tuple[int, 
   return (first, end) if first < end else None
 
 
+def _strict_json(record: dict[str, Any]) -> dict[str, Any]:
+  """`record` with numpy scalars as Python numbers and NaN / inf as None (null in JSON)."""
+  return metrics_lib._jsonable(record)  # pylint: disable=protected-access
+
+
 def _state_dict(state: TrainState) -> dict[str, Any]:
   return {"step": state.step, "params": state.params, "batch_stats": state.batch_stats,
           "opt_state": state.opt_state}
 
 
 class _Preemption:
-  """Turns SIGTERM into a flag the loop checks, so a checkpoint is written before exit."""
+  """Turns SIGTERM and SIGINT (Ctrl-C) into a flag the loop checks, so a checkpoint is
+  written before exit (status 128 + signal: 143 for SIGTERM, 130 for SIGINT).
+
+  A second Ctrl-C while the checkpoint is written interrupts at once (KeyboardInterrupt).
+  """
+
+  SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
   def __init__(self):
-    self.requested = False
-    self._previous = None
+    self.signum: int | None = None
+    self._previous: dict[int, Any] = {}
+
+  @property
+  def requested(self) -> bool:
+    return self.signum is not None
+
+  @property
+  def name(self) -> str:
+    return signal.Signals(self.signum).name if self.signum is not None else ""
+
+  @property
+  def exit_status(self) -> int:
+    return 128 + int(self.signum)
 
   def __enter__(self):
-    try:
-      self._previous = signal.signal(signal.SIGTERM, self._handle)
-    except ValueError:  # not the main thread: leave signals alone
-      self._previous = None
+    for sig in self.SIGNALS:
+      try:
+        self._previous[sig] = signal.signal(sig, self._handle)
+      except ValueError:  # not the main thread: leave signals alone
+        pass
     return self
 
   def _handle(self, signum, frame):
-    del signum, frame
-    self.requested = True
+    del frame
+    if self.signum is None:
+      self.signum = signum
+    if signum == signal.SIGINT and signal.SIGINT in self._previous:
+      signal.signal(signal.SIGINT, self._previous[signal.SIGINT])
 
   def __exit__(self, *exc):
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
+    for sig, previous in self._previous.items():
+      signal.signal(sig, previous)
+    self._previous = {}
+
+
+class TrainingDiverged(RuntimeError):
+  """A non-finite loss, gradient norm or training state stopped training (one line)."""
+
+
+def _all_finite(tree) -> jax.Array:
+  """True when every floating-point leaf of `tree` is finite (one scalar, on device)."""
+  flags = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)
+           if jnp.issubdtype(leaf.dtype, jnp.floating)]
+  return jnp.all(jnp.stack(flags)) if flags else jnp.asarray(True)
+
+
+class _DivergenceGuard:
+  """Stops training at the first non-finite loss or gradient norm, before anything is saved.
+
+  The per-step metrics are read on the host only where the loop reads them anyway (each
+  log window, and before a preemption save), so the check adds no synchronisation; the
+  state itself is checked (one fused reduction) before every evaluation and save.
+  """
+
+  def __init__(self, train_config: ml_collections.ConfigDict):
+    self.learning_rate = train_config.learning_rate
+    self.grad_clip_norm = train_config.get("grad_clip_norm", 0.0)
+    self.last_finite: tuple[int, float] | None = None  # (step, loss)
+    self._last = (math.nan, math.nan)  # (loss, grad_norm) of the newest step read
+    self._state_checked_at: int | None = None
+    self._state_finite = jax.jit(_all_finite)
+
+  def _advice(self) -> str:
+    lr = f"lower train.learning_rate (now {self.learning_rate:g})"
+    if self.grad_clip_norm:
+      return f"{lr} or train.grad_clip_norm (now {self.grad_clip_norm:g})"
+    return f"{lr} or set train.grad_clip_norm"
+
+  def _last_finite_text(self) -> str:
+    if self.last_finite is None:
+      return "no finite loss before it"
+    step, loss = self.last_finite
+    return f"last finite loss {loss:.6g} at step {step}"
+
+  def check_window(self, host_metrics: list[dict[str, Any]], first_step: int) -> None:
+    """`host_metrics`: the per-step metric dicts (numpy) of steps first_step, first_step+1..."""
+    for offset, metrics in enumerate(host_metrics):
+      loss, grad_norm = float(metrics["loss"]), float(metrics["grad_norm"])
+      if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+        raise TrainingDiverged(
+            f"training diverged at step {first_step + offset} (loss {loss:.6g}, grad_norm "
+            f"{grad_norm:.6g}); {self._last_finite_text()}; {self._advice()}")
+      self.last_finite = (first_step + offset, loss)
+      self._last = (loss, grad_norm)
+
+  def check_state(self, state: TrainState, step: int) -> None:
+    """Raises TrainingDiverged when the state about to be saved or evaluated is not finite."""
+    if self._state_checked_at == step:
+      return
+    if not bool(self._state_finite(_state_dict(state))):
+      loss, grad_norm = self._last
+      raise TrainingDiverged(
+          f"training diverged at step {step} (non-finite parameters or optimizer state "
+          f"after loss {loss:.6g}, grad_norm {grad_norm:.6g}); {self._advice()}")
+    self._state_checked_at = step
 
 
 class JsonlWriter:
@@ -250,8 +402,9 @@ class JsonlWriter:
 
   def write_scalars(self, step: int, scalars: dict[str, Any]) -> None:
     if self._file is not None:
-      self._file.write(json.dumps({"step": int(step), **{k: float(v) for k, v in
-                                                         scalars.items()}}) + "\n")
+      record = {"step": int(step), **{k: float(v) for k, v in scalars.items()}}
+      # Strict JSON: a non-finite value (a diverged loss) is written as null.
+      self._file.write(json.dumps(_strict_json(record), allow_nan=False) + "\n")
 
   def flush(self) -> None:
     if self._file is not None:
@@ -278,11 +431,34 @@ def create_metric_writer(workdir: str, is_lead: bool):
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains, evaluates every `eval.every_epochs`, checkpoints, and resumes from workdir.
 
-  Returns the final summary dict (also written to workdir/final_metrics.json).
+  Returns the final summary dict (also written to workdir/final_metrics.json). Raises
+  config_check.ConfigError before any compilation when the config cannot work with the
+  devices, the data or the checkpoints already in workdir (a changed model or optimizer;
+  a train.init_from that does not fit), and TrainingDiverged when the loss, the gradient
+  norm or the state stops being finite (nothing non-finite is saved).
   """
   is_lead = jax.process_index() == 0
-  writer = create_metric_writer(workdir, is_lead)
+  for field in ("train.batch_size", "eval.batch_size"):
+    section, name = field.split(".")
+    if config[section][name] % jax.device_count():
+      raise config_check.ConfigError(
+          field, f"{config[section][name]} is not divisible by the {jax.device_count()} "
+          f"devices of the mesh", f"a multiple of {jax.device_count()}")
+  model = models.create_model(config.model)
+  init_variables = None
+  if check_resume_config(config, workdir):
+    if config.train.get("init_from", "") and is_lead:
+      print(f"train.init_from ignored: resuming from the checkpoints in {workdir}",
+            flush=True)
+  elif config.train.get("init_from", ""):
+    init_variables = load_init_variables(config, model)
   train_source, test_source = datasets.load_sources(config.dataset)
+  if config.train.batch_size > len(train_source):
+    raise config_check.ConfigError(
+        "train.batch_size", f"{config.train.batch_size} is larger than the "
+        f"{len(train_source)} training images", f"at most {len(train_source)}")
+  os.makedirs(workdir, exist_ok=True)
+  writer = create_metric_writer(workdir, is_lead)
 
   augment_cfg = input_pipeline.AugmentConfig(
       crop_size=config.dataset.crop_size, flip=config.dataset.get("flip", True),
@@ -298,22 +474,26 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   mesh = make_mesh()
   replicated = jax.NamedSharding(mesh, jax.P())
   data_sharding = jax.NamedSharding(mesh, jax.P("data"))
-  if config.train.batch_size % jax.device_count():
-    raise ValueError(f"train.batch_size={config.train.batch_size} is not divisible by the "
-                     f"{jax.device_count()} devices of the mesh")
 
-  model = models.create_model(config.model)
   schedule = learning_rate_schedule(config.train, total_steps)
   tx = make_optimizer(config.train, schedule)
   init_rng, train_rng = jax.random.split(jax.random.key(config.seed))
   crop = config.dataset.crop_size
-  state = jax.jit(functools.partial(create_train_state, model=model, tx=tx,
-                                    image_shape=(crop, crop)),
-                  out_shardings=replicated)(init_rng)
+  make_state = jax.jit(functools.partial(create_train_state, model=model, tx=tx,
+                                         image_shape=(crop, crop)),
+                       out_shardings=replicated)
+  state = (make_state(init_rng) if init_variables is None
+           else make_state(init_rng, init_variables=init_variables))
 
   checkpointer = checkpointing.Checkpointer(workdir, config.train.get("max_to_keep", 3))
   meta_base = {"config": json.loads(config.to_json_best_effort())}
-  restored = checkpointer.restore_latest(_state_dict(state))
+  # A damaged step is moved aside (one warning line) and the next older one is used.
+  try:
+    restored = checkpointer.restore_latest(
+        _state_dict(state), report=lambda line: print(line, file=sys.stderr, flush=True))
+  except checkpointing.StateMismatchError as e:  # what check_resume_config cannot see
+    checkpointer.close()
+    raise _resume_error(workdir, e.step, "; ".join(e.differences[:3])) from None
   if restored is not None:
     saved, meta = restored
     state = state.replace(**saved)
@@ -329,9 +509,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       out_shardings=(replicated, replicated), donate_argnums=(0,))
   p_eval_step = jax.jit(eval_step, in_shardings=(replicated, data_sharding),
                         out_shardings=data_sharding)
-  if config.eval.batch_size % jax.device_count():
-    raise ValueError(f"eval.batch_size={config.eval.batch_size} is not divisible by the "
-                     f"{jax.device_count()} devices of the mesh")
 
   if is_lead:
     print(f"training {config.model.name} on {config.dataset.name}: {len(train_source)} train "
@@ -346,66 +523,85 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   best_miou, last_eval = -1.0, None
   step = start_step
   profile_steps = _profile_window(config.train.get("profile", ""), start_step, total_steps)
-  with _Preemption() as preemption:
-    for batch in train_batches.iterate(start_step, total_steps):
-      if profile_steps and step == profile_steps[0] and is_lead:
-        jax.profiler.start_trace(os.path.join(workdir, "profile"))
-      step_rng = jax.random.fold_in(train_rng, step)
-      state, step_metrics = p_train_step(state, shard_batch(batch, data_sharding), step_rng)
-      window.append(step_metrics)
-      step += 1
-      if profile_steps and step == profile_steps[1] and is_lead:
-        jax.block_until_ready(state)
-        jax.profiler.stop_trace()
-        print(f"profiler trace of steps {profile_steps[0]}..{step - 1} written to "
-              f"{os.path.join(workdir, 'profile')}", flush=True)
-      epoch_done = step % steps_per_epoch == 0
-      if step % log_every == 0 or epoch_done or step == total_steps:
-        summary = {k: float(np.mean([jax.device_get(m[k]) for m in window]))
-                   for k in window[0]}
-        elapsed = time.time() - window_start
-        summary["images_per_sec"] = len(window) * config.train.batch_size / max(elapsed, 1e-9)
-        summary["step_time_ms"] = 1000.0 * elapsed / len(window)
-        summary["learning_rate"] = float(schedule(step - 1))
-        writer.write_scalars(step, summary)
-        if is_lead:
-          done = (step - start_step) / max(time.time() - loop_start, 1e-9)
-          eta = (total_steps - step) / max(done, 1e-9)
-          print(f"epoch {math.ceil(step / steps_per_epoch)}/{config.train.num_epochs} "
-                f"step {step}/{total_steps} loss {summary['loss']:.4f} "
-                f"{summary['images_per_sec']:.1f} img/s ETA {_format_eta(eta)}", flush=True)
-        window, window_start = [], time.time()
-      epoch = step // steps_per_epoch
-      meta = dict(meta_base, epoch=epoch, step=step)
-      if epoch_done and (epoch % eval_every == 0 or step == total_steps):
-        last_eval = evaluate(p_eval_step, state, test_source, config.eval, config.dataset,
-                             data_sharding)
-        writer.write_scalars(step, {f"test/{k}": v for k, v in last_eval.items()
-                                    if np.isscalar(v)})
-        best_miou = max(best_miou, last_eval["miou"])
-        if is_lead:
-          print(f"  test @ epoch {epoch}: mIoU {last_eval['miou']:.4f} nIoU "
-                f"{last_eval['niou']:.4f} Pd {last_eval['pd']:.4f} Fa "
-                f"{last_eval['fa'] * 1e6:.2f}e-6 Fa_strict {last_eval['fa_strict'] * 1e6:.2f}e-6",
-                flush=True)
-        checkpointer.save(step, _state_dict(state), dict(meta, metrics=last_eval),
-                          metrics={"miou": last_eval["miou"]})
-      elif epoch_done and epoch % config.train.get("checkpoint_every_epochs", 1) == 0:
-        checkpointer.save(step, _state_dict(state), meta)
-      if preemption.requested:
-        checkpointer.save(step, _state_dict(state), meta)
-        checkpointer.wait()
-        if is_lead:
-          print(f"SIGTERM: saved a checkpoint at step {step}; exiting", flush=True)
-        checkpointer.close()
-        writer.close()
-        raise SystemExit(143)
+  guard = _DivergenceGuard(config.train)
+  try:
+    with _Preemption() as preemption:
+      for batch in train_batches.iterate(start_step, total_steps):
+        if profile_steps and step == profile_steps[0] and is_lead:
+          jax.profiler.start_trace(os.path.join(workdir, "profile"))
+        step_rng = jax.random.fold_in(train_rng, step)
+        state, step_metrics = p_train_step(state, shard_batch(batch, data_sharding), step_rng)
+        window.append(step_metrics)
+        step += 1
+        if profile_steps and step == profile_steps[1] and is_lead:
+          jax.block_until_ready(state)
+          jax.profiler.stop_trace()
+          print(f"profiler trace of steps {profile_steps[0]}..{step - 1} written to "
+                f"{os.path.join(workdir, 'profile')}", flush=True)
+        epoch_done = step % steps_per_epoch == 0
+        if step % log_every == 0 or epoch_done or step == total_steps:
+          host_window = jax.device_get(window)
+          summary = {k: float(np.mean([m[k] for m in host_window])) for k in host_window[0]}
+          elapsed = time.time() - window_start
+          summary["images_per_sec"] = len(window) * config.train.batch_size / max(elapsed, 1e-9)
+          summary["step_time_ms"] = 1000.0 * elapsed / len(window)
+          summary["learning_rate"] = float(schedule(step - 1))
+          writer.write_scalars(step, summary)
+          if is_lead:
+            done = (step - start_step) / max(time.time() - loop_start, 1e-9)
+            eta = (total_steps - step) / max(done, 1e-9)
+            print(f"epoch {math.ceil(step / steps_per_epoch)}/{config.train.num_epochs} "
+                  f"step {step}/{total_steps} loss {summary['loss']:.4f} "
+                  f"{summary['images_per_sec']:.1f} img/s ETA {_format_eta(eta)}", flush=True)
+          window, window_start = [], time.time()
+          guard.check_window(host_window, step - len(host_window) + 1)
+        epoch = step // steps_per_epoch
+        meta = dict(meta_base, epoch=epoch, step=step)
+        evaluate_now = epoch_done and (epoch % eval_every == 0 or step == total_steps)
+        save_now = epoch_done and epoch % config.train.get("checkpoint_every_epochs", 1) == 0
+        if preemption.requested and window:  # steps since the last log window
+          guard.check_window(jax.device_get(window), step - len(window) + 1)
+        if evaluate_now or save_now or preemption.requested:
+          guard.check_state(state, step)  # nothing non-finite is evaluated or saved
+        if evaluate_now:
+          last_eval = evaluate(p_eval_step, state, test_source, config.eval, config.dataset,
+                               data_sharding)
+          writer.write_scalars(step, {f"test/{k}": v for k, v in last_eval.items()
+                                      if np.isscalar(v)})
+          best_miou = max(best_miou, last_eval["miou"])
+          if is_lead:
+            print(f"  test @ epoch {epoch}: mIoU {last_eval['miou']:.4f} nIoU "
+                  f"{last_eval['niou']:.4f} Pd {last_eval['pd']:.4f} Fa "
+                  f"{last_eval['fa'] * 1e6:.2f}e-6 Fa_strict "
+                  f"{last_eval['fa_strict'] * 1e6:.2f}e-6", flush=True)
+          checkpointer.save(step, _state_dict(state),
+                            _strict_json(dict(meta, metrics=last_eval)),
+                            metrics={"miou": last_eval["miou"]})
+        elif save_now:
+          checkpointer.save(step, _state_dict(state), meta)
+        if preemption.requested:
+          checkpointer.save(step, _state_dict(state), meta)
+          checkpointer.wait()
+          if is_lead:
+            print(f"{preemption.name}: saved a checkpoint at step {step}; exiting", flush=True)
+          checkpointer.close()
+          writer.close()
+          raise SystemExit(preemption.exit_status)
+    if last_eval is None:  # resumed at the end: nothing ran, evaluate the restored state
+      guard.check_state(state, step)
+      last_eval = evaluate(p_eval_step, state, test_source, config.eval, config.dataset,
+                           data_sharding)
+    guard.check_state(state, step)  # (checked already when the last epoch ended)
+  except TrainingDiverged:
+    checkpointer.wait()  # earlier (finite) saves still in flight complete; nothing new
+    checkpointer.close()
+    writer.flush()
+    writer.close()
+    raise
 
-  if last_eval is None:  # resumed at the end: nothing ran, evaluate the restored state
-    last_eval = evaluate(p_eval_step, state, test_source, config.eval, config.dataset,
-                         data_sharding)
-  checkpointer.save(step, _state_dict(state), dict(meta_base, epoch=step // steps_per_epoch,
-                                                   step=step, metrics=last_eval),
+  checkpointer.save(step, _state_dict(state),
+                    _strict_json(dict(meta_base, epoch=step // steps_per_epoch, step=step,
+                                      metrics=last_eval)),
                     metrics={"miou": last_eval["miou"]})
   checkpointer.wait()
   checkpointer.close()
@@ -414,7 +610,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
            "wall_time_s": time.time() - loop_start}
   if is_lead:
     with open(os.path.join(workdir, "final_metrics.json"), "w") as f:
-      json.dump(final, f, indent=2)
+      json.dump(_strict_json(final), f, indent=2, allow_nan=False)
     print(f"final test ({config.dataset.name}, {len(test_source)} images): "
           f"mIoU {last_eval['miou']:.4f}  nIoU {last_eval['niou']:.4f}  "
           f"Pd {last_eval['pd']:.4f}  Fa {last_eval['fa'] * 1e6:.2f}e-6  "

@@ -353,6 +353,22 @@ def test_duplicate_id_in_a_split(tmp_path):
   assert "train.txt:3: id 'a' is listed twice" in message
 
 
+def test_split_file_with_a_utf8_byte_order_mark_and_crlf_reads_the_same_ids(tmp_path):
+  root = _tiny_uniform(tmp_path / "set")
+  (root / "splits" / "train.txt").write_bytes("\ufeffa\r\nb.png\r\nc\r\n".encode("utf-8"))
+  plan = manual.scan(str(root), "nuaa_sirst")
+  assert [e.id for e in plan.splits["train"]] == ["a", "b", "c"]
+
+
+def test_utf16_split_file_is_refused_naming_the_file(tmp_path):
+  root = _tiny_uniform(tmp_path / "set")
+  (root / "splits" / "train.txt").write_text("a\nb\nc\n", encoding="utf-16")
+  error, message = _scan_error(root)
+  assert message.startswith(f"{root / 'splits' / 'train.txt'}: split file is not UTF-8 text")
+  assert "UTF-16" in message
+  assert len(error.problems) == 1  # not also reported as an empty split
+
+
 def test_every_problem_is_collected_and_counted(tmp_path):
   root = _tiny_uniform(tmp_path / "set")
   (root / "masks" / "a.png").unlink()

@@ -4,7 +4,9 @@
         --set dataset.manual_dir=../shared/datasets/nuaa_sirst --set train.num_epochs=40
 
 Each row of the grid is one ordinary training run (`python -m irstd_jax.main`) in
-`OUTPUT_DIR/<row>/` with the common `--set` overrides plus the row's own; its log is
+`OUTPUT_DIR/<row>/` with the common `--set` overrides plus the row's own. Every row's
+config is built and checked (irstd_jax.config_check) before the first row starts: a bad
+field or value is one `error: row '<row>': ...` line, exit status 2. A row's log is
 `OUTPUT_DIR/<row>/log.txt`. A row whose run already wrote `final_metrics.json` is not run
 again, and an interrupted row resumes from its checkpoint (main's own resume), so the
 same command continues an interrupted grid. After every finished row the table is
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import datetime
+import importlib.util
 import json
 import os
 import re
@@ -35,6 +38,9 @@ import threading
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)  # this checkout's irstd_jax, as the row runs (cwd=REPO) use
+
+from irstd_jax import config_check  # noqa: E402
 
 # The paper's model and loss, and the ablations its referee asked for: each scale weight,
 # CBAM instead of the Gaussian attention, rotated / fixed / no pinwheel mask, location loss.
@@ -211,6 +217,28 @@ def select_rows(grid: list, spec: str) -> list:
   return chosen
 
 
+def load_config(path: str):
+  """get_config() of a configs/*.py file, as `--config=path` gives it to main."""
+  spec = importlib.util.spec_from_file_location("ablate_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def validate_rows(config_path: str, common: list[str], rows: list[dict],
+                  output_dir: str) -> None:
+  """Builds every row's config (file + common --set + the row's overrides) and checks it
+  with config_check.validate_config: a bad row stops the grid before any row starts."""
+  for row in rows:
+    config = load_config(config_path)
+    try:
+      config_check.apply_overrides(config, common + row["overrides"])
+      config_check.validate_config(config, workdir=os.path.join(output_dir, row["dir"]),
+                                   purpose="train")
+    except config_check.ConfigError as e:
+      config_check.fail(f"row {row['name']!r}: {e}")
+
+
 def machine_description() -> str:
   sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
   from benchmark import cpu_model  # the same CPU naming as the benchmark reports
@@ -235,7 +263,6 @@ def main(argv=None) -> int:
   except ValueError:
     raise SystemExit(f"error: --seeds {args.seeds!r}: expected integers like 0,1,2") from None
   output_dir = os.path.abspath(args.output_dir)
-  os.makedirs(output_dir, exist_ok=True)
   config = os.path.abspath(args.config)
   if not os.path.exists(config):
     raise SystemExit(f"error: --config {args.config}: no such file")
@@ -252,6 +279,8 @@ def main(argv=None) -> int:
   else:
     rows = [{"name": name, "dir": row_dirname(name), "overrides": overrides,
              "status": "pending"} for name, overrides in grid]
+  validate_rows(config, args.set, rows, output_dir)
+  os.makedirs(output_dir, exist_ok=True)
   env = dict(os.environ)
   if args.parallel > 1:
     env.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", f"{0.9 / args.parallel:.3f}")
@@ -280,9 +309,10 @@ def main(argv=None) -> int:
       row["result"] = read_result(workdir)
       if proc.returncode == 0 and row["result"]:
         row["status"] = "ok"
-      elif proc.returncode == 143:  # SIGTERM: main saved a checkpoint; rerun resumes
+      elif proc.returncode in (130, 143):  # SIGINT / SIGTERM: main saved a checkpoint
         row["result"] = last_eval_from_log(os.path.join(workdir, "log.txt"))
-        row["status"] = "stopped (SIGTERM; rerun to resume; last evaluation shown)"
+        row["status"] = (f"stopped ({'SIGINT' if proc.returncode == 130 else 'SIGTERM'}; "
+                         f"rerun to resume; last evaluation shown)")
       elif proc.returncode < 0:
         # Before main's SIGTERM handler is installed (start-up, compilation): no checkpoint.
         row["status"] = f"killed by signal {-proc.returncode} (see {row['dir']}/log.txt)"

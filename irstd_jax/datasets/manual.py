@@ -7,8 +7,9 @@ decodes every file and checks it, and either returns a `Plan` (what to write) or
 `BadInputError` listing every problem found, before anything is written.
 
 Bad-input policy (see docs/data.md):
-- refused: manual_dir missing or empty; no recognised layout; split file missing or empty;
-  an id listed twice in a split; an id with no image; an image with no mask; a file that
+- refused: manual_dir missing or empty; no recognised layout; split file missing, empty or
+  not UTF-8 text (a UTF-8 byte-order mark is fine; UTF-16 is not); an id listed twice in a
+  split; an id with no image; an image with no mask; a file that
   does not decode (corrupt or truncated); 16-bit / float images; a mask whose size differs
   from its image's (unless `fix_mask_size` and the aspect ratios agree: nearest-neighbour
   resize, with a warning); a lossless (PNG/BMP) mask with values other than {0, 255} or
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import io
 import os
 from typing import Callable, Iterable, Sequence
 
@@ -175,26 +177,46 @@ def detect_layout(root: str, dataset: str, custom_splits: bool = False) -> Layou
                       f"{expected})", root=root)
 
 
+def _split_text(path: str, problems: _Problems) -> str | None:
+  """The text of a split file: UTF-8, with or without a byte-order mark; None if not UTF-8."""
+  with open(path, "rb") as f:
+    data = f.read()
+  try:
+    return data.decode("utf-8-sig")  # a leading BOM (Windows editors) is dropped
+  except UnicodeDecodeError as e:
+    utf16 = data[:2] in (b"\xff\xfe", b"\xfe\xff")
+    guess = ": it starts with a UTF-16 byte-order mark" if utf16 else ""
+    problems.add(f"{path}: split file is not UTF-8 text (byte 0x{data[e.start]:02x} at "
+                 f"offset {e.start}{guess}); save it as UTF-8, one id per line")
+    return None
+
+
 def read_split(path: str, problems: _Problems) -> list[str]:
-  """Ids listed in a split file (blank lines ignored, a trailing image extension dropped)."""
+  """Ids listed in a split file (blank lines ignored, a trailing image extension dropped).
+
+  The file must be UTF-8 text (a byte-order mark is allowed); anything else, e.g. UTF-16
+  as some Windows editors save, is a problem naming the file.
+  """
   if not os.path.isfile(path):
     problems.add(f"{path}: split file does not exist")
     return []
+  text = _split_text(path, problems)
+  if text is None:
+    return []
   ids, seen = [], {}
-  with open(path, encoding="utf-8") as f:
-    for number, line in enumerate(f, 1):
-      name = line.strip()
-      if not name:
-        continue
-      stem, ext = os.path.splitext(name)
-      if ext.lower() in IMAGE_EXTS:
-        name = stem
-      if name in seen:
-        problems.add(f"{path}:{number}: id {name!r} is listed twice (first on line "
-                     f"{seen[name]})")
-        continue
-      seen[name] = number
-      ids.append(name)
+  for number, line in enumerate(io.StringIO(text, newline=None), 1):
+    name = line.strip()
+    if not name:
+      continue
+    stem, ext = os.path.splitext(name)
+    if ext.lower() in IMAGE_EXTS:
+      name = stem
+    if name in seen:
+      problems.add(f"{path}:{number}: id {name!r} is listed twice (first on line "
+                   f"{seen[name]})")
+      continue
+    seen[name] = number
+    ids.append(name)
   if not ids:
     problems.add(f"{path}: split file is empty (lists no ids)")
   return ids

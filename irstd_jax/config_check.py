@@ -1,0 +1,395 @@
+"""Config validation: every mistake that needs no data is refused before any expensive work.
+
+`validate_config(config, workdir=..., purpose=...)` raises `ConfigError`, whose message is
+one line `<field>: <what is wrong> (<allowed>)`; the command-line tools print it as
+`error: <message>` and exit with status 2 (`fail`). `parse_flags` gives absl's flag
+parsing the same one-line errors (an unknown `--config.a.b` field, a value of the wrong
+type) instead of a traceback. `apply_overrides` sets `a.b=value` fields and refuses names
+the project does not know.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import math
+import os
+import re
+import sys
+from typing import Any, Iterable, NoReturn
+
+from absl import flags
+
+from irstd_jax import datasets
+from irstd_jax import default_config
+from irstd_jax import losses
+from irstd_jax import models
+from irstd_jax.datasets import presets
+
+PURPOSES = ("train", "eval", "predict")
+OPTIMIZERS = ("adam", "adamw", "adagrad", "sgd")
+SCHEDULES = ("constant", "cosine", "poly")
+REDUCTIONS = ("per_image", "batch")
+LOCATION_CENTROIDS = ("centroid", "mshnet")
+DTYPES = ("float32", "bfloat16")
+MIN_CROP_SIZE = 16  # four 2x poolings
+
+
+class ConfigError(ValueError):
+  """A config field (or a command-line path) that cannot work; str: one line."""
+
+  def __init__(self, field: str, problem: str, allowed: str):
+    self.field, self.problem, self.allowed = field, problem, allowed
+    super().__init__(f"{field}: {problem} ({allowed})")
+
+
+def fail(message: Any, status: int = 2) -> NoReturn:
+  """Prints `error: <message>` (one line) to stderr and exits with `status`."""
+  print(f"error: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
+  raise SystemExit(status)
+
+
+# ------------------------------------------------------------------------- known fields
+
+
+def reference_config():
+  """Every field the project reads: the base config plus the real data sets' fields."""
+  config = default_config.base_config()
+  real = presets.real_dataset_config(default_config.base_config(), "nuaa_sirst")
+  for key in real.dataset:
+    if key not in config.dataset:
+      config.dataset[key] = real.dataset[key]
+  return config
+
+
+def _leaves(node, prefix: str = "") -> Iterable[tuple[str, Any]]:
+  for key in node:
+    value = node[key]
+    name = f"{prefix}{key}"
+    if hasattr(value, "keys") and not isinstance(value, (str, bytes)):
+      yield from _leaves(value, name + ".")
+    else:
+      yield name, value
+
+
+def field_names(config) -> list[str]:
+  """Dotted names of every leaf field ('train.learning_rate', ...)."""
+  return [name for name, _ in _leaves(config)]
+
+
+def _did_you_mean(name: str, known: Iterable[str]) -> str:
+  close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+  return f"did you mean {close[0]}?" if close else "not a field of this project's config"
+
+
+def unknown_field_error(name: str, known: Iterable[str] | None = None) -> ConfigError:
+  known = field_names(reference_config()) if known is None else known
+  return ConfigError(name, "no such config field", _did_you_mean(name, known))
+
+
+def parse_value(text: str, current: Any = None) -> Any:
+  """'3' -> 3, '(1,2)' -> (1, 2), 'true' -> True, else the string; typed like `current`.
+
+  A string field keeps the text as given; an int given for a float field becomes a float.
+  """
+  if isinstance(current, str):
+    return text
+  lowered = text.strip().lower()
+  if lowered in ("true", "false"):
+    value: Any = lowered == "true"
+  else:
+    try:
+      value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      value = text
+  if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+    value = float(value)
+  return value
+
+
+def apply_overrides(config, overrides: Iterable[str], flag: str = "--set") -> None:
+  """Applies ['a.b=value', ...] to a ConfigDict in place; ConfigError for unknown names.
+
+  A field the config lacks is accepted only when the project knows it (an older
+  checkpoint's config may predate a field); a misspelt name is refused.
+  """
+  known = None
+  for item in overrides or ():
+    if "=" not in item:
+      raise ConfigError(flag, f"{item!r} has no '='", "key=value, e.g. eval.threshold=0.4")
+    key, text = item.split("=", 1)
+    key = key.strip()
+    node = config
+    *path, leaf = key.split(".")
+    for part in path:
+      if part not in node or not hasattr(node[part], "keys"):
+        known = field_names(reference_config()) if known is None else known
+        raise unknown_field_error(key, known)
+      node = node[part]
+    if leaf not in node:
+      known = field_names(reference_config()) if known is None else known
+      if key not in known:
+        raise unknown_field_error(key, known + field_names(config))
+    node[leaf] = parse_value(text, node.get(leaf))
+
+
+# -------------------------------------------------------------------------- flag parsing
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing (the `flags_parser` of `app.run`) with one-line errors.
+
+  A bad flag value, a missing required flag or an unknown `--config.a.b` field prints
+  `error: ...` and exits with status 2 instead of a usage dump or a traceback.
+  """
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    fail(e)
+  except (AttributeError, KeyError) as e:  # config_flags: an override of a missing field
+    found = re.search(r"[A-Za-z_]\w*", str(e))  # "'learning_rte'\nDid you mean ..."
+    missing = found.group(0) if found else str(e)
+    known = field_names(reference_config())
+    for arg in argv[1:]:
+      if arg.startswith("--config."):
+        path = arg[len("--config."):].split("=", 1)[0]
+        if missing in path.split("."):
+          fail(ConfigError(f"--config.{path}", "no such config field",
+                           _did_you_mean(path, known)))
+    fail(f"bad --config override: {missing}")
+
+
+# ---------------------------------------------------------------------------- validation
+
+
+def _get(config, path: str, default: Any = None) -> Any:
+  node = config
+  for part in path.split("."):
+    if not hasattr(node, "keys") or part not in node:
+      return default
+    node = node[part]
+  return node
+
+
+def _is_number(value: Any) -> bool:
+  return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _number(config, path: str, *, low: float | None = None, high: float | None = None,
+            low_open: bool = False, high_open: bool = False, integer: bool = False,
+            default: Any = None) -> None:
+  value = _get(config, path, default)
+  if value is None:
+    return
+  lo = "" if low is None else f"{'>' if low_open else '>='} {low:g}"
+  hi = "" if high is None else f"{'<' if high_open else '<='} {high:g}"
+  if low is not None and high is not None:
+    allowed = (f"a number in {'(' if low_open else '['}{low:g}, {high:g}"
+               f"{')' if high_open else ']'}")
+  else:
+    allowed = f"{'an integer' if integer else 'a finite number'} {lo or hi}".strip()
+  if integer:
+    if not isinstance(value, int) or isinstance(value, bool):
+      raise ConfigError(path, f"{value!r} is not an integer", allowed)
+  elif not _is_number(value):
+    raise ConfigError(path, f"{value!r} is not a number", allowed)
+  elif not math.isfinite(value):
+    raise ConfigError(path, f"{value} is not a finite number", allowed)
+  if low is not None and (value < low or (low_open and value == low)):
+    raise ConfigError(path, f"{value!r} is too small", allowed)
+  if high is not None and (value > high or (high_open and value == high)):
+    raise ConfigError(path, f"{value!r} is too large", allowed)
+
+
+def _choice(config, path: str, choices: Iterable[str], what: str, default: Any = None
+            ) -> None:
+  value = _get(config, path, default)
+  if value is None:
+    return
+  choices = tuple(choices)
+  if value not in choices:
+    raise ConfigError(path, f"{value!r} is not a known {what}", f"one of {', '.join(choices)}")
+
+
+def _int_sequence(config, path: str, length: int) -> None:
+  value = _get(config, path)
+  if value is None:
+    return
+  allowed = f"{length} integers >= 1"
+  if (not isinstance(value, (list, tuple)) or len(value) != length
+      or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)):
+    raise ConfigError(path, f"{value!r} is not {length} positive integers", allowed)
+
+
+def check_directory(path: str, field: str) -> None:
+  """ConfigError unless `path` is a writable directory or can be created (writes nothing)."""
+  allowed = "a writable directory, or one that can be created"
+  if not path:
+    raise ConfigError(field, "is empty", allowed)
+  path = os.path.abspath(os.path.expanduser(path))
+  if os.path.exists(path):
+    if not os.path.isdir(path):
+      raise ConfigError(field, f"{path} is an existing file, not a directory", allowed)
+    if not os.access(path, os.W_OK | os.X_OK):
+      raise ConfigError(field, f"{path} is not writable", allowed)
+    return
+  parent = os.path.dirname(path)
+  while not os.path.exists(parent):
+    parent = os.path.dirname(parent)
+  if not os.path.isdir(parent):
+    raise ConfigError(field, f"{path} cannot be created: {parent} is a file", allowed)
+  if not os.access(parent, os.W_OK | os.X_OK):
+    raise ConfigError(field, f"{path} cannot be created: {parent} is not writable", allowed)
+
+
+def _check_profile(config) -> None:
+  spec = str(_get(config, "train.profile", "") or "")
+  if not spec:
+    return
+  parts = spec.split(":")
+  ok = len(parts) in (1, 2) and all(p.strip().isdigit() for p in parts)
+  if ok and len(parts) == 2:
+    ok = int(parts[0]) < int(parts[1])
+  if not ok:
+    raise ConfigError("train.profile", f"{spec!r} is not a step count or range",
+                      "'' (off), 'N' (N steps) or 'A:B' (steps A..B-1, A < B)")
+
+
+def _check_unknown_fields(config) -> None:
+  known = set(field_names(reference_config()))
+  for name in field_names(config):
+    if name not in known:
+      raise unknown_field_error(name, known)
+
+
+def _check_model(config) -> None:
+  _choice(config, "model.name", models.MODEL_NAMES, "model")
+  _choice(config, "model.dtype", DTYPES, "compute dtype")
+  _int_sequence(config, "model.channels", 5)
+  _int_sequence(config, "model.blocks", 4)
+
+
+def _check_dataset(config, purpose: str) -> None:
+  _number(config, "dataset.mean")
+  _number(config, "dataset.std", low=0, low_open=True)
+  if purpose == "predict":
+    return
+  _choice(config, "dataset.name", ("synthetic",) + datasets.REAL_DATASETS, "data set")
+  _choice(config, "dataset.source", datasets.SOURCES, "data source")
+  if _get(config, "dataset.name") == "synthetic":
+    _number(config, "dataset.num_test", low=1, integer=True)
+    _number(config, "dataset.image_size", low=MIN_CROP_SIZE, integer=True)
+  if purpose != "train":
+    return
+  if _get(config, "dataset.name") == "synthetic":
+    _number(config, "dataset.num_train", low=1, integer=True)
+  _number(config, "dataset.crop_size", low=MIN_CROP_SIZE, integer=True)
+  _number(config, "dataset.target_crop_prob", low=0, high=1)
+  _number(config, "dataset.intensity_jitter", low=0)
+
+
+def _check_loss(config) -> None:
+  _choice(config, "loss.name", losses.LOSS_NAMES, "loss")
+  _choice(config, "loss.scale_weight", losses.SCALE_WEIGHT_KINDS, "scale weight")
+  _choice(config, "loss.reduction", REDUCTIONS, "reduction")
+  _choice(config, "loss.location_centroid", LOCATION_CENTROIDS, "centroid")
+  _number(config, "loss.warm_epochs", low=0, integer=True)
+  _number(config, "loss.location_warm_epochs", low=0, integer=True)
+  _number(config, "loss.location_weight", low=0)
+  _number(config, "loss.smooth", low=0)
+  _number(config, "loss.eps", low=0, low_open=True)
+  _number(config, "loss.b_over")
+  _number(config, "loss.b_under")
+  _number(config, "loss.focal_alpha", low=0, high=1)
+  _number(config, "loss.focal_gamma", low=0)
+
+
+def _check_train(config) -> None:
+  _number(config, "seed", integer=True)
+  _number(config, "train.num_epochs", low=1, integer=True)
+  _number(config, "train.batch_size", low=1, integer=True)
+  _choice(config, "train.optimizer", OPTIMIZERS, "optimizer")
+  _number(config, "train.learning_rate", low=0, low_open=True)
+  _choice(config, "train.schedule", SCHEDULES, "schedule")
+  _number(config, "train.warmup_steps", low=0, integer=True)
+  _number(config, "train.weight_decay", low=0)
+  _number(config, "train.momentum", low=0, high=1, high_open=True)
+  _number(config, "train.grad_clip_norm", low=0)
+  _number(config, "train.grad_accum_steps", low=1, integer=True)
+  _number(config, "train.log_every_steps", low=1, integer=True)
+  _number(config, "train.checkpoint_every_epochs", low=1, integer=True)
+  _number(config, "train.max_to_keep", low=1, integer=True)
+  _number(config, "eval.every_epochs", low=1, integer=True)
+  _check_profile(config)
+
+
+def validate_config(config, *, workdir: str | None = None, purpose: str = "train") -> None:
+  """Raises ConfigError for the first field that cannot work for `purpose`.
+
+  Args:
+    config: the ConfigDict a run would use.
+    workdir: the directory the run writes (train: --workdir; eval, predict: --output),
+      checked to be a writable directory or creatable; None skips the check.
+    purpose: 'train' (everything), 'eval' (model, data set, eval.*) or 'predict'
+      (model, normalisation, eval.threshold).
+  """
+  if purpose not in PURPOSES:
+    raise ValueError(f"purpose={purpose!r}: expected one of {PURPOSES}")
+  if purpose == "train":
+    _check_unknown_fields(config)
+  _check_model(config)
+  _check_dataset(config, purpose)
+  _number(config, "eval.threshold", low=0, high=1, high_open=True)
+  if purpose != "predict":
+    _number(config, "eval.batch_size", low=1, integer=True)
+    _number(config, "eval.distance", low=0)
+  if purpose == "train":
+    _check_loss(config)
+    _check_train(config)
+  if workdir is not None:
+    check_directory(workdir, "--workdir" if purpose == "train" else "--output")
+
+
+# ----------------------------------------------------------------------- resume changes
+
+# Model fields that neither shape the saved state nor change what the parameters compute
+# (float32 parameters are stored whatever the compute dtype).
+_MODEL_FIELDS_OUTSIDE_STATE = ("model.dtype", "model.bn_momentum", "model.bn_epsilon")
+
+
+def _normalized(value: Any) -> Any:
+  if isinstance(value, (list, tuple)):
+    return tuple(_normalized(v) for v in value)
+  return value
+
+
+def state_changes(stored: Any, config) -> list[str]:
+  """'field (old -> new)' for every field whose change makes a saved training state unfit.
+
+  `stored` is the config saved in a checkpoint's meta (a dict); `config` the new one.
+  Compared: model.* (the architecture; not dtype and BatchNorm settings), train.optimizer,
+  train.grad_clip_norm turned on or off and train.grad_accum_steps turned on or off
+  (optax.MultiSteps): each changes the parameter or optimizer state tree.
+  """
+  reference = reference_config()
+  names = [n for n in field_names(reference.model)]
+  names += [n for n in field_names(config.model) if n not in names]
+  changes = []
+  for name in names:
+    path = f"model.{name}"
+    if path in _MODEL_FIELDS_OUTSIDE_STATE:
+      continue
+    default = _get(reference, path)
+    old, new = _normalized(_get(stored, path, default)), _normalized(_get(config, path, default))
+    if old != new:
+      changes.append(f"{path} ({old!r} -> {new!r})")
+  old, new = _get(stored, "train.optimizer", "adam"), _get(config, "train.optimizer", "adam")
+  if old != new:
+    changes.append(f"train.optimizer ({old!r} -> {new!r})")
+  for path, default, what in (("train.grad_clip_norm", 0.0, "clipping"),
+                              ("train.grad_accum_steps", 1, "accumulation")):
+    old, new = _get(stored, path, default), _get(config, path, default)
+    on = (lambda v: bool(v) and v > 1) if path.endswith("steps") else bool
+    if on(old) != on(new):
+      changes.append(f"{path} ({old!r} -> {new!r}: {what} turned {'on' if on(new) else 'off'})")
+  return changes

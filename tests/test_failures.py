@@ -1,0 +1,481 @@
+"""Fail loudly and early: one row per failure case, each run as a subprocess on CPU.
+
+Every row gives the command (main, evaluate or predict with the tiny config), how to
+prepare its workdir, the expected exit status, a fragment of the expected stderr line,
+and a check of what was (not) written. Config errors must stop before any compilation
+and print exactly one line; the damaged-checkpoint, resume and divergence rows share one
+tiny trained workdir. The subprocesses share a JAX compilation cache (and a constant
+learning-rate schedule keeps the training program the same across runs), so the tiny
+model's programs are compiled about once, unoptimised.
+"""
+
+import dataclasses
+import importlib.util
+import json
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from PIL import Image
+import pytest
+
+from irstd_jax import checkpointing
+from irstd_jax import config_check
+from irstd_jax import default_config
+from irstd_jax import train
+from conftest import REPO
+from test_main import TINY
+
+# TINY with a cheaper model and data set: a plain U-Net without side outputs, 8 training
+# images in RAM (2 steps an epoch), a constant schedule (the compiled step does not depend
+# on the number of epochs, so the shared cache serves every row).
+_REPLACED = ("--config.dataset.num_train=", "--config.dataset.num_test=")
+FAST = [arg for arg in TINY if not arg.startswith(_REPLACED)] + [
+    "--config.dataset.source=memory", "--config.dataset.num_train=8",
+    "--config.dataset.num_test=2", "--config.model.name=unet",
+    "--config.model.deep_supervision=False", "--config.train.schedule=constant",
+]
+
+
+@dataclasses.dataclass
+class Ctx:
+  tmp: pathlib.Path  # this row's scratch folder
+  workdir: pathlib.Path  # the row's --workdir / --checkpoint
+  shared: pathlib.Path  # the trained workdir every row may copy
+  cache: pathlib.Path  # JAX compilation cache shared by the subprocesses
+
+
+def _env(ctx: Ctx) -> dict:
+  # Unoptimised CPU code compiles in about half the time; these rows test exit statuses,
+  # messages and files, not speed.
+  xla_flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0"
+  return dict(os.environ, JAX_PLATFORMS="cpu", JAX_COMPILATION_CACHE_DIR=str(ctx.cache),
+              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", XLA_FLAGS=xla_flags.strip())
+
+
+def _main_cmd(ctx: Ctx, args, config="configs/synthetic.py"):
+  # A row's flag replaces FAST's (config_flags appends repeated tuple overrides).
+  names = {arg.split("=", 1)[0] for arg in args}
+  base = [arg for arg in FAST if arg.split("=", 1)[0] not in names]
+  return [sys.executable, "-m", "irstd_jax.main", f"--config={config}",
+          f"--workdir={ctx.workdir}", *base, *args]
+
+
+def _run(ctx: Ctx, cmd) -> subprocess.CompletedProcess:
+  return subprocess.run(cmd, cwd=REPO, env=_env(ctx), capture_output=True, text=True,
+                        timeout=300)
+
+
+def _steps(directory: pathlib.Path) -> list[int]:
+  return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit())
+
+
+def _listing(workdir: pathlib.Path) -> dict:
+  return {name: sorted(p.name for p in (workdir / name).iterdir())
+          for name in (checkpointing.LATEST_DIR, checkpointing.BEST_DIR)}
+
+
+def _truncate_newest_file(step_dir: pathlib.Path) -> None:
+  """Halves the largest data file of a step's OCDBT state (a disk-full / killed copy)."""
+  files = [p for p in (step_dir / "state").rglob("*") if p.is_file() and p.parent.name == "d"]
+  victim = max(files, key=lambda p: p.stat().st_size)
+  victim.write_bytes(victim.read_bytes()[:victim.stat().st_size // 2])
+
+
+# --------------------------------------------------------------------------- preparing
+
+
+def copy_shared(ctx: Ctx) -> None:
+  shutil.copytree(ctx.shared, ctx.workdir)
+
+
+def damage_newest(ctx: Ctx) -> None:
+  copy_shared(ctx)
+  latest = ctx.workdir / checkpointing.LATEST_DIR
+  _truncate_newest_file(latest / str(_steps(latest)[-1]))
+
+
+def damage_best(ctx: Ctx) -> None:
+  copy_shared(ctx)
+  best = ctx.workdir / checkpointing.BEST_DIR
+  _truncate_newest_file(best / str(_steps(best)[-1]))
+
+
+def damage_all(ctx: Ctx) -> None:
+  copy_shared(ctx)
+  for name in (checkpointing.LATEST_DIR, checkpointing.BEST_DIR):
+    for step in _steps(ctx.workdir / name):
+      _truncate_newest_file(ctx.workdir / name / str(step))
+
+
+def file_as_workdir(ctx: Ctx) -> None:
+  ctx.workdir.parent.mkdir(parents=True, exist_ok=True)
+  ctx.workdir.write_text("not a directory")
+
+
+def utf16_split_set(ctx: Ctx) -> None:
+  """A tiny uniform-layout NUAA-SIRST folder whose train split was saved as UTF-16."""
+  root = ctx.tmp / "manual"
+  rng = np.random.default_rng(0)
+  for name in ("a", "b", "c", "d"):
+    for sub in ("images", "masks"):
+      (root / sub).mkdir(parents=True, exist_ok=True)
+      array = rng.integers(0, 256, (32, 32)) if sub == "images" else np.zeros((32, 32))
+      Image.fromarray(array.astype(np.uint8)).save(root / sub / f"{name}.png")
+  (root / "splits").mkdir()
+  (root / "splits" / "train.txt").write_text("a\nb\nc\n", encoding="utf-16")
+  (root / "splits" / "test.txt").write_text("d\n", encoding="utf-8")
+
+
+# ---------------------------------------------------------------------------- commands
+
+
+def main_with(*args, config="configs/synthetic.py") -> Callable:
+  return lambda ctx: _run(ctx, _main_cmd(ctx, [a.format(ctx=ctx) for a in args], config))
+
+
+def evaluate_with(*args) -> Callable:
+  return lambda ctx: _run(ctx, [sys.executable, "-m", "irstd_jax.evaluate",
+                                f"--checkpoint={ctx.workdir}",
+                                f"--output={ctx.tmp / 'eval'}", "--num_figures=0",
+                                *[a.format(ctx=ctx) for a in args]])
+
+
+def predict_with(*args) -> Callable:
+  return lambda ctx: _run(ctx, [sys.executable, "-m", "irstd_jax.predict",
+                                f"--checkpoint={ctx.workdir}", f"--input={REPO / 'tests'}",
+                                *[a.format(ctx=ctx) for a in args]])
+
+
+def main_interrupted(at_step: int, *args) -> Callable:
+  """main, sent SIGINT once it logs `step <at_step>/`."""
+  def run(ctx: Ctx) -> subprocess.CompletedProcess:
+    cmd = _main_cmd(ctx, ["--config.train.log_every_steps=1", *args])
+    proc = subprocess.Popen(cmd, cwd=REPO, env=_env(ctx), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in proc.stdout:
+      lines.append(line)
+      if f" step {at_step}/" in line:
+        proc.send_signal(signal.SIGINT)
+        break
+    rest, err = proc.communicate(timeout=300)
+    return subprocess.CompletedProcess(cmd, proc.returncode, "".join(lines) + rest, err)
+  return run
+
+
+# ------------------------------------------------------------------------------ checks
+
+
+def nothing_written(ctx: Ctx, proc) -> None:
+  assert not ctx.workdir.exists(), sorted(ctx.workdir.iterdir())
+
+
+def workdir_still_a_file(ctx: Ctx, proc) -> None:
+  assert ctx.workdir.read_text() == "not a directory"
+
+
+def no_eval_output(ctx: Ctx, proc) -> None:
+  assert not (ctx.tmp / "eval").exists()
+
+
+def checkpoints_untouched(ctx: Ctx, proc) -> None:
+  assert _listing(ctx.workdir) == _listing(ctx.shared)
+  assert ((ctx.workdir / "final_metrics.json").read_text()
+          == (ctx.shared / "final_metrics.json").read_text())
+
+
+def resumed_from_the_older_step(ctx: Ctx, proc) -> None:
+  latest = ctx.workdir / checkpointing.LATEST_DIR
+  newest = _steps(ctx.shared / checkpointing.LATEST_DIR)[-1]
+  assert f"{newest}.corrupt" in os.listdir(latest)
+  assert _steps(latest)[-1] == newest  # trained again up to it
+  older = _steps(ctx.shared / checkpointing.LATEST_DIR)[-2]
+  assert f"resumed from step {older} " in proc.stdout
+  assert json.loads((ctx.workdir / "final_metrics.json").read_text())["step"] == newest
+
+
+def evaluated_the_fallback(ctx: Ctx, proc) -> None:
+  newest = _steps(ctx.shared / checkpointing.LATEST_DIR)[-1]
+  assert f"using {ctx.workdir / checkpointing.LATEST_DIR / str(newest)} instead" in proc.stderr
+  assert json.loads((ctx.tmp / "eval" / "report.json").read_text())["metrics"]
+  assert _listing(ctx.workdir) == _listing(ctx.shared)  # evaluate moves nothing
+
+
+def started_from_the_shared_weights(ctx: Ctx, proc) -> None:
+  assert "initialising the parameters from" in proc.stdout
+  source, _ = checkpointing.restore_variables(str(ctx.shared))
+  trained, meta = checkpointing.restore_variables(str(ctx.workdir), prefer_best=False)
+  assert meta["step"] == 2  # counted from 0: one epoch of 2 steps
+  # Two Adam steps of 2e-3 move a parameter by at most ~4e-3; a fresh init (seed 1)
+  # would differ by the size of the weights themselves.
+  for a, b in zip(jax.tree.leaves(source["params"]), jax.tree.leaves(trained["params"])):
+    np.testing.assert_allclose(a, b, atol=1e-2)
+
+
+def saved_at_the_interrupt(ctx: Ctx, proc) -> None:
+  saved = [line for line in proc.stdout.splitlines() if line.startswith("SIGINT: saved")]
+  assert saved, proc.stdout
+  step = int(saved[0].split("step ")[1].split(";")[0])
+  assert step >= 1 and _steps(ctx.workdir / checkpointing.LATEST_DIR)[-1] == step
+  assert not (ctx.workdir / "final_metrics.json").exists()  # it stopped early
+
+
+def diverged_and_saved_nothing(ctx: Ctx, proc) -> None:
+  line = proc.stderr.splitlines()[-1]
+  assert "; last finite loss " in line and " at step 1; " in line, line
+  assert line.endswith("lower train.learning_rate (now 1e+30) or set train.grad_clip_norm")
+  # Step 2 ends the first epoch: its evaluation and checkpoint never happened.
+  assert _listing(ctx.workdir) == {checkpointing.LATEST_DIR: [], checkpointing.BEST_DIR: []}
+  assert not (ctx.workdir / "final_metrics.json").exists()
+  assert "test @ epoch" not in proc.stdout
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+  name: str
+  run: Callable  # Ctx -> CompletedProcess
+  status: int
+  stderr: str  # a fragment of the last stderr line
+  check: Callable  # (Ctx, proc) -> None: what was (not) written
+  prepare: Callable | None = None  # Ctx -> None, before the run
+  one_line: bool = False  # stderr is exactly that one line (config errors)
+
+
+ROWS = [
+    # 1. Config errors: before TensorFlow, data or compilation; one line; nothing written.
+    #    (Every checked field: test_validate_config_refuses below, in-process.)
+    Row("negative learning rate", main_with("--config.train.learning_rate=-0.001"), 2,
+        "error: train.learning_rate: -0.001 is too small (a finite number > 0)",
+        nothing_written, one_line=True),
+    Row("unknown model", main_with("--config.model.name=unet3"), 2,
+        "error: model.name: 'unet3' is not a known model (one of unet, ", nothing_written,
+        one_line=True),
+    Row("misspelt field", main_with("--config.train.learning_rte=0.1"), 2,
+        "error: --config.train.learning_rte: no such config field (did you mean "
+        "train.learning_rate?)", nothing_written, one_line=True),
+    Row("workdir is a file", main_with(), 2, "is an existing file, not a directory",
+        workdir_still_a_file, prepare=file_as_workdir, one_line=True),
+    Row("evaluate --set typo", evaluate_with("--set=eval.treshold=0.9"), 2,
+        "error: eval.treshold: no such config field (did you mean eval.threshold?)",
+        no_eval_output, prepare=copy_shared, one_line=True),
+    Row("predict into a file", predict_with("--output={ctx.workdir}/final_metrics.json"), 2,
+        "error: --output: ", checkpoints_untouched, prepare=copy_shared, one_line=True),
+    # 1b. Checks that need the data: right after loading it, before compiling.
+    Row("batch larger than the data set", main_with("--config.train.batch_size=64"), 2,
+        "error: train.batch_size: 64 is larger than the 8 training images (at most 8)",
+        nothing_written),
+    # 4. A split file that is not UTF-8 text.
+    Row("UTF-16 split file", main_with(
+        "--config.dataset.manual_dir={ctx.tmp}/manual", config="configs/nuaa_sirst.py"), 2,
+        "splits/train.txt: split file is not UTF-8 text (byte 0xff at offset 0: it starts "
+        "with a UTF-16 byte-order mark)", nothing_written, prepare=utf16_split_set),
+    # 2. Divergence: stops at the first non-finite loss, saves nothing.
+    Row("divergence", main_with("--config.train.learning_rate=1e30"), 3,
+        "error: training diverged at step 2 (loss nan, grad_norm ", diverged_and_saved_nothing),
+    # 3. SIGINT: a checkpoint at the current step, then 130.
+    Row("SIGINT", main_interrupted(1), 130, "", saved_at_the_interrupt),
+    # 5. Damaged checkpoints: resume from the newest good one; evaluate falls back.
+    Row("damaged newest checkpoint, resume", main_with("--config.train.num_epochs=2"), 0,
+        "cannot be read (ValueError: ", resumed_from_the_older_step, prepare=damage_newest),
+    Row("damaged best checkpoint, evaluate", evaluate_with(), 0, "is damaged (ValueError: ",
+        evaluated_the_fallback, prepare=damage_best),
+    Row("every checkpoint damaged, evaluate", evaluate_with(), 2,
+        ": no readable checkpoint: ", no_eval_output, prepare=damage_all),
+    # 6. A resume whose config changed the saved state's shape; train.init_from.
+    Row("resume with another model and optimizer", main_with(
+        "--config.model.channels=(8,8,8,8,8)", "--config.train.optimizer=sgd"), 2,
+        "holds a run (checkpoint step 4) that differs from this config where the saved "
+        "state's shape depends on it: model.channels ((4, 4, 8, 8, 8) -> (8, 8, 8, 8, 8)), "
+        "train.optimizer ('adam' -> 'sgd') (resume with the old values; or pass another "
+        "--workdir; or start another --workdir from its weights with "
+        "--config.train.init_from=", checkpoints_untouched, prepare=copy_shared),
+    Row("init_from of another shape", main_with(
+        "--config.train.init_from={ctx.shared}", "--config.model.channels=(8,8,8,8,8)"), 2,
+        "error: train.init_from: ", nothing_written),
+    Row("init_from", main_with("--config.train.init_from={ctx.shared}", "--config.seed=1",
+                               "--config.train.num_epochs=1"), 0, "",
+        started_from_the_shared_weights),
+]
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+  """One tiny trained workdir: 2 epochs of 2 steps, checkpoints at steps 2 and 4."""
+  root = tmp_path_factory.mktemp("failures")
+  ctx = Ctx(root, root / "shared", root / "shared", root / "jax_cache")
+  proc = _run(ctx, _main_cmd(ctx, ["--config.train.num_epochs=2"]))
+  assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+  assert _steps(ctx.workdir / checkpointing.LATEST_DIR) == [2, 4]
+  return ctx
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[row.name for row in ROWS])
+def test_failure_case(row, shared, tmp_path):
+  ctx = Ctx(tmp_path, tmp_path / "run", shared.workdir, shared.cache)
+  if row.prepare is not None:
+    row.prepare(ctx)
+  proc = row.run(ctx)
+  report = (f"exit {proc.returncode}\nstdout:\n{proc.stdout[-2000:]}\n"
+            f"stderr:\n{proc.stderr[-3000:]}")
+  assert proc.returncode == row.status, report
+  assert "Traceback" not in proc.stderr, report
+  lines = [line for line in proc.stderr.splitlines() if line.strip()]
+  if row.stderr:
+    assert any(row.stderr in line for line in lines), report
+  if row.status not in (0, 130):
+    assert lines[-1].startswith("error: ") and row.stderr in lines[-1], report
+  if row.one_line:
+    assert len(lines) == 1, report
+  row.check(ctx, proc)
+
+
+# ---------------------------------------------------------------- in-process details
+
+
+def test_metrics_files_are_strict_json(shared):
+  final = (shared.workdir / "final_metrics.json").read_text()
+  json.loads(final, parse_constant=lambda name: pytest.fail(f"{name} in final_metrics.json"))
+  assert "null" in final  # Pd of the size classes without targets is NaN -> null
+
+
+VALIDATION = [  # field, value, the message of validate_config(purpose='train')
+    ("train.learning_rate", float("nan"), "train.learning_rate: nan is not a finite number"),
+    ("train.learning_rate", float("inf"), "train.learning_rate: inf is not a finite number"),
+    ("train.learning_rate", "1e-3", "train.learning_rate: '1e-3' is not a number"),
+    ("train.optimizer", "adamax", "train.optimizer: 'adamax' is not a known optimizer"),
+    ("train.schedule", "linear", "train.schedule: 'linear' is not a known schedule "
+                                 "(one of constant, cosine, poly)"),
+    ("loss.scale_weight", "variance", "loss.scale_weight: 'variance' is not a known"),
+    ("loss.name", "iou", "loss.name: 'iou' is not a known loss"),
+    ("dataset.source", "disk", "dataset.source: 'disk' is not a known data source"),
+    ("dataset.name", "sirst", "dataset.name: 'sirst' is not a known data set"),
+    ("model.dtype", "float16", "model.dtype: 'float16' is not a known compute dtype"),
+    ("model.channels", (4, 8), "model.channels: (4, 8) is not 5 positive integers"),
+    ("train.batch_size", 0, "train.batch_size: 0 is too small (an integer >= 1)"),
+    ("train.batch_size", 2.5, "train.batch_size: 2.5 is not an integer"),
+    ("eval.batch_size", 0, "eval.batch_size: 0 is too small (an integer >= 1)"),
+    ("dataset.crop_size", 8, "dataset.crop_size: 8 is too small (an integer >= 16)"),
+    ("train.num_epochs", 0, "train.num_epochs: 0 is too small (an integer >= 1)"),
+    ("loss.warm_epochs", -1, "loss.warm_epochs: -1 is too small (an integer >= 0)"),
+    ("eval.threshold", 1.0, "eval.threshold: 1.0 is too large (a number in [0, 1))"),
+    ("eval.threshold", -0.1, "eval.threshold: -0.1 is too small (a number in [0, 1))"),
+    ("train.grad_accum_steps", 0, "train.grad_accum_steps: 0 is too small"),
+    ("train.weight_decay", -1e-4, "train.weight_decay: -0.0001 is too small"),
+    ("eval.every_epochs", 0, "eval.every_epochs: 0 is too small"),
+    ("dataset.std", 0.0, "dataset.std: 0.0 is too small (a finite number > 0)"),
+    ("train.profile", "5:2", "train.profile: '5:2' is not a step count or range"),
+]
+
+
+@pytest.mark.parametrize("field, value, message", VALIDATION,
+                         ids=[f"{f}={v!r}" for f, v, _ in VALIDATION])
+def test_validate_config_refuses(field, value, message):
+  config = default_config.base_config()
+  section, name = field.split(".")
+  with config.ignore_type():  # the wrong types a hand-written config file can hold
+    config[section][name] = value
+  with pytest.raises(config_check.ConfigError) as info:
+    config_check.validate_config(config, purpose="train")
+  assert str(info.value).startswith(message) and "\n" not in str(info.value)
+  assert info.value.field == field
+
+
+def test_the_default_and_shipped_configs_are_valid(tmp_path):
+  config_check.validate_config(default_config.base_config(), workdir=str(tmp_path / "w"))
+  for path in sorted((REPO / "configs").glob("*.py")):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config_check.validate_config(module.get_config(), purpose="train")
+
+
+def test_divergence_guard_names_the_step_and_checks_the_state_before_a_save():
+  guard = train._DivergenceGuard(default_config.base_config().train)
+  guard.check_window([{"loss": np.float32(0.75), "grad_norm": np.float32(2.0)}] * 2, 7)
+  with pytest.raises(train.TrainingDiverged, match=(
+      r"^training diverged at step 10 \(loss inf, grad_norm 3\); last finite loss 0.75 at "
+      r"step 9; lower train.learning_rate \(now 0.001\) or set train.grad_clip_norm$")):
+    guard.check_window([{"loss": np.float32(0.75), "grad_norm": np.float32(2.0)},
+                        {"loss": np.float32(np.inf), "grad_norm": np.float32(3.0)}], 9)
+  state = train.TrainState.create(apply_fn=None, params={"w": jnp.ones(3)},
+                                  tx=optax.adam(1e-3), batch_stats={})
+  guard.check_state(state, 9)
+  bad = state.replace(params={"w": jnp.array([1.0, np.nan, 1.0])})
+  with pytest.raises(train.TrainingDiverged, match="at step 11 .non-finite parameters"):
+    guard.check_state(bad, 11)
+
+
+def test_sigint_and_sigterm_ask_for_a_checkpoint_then_128_plus_the_signal():
+  with train._Preemption() as preemption:
+    os.kill(os.getpid(), signal.SIGTERM)
+    for _ in range(1000):  # the handler runs between bytecodes of the main thread
+      if preemption.requested:
+        break
+    assert (preemption.name, preemption.exit_status) == ("SIGTERM", 143)
+  with train._Preemption() as preemption:
+    os.kill(os.getpid(), signal.SIGINT)
+    for _ in range(1000):
+      if preemption.requested:
+        break
+    assert (preemption.name, preemption.exit_status) == ("SIGINT", 130)
+    with pytest.raises(KeyboardInterrupt):  # a second Ctrl-C does not wait for the save
+      os.kill(os.getpid(), signal.SIGINT)
+      for _ in range(1000):
+        pass
+
+
+def test_jsonl_metrics_write_non_finite_values_as_null(tmp_path):
+  writer = train.JsonlWriter(str(tmp_path))
+  writer.write_scalars(3, {"loss": np.float32(np.nan), "grad_norm": float("inf"), "iou": 0.5})
+  writer.close()
+  assert json.loads((tmp_path / "metrics.jsonl").read_text()) == {
+      "step": 3, "loss": None, "grad_norm": None, "iou": 0.5}
+
+
+def test_a_read_only_parent_is_refused(tmp_path):
+  if os.geteuid() == 0:
+    pytest.skip("root writes into read-only folders")
+  parent = tmp_path / "ro"
+  parent.mkdir()
+  parent.chmod(0o555)
+  try:
+    with pytest.raises(config_check.ConfigError, match="ro is not writable"):
+      config_check.validate_config(default_config.base_config(),
+                                   workdir=str(parent / "run"))
+  finally:
+    parent.chmod(0o755)
+
+
+def test_state_changes_name_only_fields_that_shape_the_saved_state():
+  config = default_config.base_config()
+  stored = json.loads(config.to_json_best_effort())
+  config.train.learning_rate = 0.5  # a hyperparameter: resuming with it is fine
+  config.model.dtype = "bfloat16"  # float32 parameters are saved either way
+  config.train.grad_clip_norm = 0.0
+  config.train.grad_accum_steps = 1
+  assert config_check.state_changes(stored, config) == []
+  config.train.grad_accum_steps = 4
+  config.model.attention.num_blades = 8
+  assert config_check.state_changes(stored, config) == [
+      "model.attention.num_blades (4 -> 8)",
+      "train.grad_accum_steps (1 -> 4: accumulation turned on)"]
+
+
+def test_overrides_accept_fields_older_configs_lack_and_refuse_unknown_names():
+  config = default_config.base_config()
+  del config.train["init_from"]  # a checkpoint written before the field existed
+  config_check.apply_overrides(config, ["train.init_from=runs/x", "model.channels=(1,2,3,4,5)",
+                                        "dataset.manual_dir=True", "train.learning_rate=1"])
+  assert config.train.init_from == "runs/x" and config.model.channels == (1, 2, 3, 4, 5)
+  assert config.dataset.manual_dir == "True" and config.train.learning_rate == 1.0
+  with pytest.raises(config_check.ConfigError, match=r"^trian\.seed: no such config field"):
+    config_check.apply_overrides(config, ["trian.seed=1"])
