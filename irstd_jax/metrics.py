@@ -742,7 +742,7 @@ def format_markdown_report(metrics: IRSTDMetrics, curve: Optional[Dict[str, Any]
         for k, v in extra.items():
             lines.append(f"- {k}: {v}")
         lines.append("")
-    lines += [f"Threshold {cfg['threshold']} (prob > t), Pd distance < {cfg['distance']} px, "
+    lines += [f"Threshold {cfg['threshold']} (score > t), Pd distance < {cfg['distance']} px, "
               f"8-connected components, nIoU empty-image convention '{cfg['niou_empty']}'. "
               "Fa: the community convention (BasicIRSTD/MSHNet: an unmatched component whose "
               "area equals a matched one is not counted); Fa_strict: every unmatched pixel.",
