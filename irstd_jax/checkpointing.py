@@ -52,8 +52,7 @@ class StateMismatchError(ValueError):
   def __init__(self, directory: str, step: int, differences: list[str]):
     self.directory, self.step, self.differences = directory, step, differences
     more = f" (and {len(differences) - 1} more)" if len(differences) > 1 else ""
-    super().__init__(f"{directory}/{step}: the saved state does not fit: "
-                     f"{differences[0]}{more}")
+    super().__init__(f"{directory}/{step}: the saved state does not fit: {differences[0]}{more}")
 
 
 def _is_orbax_leftover(unraisable) -> bool:
@@ -96,7 +95,6 @@ def _is_asyncio_leftover(record: logging.LogRecord) -> bool:
 
 
 class _DropOrbaxLeftovers(logging.Filter):
-
   def filter(self, record: logging.LogRecord) -> bool:
     return not _is_asyncio_leftover(record)
 
@@ -132,7 +130,7 @@ def _reason(error: BaseException, limit: int = 160) -> str:
   text = " ".join(str(error).split())
   text = re.sub(r' in OCDBT database at local file "[^"]*"', "", text)  # the folder is named
   if len(text) > limit:
-    text = text[:limit - 3] + "..."
+    text = text[: limit - 3] + "..."
   return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
@@ -145,8 +143,9 @@ def _key_name(key) -> str:
 
 def _flat_shapes(tree) -> dict[str, tuple[int, ...]]:
   leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-  return {"/".join(_key_name(k) for k in path): tuple(getattr(leaf, "shape", ()))
-          for path, leaf in leaves}
+  return {
+    "/".join(_key_name(k) for k in path): tuple(getattr(leaf, "shape", ())) for path, leaf in leaves
+  }
 
 
 def tree_differences(expected, found) -> list[str]:
@@ -171,9 +170,10 @@ def _manager(directory: str, **options) -> ocp.CheckpointManager:
   # The handlers are named so that item_metadata (the saved tree) can be read before a
   # restore.
   return ocp.CheckpointManager(
-      os.path.abspath(directory),
-      options=ocp.CheckpointManagerOptions(create=True, **options),
-      item_handlers=_item_handlers())
+    os.path.abspath(directory),
+    options=ocp.CheckpointManagerOptions(create=True, **options),
+    item_handlers=_item_handlers(),
+  )
 
 
 class Checkpointer:
@@ -181,22 +181,35 @@ class Checkpointer:
 
   def __init__(self, workdir: str, max_to_keep: int = 3):
     self.latest = _manager(os.path.join(workdir, LATEST_DIR), max_to_keep=max_to_keep)
-    self.best = _manager(os.path.join(workdir, BEST_DIR), max_to_keep=1,
-                         best_fn=lambda metrics: metrics["miou"], best_mode="max",
-                         keep_checkpoints_without_metrics=False)
+    self.best = _manager(
+      os.path.join(workdir, BEST_DIR),
+      max_to_keep=1,
+      best_fn=lambda metrics: metrics["miou"],
+      best_mode="max",
+      keep_checkpoints_without_metrics=False,
+    )
 
   @staticmethod
   def _args(state: dict[str, Any], meta: dict[str, Any]) -> ocp.args.Composite:
     return ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
 
-  def save(self, step: int, state: dict[str, Any], meta: dict[str, Any],
-           metrics: dict[str, float] | None = None) -> None:
+  def save(
+    self,
+    step: int,
+    state: dict[str, Any],
+    meta: dict[str, Any],
+    metrics: dict[str, float] | None = None,
+  ) -> None:
     """Saves `state` as the latest; also as the best when `metrics['miou']` is a new high."""
     if self.latest.latest_step() != step:
       self.latest.save(step, args=self._args(state, meta), force=True)
     if metrics is not None and self.best.latest_step() != step:
-      self.best.save(step, args=self._args(state, meta),
-                     metrics={k: float(v) for k, v in metrics.items()}, force=True)
+      self.best.save(
+        step,
+        args=self._args(state, meta),
+        metrics={k: float(v) for k, v in metrics.items()},
+        force=True,
+      )
 
   def latest_step(self) -> int | None:
     return self.latest.latest_step()
@@ -220,8 +233,12 @@ class Checkpointer:
         raise StateMismatchError(str(self.latest.directory), step, differences)
       try:
         verify_step_files(os.path.join(str(self.latest.directory), str(step)))
-        restored = self.latest.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
+        restored = self.latest.restore(
+          step,
+          args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()
+          ),
+        )
       except Exception as e:  # pylint: disable=broad-except
         self._set_aside(step, e, report)
         continue
@@ -236,8 +253,10 @@ class Checkpointer:
       target, n = f"{source}{CORRUPT_SUFFIX}{n}", n + 1
     if jax.process_index() == 0:
       os.rename(source, target)
-      report(f"warning: checkpoint step {step} in {directory} cannot be read "
-             f"({_reason(error)}); moved it to {target}")
+      report(
+        f"warning: checkpoint step {step} in {directory} cannot be read "
+        f"({_reason(error)}); moved it to {target}"
+      )
     if jax.process_count() > 1:
       multihost_utils.sync_global_devices(f"irstd_jax:set_aside_{step}")
     self.latest.reload()
@@ -283,10 +302,14 @@ def export_variables(variables: dict[str, Any], meta: dict[str, Any], output_dir
   never leaves a half-written folder that loads.
   """
   os.makedirs(output_dir, exist_ok=True)
-  tree = {"params": jax.tree.map(np.asarray, variables["params"]),
-          "batch_stats": jax.tree.map(np.asarray, variables.get("batch_stats", {}))}
-  for name, data in ((EXPORT_META, json.dumps(meta, indent=2, allow_nan=False).encode()),
-                     (EXPORT_VARIABLES, serialization.msgpack_serialize(tree))):
+  tree = {
+    "params": jax.tree.map(np.asarray, variables["params"]),
+    "batch_stats": jax.tree.map(np.asarray, variables.get("batch_stats", {})),
+  }
+  for name, data in (
+    (EXPORT_META, json.dumps(meta, indent=2, allow_nan=False).encode()),
+    (EXPORT_VARIABLES, serialization.msgpack_serialize(tree)),
+  ):
     tmp = os.path.join(output_dir, name + ".tmp")
     with open(tmp, "wb") as f:
       f.write(data)
@@ -298,8 +321,9 @@ def _restore_export(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
   variables_path = os.path.join(path, EXPORT_VARIABLES)
   meta_path = os.path.join(path, EXPORT_META)
   if not os.path.isfile(meta_path):
-    raise FileNotFoundError(f"{meta_path}: missing (an exported checkpoint needs "
-                            f"{EXPORT_VARIABLES} and {EXPORT_META})")
+    raise FileNotFoundError(
+      f"{meta_path}: missing (an exported checkpoint needs {EXPORT_VARIABLES} and {EXPORT_META})"
+    )
   with open(meta_path) as f:
     meta = json.load(f)
   with open(variables_path, "rb") as f:
@@ -317,8 +341,10 @@ class _DropReadOnlyNotes(logging.Filter):
 
   def filter(self, record: logging.LogRecord) -> bool:
     message = str(record.msg)
-    return not (message.startswith("CheckpointManagerOptions.read_only=True")
-                or message.startswith("Given directory is read only"))
+    return not (
+      message.startswith("CheckpointManagerOptions.read_only=True")
+      or message.startswith("Given directory is read only")
+    )
 
 
 @contextlib.contextmanager
@@ -336,14 +362,16 @@ def resolve_checkpoint_dir(path: str, prefer_best: bool = True) -> str:
   path = os.path.abspath(path)
   if not os.path.exists(path):
     raise FileNotFoundError(f"{path}: no such checkpoint directory")
-  for name in ((BEST_DIR, LATEST_DIR) if prefer_best else (LATEST_DIR, BEST_DIR)):
+  for name in (BEST_DIR, LATEST_DIR) if prefer_best else (LATEST_DIR, BEST_DIR):
     candidate = os.path.join(path, name)
     if os.path.isdir(candidate) and ocp.utils.checkpoint_steps(candidate):
       return candidate
   if ocp.utils.checkpoint_steps(path):
     return path
-  raise FileNotFoundError(f"{path}: holds no orbax checkpoint (expected {BEST_DIR}/ or "
-                          f"{LATEST_DIR}/ with numbered step folders, as main.py writes)")
+  raise FileNotFoundError(
+    f"{path}: holds no orbax checkpoint (expected {BEST_DIR}/ or "
+    f"{LATEST_DIR}/ with numbered step folders, as main.py writes)"
+  )
 
 
 def _warn(line: str) -> None:
@@ -353,8 +381,10 @@ def _warn(line: str) -> None:
 def _read_only_manager(directory: str) -> ocp.CheckpointManager:
   with _quiet_read_only():
     return ocp.CheckpointManager(
-        directory, options=ocp.CheckpointManagerOptions(read_only=True),
-        item_handlers=_item_handlers())
+      directory,
+      options=ocp.CheckpointManagerOptions(read_only=True),
+      item_handlers=_item_handlers(),
+    )
 
 
 def _candidates(path: str, directory: str, step: int | None) -> list[tuple[str, int]]:
@@ -372,7 +402,8 @@ def _candidates(path: str, directory: str, step: int | None) -> list[tuple[str, 
   out = [(directory, s) for s in order]
   root = os.path.dirname(directory)
   if os.path.abspath(root) == os.path.abspath(path) and (
-      directory.endswith(BEST_DIR) or directory.endswith(LATEST_DIR)):
+    directory.endswith(BEST_DIR) or directory.endswith(LATEST_DIR)
+  ):
     other = os.path.join(root, LATEST_DIR if directory.endswith(BEST_DIR) else BEST_DIR)
     if os.path.isdir(other):
       out += [(other, s) for s in sorted(ocp.utils.checkpoint_steps(other), reverse=True)]
@@ -386,17 +417,21 @@ def _restore_step(directory: str, step: int) -> tuple[dict[str, Any], dict[str, 
     # multi-host or 8-GPU run evaluated on one machine): orbax refuses a topology change
     # unless the target shardings are given.
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
-                          manager.item_metadata(step)["state"])
-    restored = manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
+    target = jax.tree.map(
+      lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+      manager.item_metadata(step)["state"],
+    )
+    restored = manager.restore(
+      step,
+      args=ocp.args.Composite(state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()),
+    )
   state = jax.tree.map(np.asarray, restored["state"])
   return {"params": state["params"], "batch_stats": state["batch_stats"]}, restored["meta"]
 
 
-def restore_variables(checkpoint_dir: str, step: int | None = None,
-                      prefer_best: bool = True, warn=_warn
-                      ) -> tuple[dict[str, Any], dict[str, Any]]:
+def restore_variables(
+  checkpoint_dir: str, step: int | None = None, prefer_best: bool = True, warn=_warn
+) -> tuple[dict[str, Any], dict[str, Any]]:
   """Model variables and metadata of a checkpoint, for evaluation and prediction.
 
   `checkpoint_dir` is a workdir, a checkpoints dir, a step dir, or an exported folder
@@ -420,9 +455,13 @@ def restore_variables(checkpoint_dir: str, step: int | None = None,
       continue
     if damaged:
       more = f"; {len(damaged) - 1} more damaged" if len(damaged) > 1 else ""
-      warn(f"warning: checkpoint {damaged[0][0]} is damaged ({damaged[0][1]}{more}); using "
-           f"{os.path.join(candidate_dir, str(candidate))} instead")
+      warn(
+        f"warning: checkpoint {damaged[0][0]} is damaged ({damaged[0][1]}{more}); using "
+        f"{os.path.join(candidate_dir, str(candidate))} instead"
+      )
     return variables, meta
   more = f"; {len(damaged) - 1} more damaged" if len(damaged) > 1 else ""
-  raise CheckpointError(f"{os.path.abspath(checkpoint_dir)}: no readable checkpoint: "
-                        f"{damaged[0][0]} is damaged ({damaged[0][1]}{more})")
+  raise CheckpointError(
+    f"{os.path.abspath(checkpoint_dir)}: no readable checkpoint: "
+    f"{damaged[0][0]} is damaged ({damaged[0][1]}{more})"
+  )

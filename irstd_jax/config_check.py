@@ -11,12 +11,14 @@ the project does not know.
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterable
 import difflib
 import math
 import os
 import re
 import sys
-from typing import Any, Iterable, NoReturn
+from typing import Any
+from typing import NoReturn
 
 from absl import flags
 
@@ -152,10 +154,9 @@ def parse_flags(argv: list[str]) -> list[str]:
     known = field_names(reference_config())
     for arg in argv[1:]:
       if arg.startswith("--config."):
-        path = arg[len("--config."):].split("=", 1)[0]
+        path = arg[len("--config.") :].split("=", 1)[0]
         if missing in path.split("."):
-          fail(ConfigError(f"--config.{path}", "no such config field",
-                           _did_you_mean(path, known)))
+          fail(ConfigError(f"--config.{path}", "no such config field", _did_you_mean(path, known)))
     fail(f"bad --config override: {missing}")
 
 
@@ -175,17 +176,24 @@ def _is_number(value: Any) -> bool:
   return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _number(config, path: str, *, low: float | None = None, high: float | None = None,
-            low_open: bool = False, high_open: bool = False, integer: bool = False,
-            default: Any = None) -> None:
+def _number(
+  config,
+  path: str,
+  *,
+  low: float | None = None,
+  high: float | None = None,
+  low_open: bool = False,
+  high_open: bool = False,
+  integer: bool = False,
+  default: Any = None,
+) -> None:
   value = _get(config, path, default)
   if value is None:
     return
   lo = "" if low is None else f"{'>' if low_open else '>='} {low:g}"
   hi = "" if high is None else f"{'<' if high_open else '<='} {high:g}"
   if low is not None and high is not None:
-    allowed = (f"a number in {'(' if low_open else '['}{low:g}, {high:g}"
-               f"{')' if high_open else ']'}")
+    allowed = f"a number in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
   else:
     allowed = f"{'an integer' if integer else 'a finite number'} {lo or hi}".strip()
   if integer:
@@ -201,8 +209,7 @@ def _number(config, path: str, *, low: float | None = None, high: float | None =
     raise ConfigError(path, f"{value!r} is too large", allowed)
 
 
-def _choice(config, path: str, choices: Iterable[str], what: str, default: Any = None
-            ) -> None:
+def _choice(config, path: str, choices: Iterable[str], what: str, default: Any = None) -> None:
   value = _get(config, path, default)
   if value is None:
     return
@@ -216,8 +223,11 @@ def _int_sequence(config, path: str, length: int) -> None:
   if value is None:
     return
   allowed = f"{length} integers >= 1"
-  if (not isinstance(value, (list, tuple)) or len(value) != length
-      or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)):
+  if (
+    not isinstance(value, (list, tuple))
+    or len(value) != length
+    or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)
+  ):
     raise ConfigError(path, f"{value!r} is not {length} positive integers", allowed)
 
 
@@ -251,8 +261,11 @@ def _check_profile(config) -> None:
   if ok and len(parts) == 2:
     ok = int(parts[0]) < int(parts[1])
   if not ok:
-    raise ConfigError("train.profile", f"{spec!r} is not a step count or range",
-                      "'' (off), 'N' (N steps) or 'A:B' (steps A..B-1, A < B)")
+    raise ConfigError(
+      "train.profile",
+      f"{spec!r} is not a step count or range",
+      "'' (off), 'N' (N steps) or 'A:B' (steps A..B-1, A < B)",
+    )
 
 
 def _check_unknown_fields(config) -> None:
@@ -386,8 +399,10 @@ def state_changes(stored: Any, config) -> list[str]:
   old, new = _get(stored, "train.optimizer", "adam"), _get(config, "train.optimizer", "adam")
   if old != new:
     changes.append(f"train.optimizer ({old!r} -> {new!r})")
-  for path, default, what in (("train.grad_clip_norm", 0.0, "clipping"),
-                              ("train.grad_accum_steps", 1, "accumulation")):
+  for path, default, what in (
+    ("train.grad_clip_norm", 0.0, "clipping"),
+    ("train.grad_accum_steps", 1, "accumulation"),
+  ):
     old, new = _get(stored, path, default), _get(config, path, default)
     on = (lambda v: bool(v) and v > 1) if path.endswith("steps") else bool
     if on(old) != on(new):

@@ -27,12 +27,12 @@ for the first --num_figures test images, images with targets first.
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 import os
 import re
 import sys
 import time
-from typing import Any, Callable
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -46,8 +46,10 @@ from irstd_jax import config_check
 def load_checkpoint(checkpoint: str, latest: bool = False):
   """(variables, meta, config ConfigDict from meta) of the best (or newest) checkpoint."""
   import ml_collections
+
   from irstd_jax import checkpointing
   from irstd_jax import default_config
+
   variables, meta = checkpointing.restore_variables(checkpoint, prefer_best=not latest)
   if "config" not in meta:
     raise ValueError(f"{checkpoint}: the checkpoint meta holds no 'config'")
@@ -58,8 +60,9 @@ def load_checkpoint(checkpoint: str, latest: bool = False):
   return variables, meta, config
 
 
-def make_predict_fn(model_config, variables, output: str = "probs"
-                    ) -> Callable[[np.ndarray], np.ndarray]:
+def make_predict_fn(
+  model_config, variables, output: str = "probs"
+) -> Callable[[np.ndarray], np.ndarray]:
   """images (N, H, W, 1) normalised float32 -> (N, H, W, 1) float32 numpy of the fused
   output: probabilities (`output='probs'`) or logits (`'logits'`).
 
@@ -69,10 +72,13 @@ def make_predict_fn(model_config, variables, output: str = "probs"
     raise ValueError(f"output={output!r}: expected 'probs' or 'logits'")
   import jax
   import jax.numpy as jnp
+
   from irstd_jax import models
+
   model = models.create_model(model_config)
-  variables = jax.device_put({"params": variables["params"],
-                              "batch_stats": variables.get("batch_stats", {})})
+  variables = jax.device_put(
+    {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
+  )
 
   @jax.jit
   def forward(variables, images):
@@ -93,14 +99,19 @@ MSHNET_SIZE = 256  # MSHNet's base_size: test images are resized to it
 def resize_for_mshnet(source, size: int = MSHNET_SIZE) -> list[dict]:
   """The test records resized as MSHNet's test loader does: image bilinear, mask nearest."""
   from PIL import Image
+
   out = []
   for i in range(len(source)):
     record = source[i]
     image = Image.fromarray(np.asarray(record["image"])[..., 0])
     mask = Image.fromarray(np.asarray(record["mask"])[..., 0])
-    out.append({"id": record["id"],
-                "image": np.asarray(image.resize((size, size), Image.BILINEAR))[..., None],
-                "mask": np.asarray(mask.resize((size, size), Image.NEAREST))[..., None]})
+    out.append(
+      {
+        "id": record["id"],
+        "image": np.asarray(image.resize((size, size), Image.BILINEAR))[..., None],
+        "mask": np.asarray(mask.resize((size, size), Image.NEAREST))[..., None],
+      }
+    )
   return out
 
 
@@ -111,9 +122,15 @@ def _safe_name(text: str) -> str:
 # -------------------------------------------------------------------------- evaluation
 
 
-def run_evaluation(config, variables, output: str, num_figures: int = 8,
-                   extra: dict | None = None, progress: bool = True,
-                   protocol: str = "full") -> dict[str, Any]:
+def run_evaluation(
+  config,
+  variables,
+  output: str,
+  num_figures: int = 8,
+  extra: dict | None = None,
+  progress: bool = True,
+  protocol: str = "full",
+) -> dict[str, Any]:
   """Evaluates on config.dataset's test split; writes report + figures; returns compute().
 
   `protocol`: 'full' or 'mshnet' (module docstring).
@@ -137,8 +154,9 @@ def run_evaluation(config, variables, output: str, num_figures: int = 8,
   threshold = float(config.eval.get("threshold", 0.5))
   distance = float(config.eval.get("distance", 3.0))
   # MSHNet thresholds logits at 0; the default thresholds probabilities.
-  predict = make_predict_fn(config.model, variables,
-                            output="logits" if protocol == "mshnet" else "probs")
+  predict = make_predict_fn(
+    config.model, variables, output="logits" if protocol == "mshnet" else "probs"
+  )
   score_threshold = 0.0 if protocol == "mshnet" else threshold
   if protocol == "mshnet":
     threshold = 0.5  # the figures' probability threshold equivalent to logit > 0
@@ -147,70 +165,98 @@ def run_evaluation(config, variables, output: str, num_figures: int = 8,
   curve_acc = metrics_lib.CurveMetrics(distance=distance)
   # Figures: the first num_figures images in split order, those with targets first.
   has_target = [bool(np.any(test_source[i]["mask"])) for i in range(num)]
-  figure_indices = ([i for i in range(num) if has_target[i]] +
-                    [i for i in range(num) if not has_target[i]])[:num_figures]
+  figure_indices = (
+    [i for i in range(num) if has_target[i]] + [i for i in range(num) if not has_target[i]]
+  )[:num_figures]
   figure_data: dict[int, tuple] = {}  # index -> (id, image, mask, probs)
   num_batches = sum(-(-len(indices) // batch_size) for _, indices in buckets)
   evaluated = 0
   start = time.time()
-  for b, batch in enumerate(input_pipeline.eval_batches(
-      test_source, batch_size, config.eval.pad_multiple, config.dataset.mean,
-      config.dataset.std)):
+  for b, batch in enumerate(
+    input_pipeline.eval_batches(
+      test_source, batch_size, config.eval.pad_multiple, config.dataset.mean, config.dataset.std
+    )
+  ):
     scores = predict(batch["image"])
     accumulator.update(scores, batch["mask"], sizes=batch["sizes"], valid=batch["valid"])
-    probs = (1.0 / (1.0 + np.exp(-scores.astype(np.float64))) if protocol == "mshnet"
-             else scores)
+    probs = 1.0 / (1.0 + np.exp(-scores.astype(np.float64))) if protocol == "mshnet" else scores
     curve_acc.update(probs, batch["mask"], sizes=batch["sizes"], valid=batch["valid"])
     for slot in np.flatnonzero(batch["valid"]):
       evaluated += 1
       h, w = batch["sizes"][slot]
       index = int(batch["index"][slot])
       if index in figure_indices:
-        figure_data[index] = (str(batch["id"][slot]), batch["image"][slot, :h, :w, 0],
-                              batch["mask"][slot, :h, :w, 0], probs[slot, :h, :w, 0])
+        figure_data[index] = (
+          str(batch["id"][slot]),
+          batch["image"][slot, :h, :w, 0],
+          batch["mask"][slot, :h, :w, 0],
+          probs[slot, :h, :w, 0],
+        )
     if progress:
-      print(f"  batch {b + 1}/{num_batches}: {evaluated}/{num} images, "
-            f"{time.time() - start:.1f}s", flush=True)
+      print(
+        f"  batch {b + 1}/{num_batches}: {evaluated}/{num} images, {time.time() - start:.1f}s",
+        flush=True,
+      )
   if evaluated != num:
     raise RuntimeError(f"evaluated {evaluated} images, the test split has {num}")
 
   result = accumulator.compute()
   curve = curve_acc.compute()
   figures = {
-      "PD-FA curve": "pdfa_curve.png",
-      "pixel ROC": "roc.png",
-      "Pd by target size": "size_breakdown.png",
+    "PD-FA curve": "pdfa_curve.png",
+    "pixel ROC": "roc.png",
+    "Pd by target size": "size_breakdown.png",
   }
   visualize.pdfa_curve_plot(curve, os.path.join(output, "pdfa_curve.png"))
   visualize.roc_plot(curve, os.path.join(output, "roc.png"))
-  visualize.size_breakdown_plot(accumulator.size_breakdown(),
-                                os.path.join(output, "size_breakdown.png"))
+  visualize.size_breakdown_plot(
+    accumulator.size_breakdown(), os.path.join(output, "size_breakdown.png")
+  )
   if figure_indices:
     os.makedirs(os.path.join(output, "figures"), exist_ok=True)
   for index in figure_indices:
     image_id, image, mask, probs = figure_data[index]
     stem = f"figures/{index:04d}_{_safe_name(image_id)}"
-    visualize.overlay_figure6(image, mask, probs > threshold,
-                              os.path.join(output, stem + "_fig6.png"),
-                              title=f"{image_id} (t = {threshold:g})")
-    visualize.heatmap_figure7(probs, mask, os.path.join(output, stem + "_fig7.png"),
-                              threshold=threshold, distance=distance, image=image,
-                              title=f"{image_id}: prediction heatmap (t = {threshold:g})")
+    visualize.overlay_figure6(
+      image,
+      mask,
+      probs > threshold,
+      os.path.join(output, stem + "_fig6.png"),
+      title=f"{image_id} (t = {threshold:g})",
+    )
+    visualize.heatmap_figure7(
+      probs,
+      mask,
+      os.path.join(output, stem + "_fig7.png"),
+      threshold=threshold,
+      distance=distance,
+      image=image,
+      title=f"{image_id}: prediction heatmap (t = {threshold:g})",
+    )
     figures[f"Figure 6: {image_id}"] = stem + "_fig6.png"
     figures[f"Figure 7: {image_id}"] = stem + "_fig7.png"
-  info = {"data set": config.dataset.name, "model": config.model.name,
-          "test images": evaluated, "protocol": _PROTOCOL_TEXT[protocol],
-          "eval sizes (padded)": ", ".join(f"{h}x{w} ({len(i)})" for (h, w), i in buckets)}
+  info = {
+    "data set": config.dataset.name,
+    "model": config.model.name,
+    "test images": evaluated,
+    "protocol": _PROTOCOL_TEXT[protocol],
+    "eval sizes (padded)": ", ".join(f"{h}x{w} ({len(i)})" for (h, w), i in buckets),
+  }
   info.update(extra or {})
-  metrics_lib.write_report(output, accumulator, curve, title="IRSTD evaluation",
-                           extra=info, figures=figures)
-  return {"metrics": result, "roc_auc": curve["roc_auc"], "num_images": evaluated,
-          "protocol": protocol}
+  metrics_lib.write_report(
+    output, accumulator, curve, title="IRSTD evaluation", extra=info, figures=figures
+  )
+  return {
+    "metrics": result,
+    "roc_auc": curve["roc_auc"],
+    "num_images": evaluated,
+    "protocol": protocol,
+  }
 
 
 _PROTOCOL_TEXT = {
-    "full": "full (native resolution, sigmoid > eval.threshold)",
-    "mshnet": f"mshnet (resized to {MSHNET_SIZE}x{MSHNET_SIZE}, logit > 0)",
+  "full": "full (native resolution, sigmoid > eval.threshold)",
+  "mshnet": f"mshnet (resized to {MSHNET_SIZE}x{MSHNET_SIZE}, logit > 0)",
 }
 
 
@@ -220,18 +266,34 @@ _PROTOCOL_TEXT = {
 def _define_flags():
   from absl import flags
   from ml_collections import config_flags
+
   config = config_flags.DEFINE_config_file(
-      "config", None, "Optional configs/*.py file; default: the config saved in the "
-      "checkpoint. --config.field=value overrides need this flag.", lock_config=False)
-  flags.DEFINE_string("checkpoint", None, "A workdir (as main.py writes), or its "
-                      "checkpoints/ or checkpoints_best/ directory.")
+    "config",
+    None,
+    "Optional configs/*.py file; default: the config saved in the "
+    "checkpoint. --config.field=value overrides need this flag.",
+    lock_config=False,
+  )
+  flags.DEFINE_string(
+    "checkpoint",
+    None,
+    "A workdir (as main.py writes), or its checkpoints/ or checkpoints_best/ directory.",
+  )
   flags.DEFINE_string("output", None, "Where report.json/.md and the PNGs go.")
   flags.DEFINE_integer("num_figures", 8, "Figure-6/7 PNGs for this many test images.")
   flags.DEFINE_bool("latest", False, "Use the newest checkpoint instead of the best one.")
-  flags.DEFINE_enum("protocol", "full", list(PROTOCOLS), "full: native resolution; "
-                    "mshnet: MSHNet's test protocol (256x256 resize, logit > 0).")
-  flags.DEFINE_multi_string("set", [], "key=value override of the checkpoint's config, "
-                            "e.g. --set=dataset.data_dir=/data/tfds (repeatable).")
+  flags.DEFINE_enum(
+    "protocol",
+    "full",
+    list(PROTOCOLS),
+    "full: native resolution; mshnet: MSHNet's test protocol (256x256 resize, logit > 0).",
+  )
+  flags.DEFINE_multi_string(
+    "set",
+    [],
+    "key=value override of the checkpoint's config, "
+    "e.g. --set=dataset.data_dir=/data/tfds (repeatable).",
+  )
   flags.mark_flags_as_required(["checkpoint", "output"])
   return config
 
@@ -240,12 +302,14 @@ def main(argv, config_flag=None) -> int:
   from absl import app
   from absl import flags
   from absl import logging
+
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   FLAGS = flags.FLAGS
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
   from irstd_jax import datasets
+
   try:
     variables, meta, config = load_checkpoint(FLAGS.checkpoint, FLAGS.latest)
   except (FileNotFoundError, ValueError) as e:
@@ -261,33 +325,43 @@ def main(argv, config_flag=None) -> int:
     return 2
   try:  # TF (TFDS) must not reserve accelerator memory JAX needs.
     import tensorflow as tf
+
     tf.config.set_visible_devices([], "GPU")
     tf.config.set_visible_devices([], "TPU")
   except Exception:  # pylint: disable=broad-except
     pass
   step = meta.get("step")
   which = "latest" if FLAGS.latest else "best"
-  print(f"checkpoint {FLAGS.checkpoint} ({which}, step {step}, epoch {meta.get('epoch')})",
-        flush=True)
+  print(
+    f"checkpoint {FLAGS.checkpoint} ({which}, step {step}, epoch {meta.get('epoch')})", flush=True
+  )
   try:
-    out = run_evaluation(config, variables, FLAGS.output, FLAGS.num_figures,
-                         extra={"checkpoint": FLAGS.checkpoint,
-                                "checkpoint step": step, "which": which},
-                         protocol=FLAGS.protocol)
+    out = run_evaluation(
+      config,
+      variables,
+      FLAGS.output,
+      FLAGS.num_figures,
+      extra={"checkpoint": FLAGS.checkpoint, "checkpoint step": step, "which": which},
+      protocol=FLAGS.protocol,
+    )
   except datasets.DataNotPreparedError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
   r = out["metrics"]
-  print(f"test ({out['num_images']} images, protocol {FLAGS.protocol}): mIoU {r['miou']:.4f}  "
-        f"nIoU {r['niou']:.4f}  Pd {r['pd']:.4f}  Fa {r['fa'] * 1e6:.2f}e-6  "
-        f"Fa_strict {r['fa_strict'] * 1e6:.2f}e-6  ROC AUC {out['roc_auc']:.4f}  "
-        f"(Pd small {r['pd_small']:.4f}, medium {r['pd_medium']:.4f}, "
-        f"large {r['pd_large']:.4f})", flush=True)
+  print(
+    f"test ({out['num_images']} images, protocol {FLAGS.protocol}): mIoU {r['miou']:.4f}  "
+    f"nIoU {r['niou']:.4f}  Pd {r['pd']:.4f}  Fa {r['fa'] * 1e6:.2f}e-6  "
+    f"Fa_strict {r['fa_strict'] * 1e6:.2f}e-6  ROC AUC {out['roc_auc']:.4f}  "
+    f"(Pd small {r['pd_small']:.4f}, medium {r['pd_medium']:.4f}, "
+    f"large {r['pd_large']:.4f})",
+    flush=True,
+  )
   print(f"report: {os.path.join(FLAGS.output, 'report.md')}", flush=True)
   return 0
 
 
 if __name__ == "__main__":
   from absl import app as _app
+
   _config_flag = _define_flags()
   _app.run(lambda argv: main(argv, _config_flag), flags_parser=config_check.parse_flags)

@@ -12,9 +12,11 @@ Batches are numpy dicts:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from collections.abc import Sequence
 import concurrent.futures
 import dataclasses
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -45,8 +47,9 @@ def _pad_to(array: np.ndarray, height: int, width: int, mode: str) -> np.ndarray
   return np.pad(array, pads, mode=mode)
 
 
-def augment(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
-            cfg: AugmentConfig) -> tuple[np.ndarray, np.ndarray]:
+def augment(
+  image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig
+) -> tuple[np.ndarray, np.ndarray]:
   """Random crop (target-preserving with prob. cfg.target_crop_prob), flips, 90-degree turns.
 
   Args:
@@ -68,8 +71,8 @@ def augment(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
   else:
     y0 = rng.integers(0, height - size + 1)
     x0 = rng.integers(0, width - size + 1)
-  image = image[y0:y0 + size, x0:x0 + size]
-  mask = mask[y0:y0 + size, x0:x0 + size]
+  image = image[y0 : y0 + size, x0 : x0 + size]
+  mask = mask[y0 : y0 + size, x0 : x0 + size]
   if cfg.flip and rng.uniform() < 0.5:
     image, mask = image[:, ::-1], mask[:, ::-1]
   if cfg.flip and rng.uniform() < 0.5:
@@ -93,19 +96,31 @@ class TrainBatches:
   so it does not depend on how many processes share the work.
   """
 
-  def __init__(self, source: Sequence[dict[str, Any]], global_batch_size: int,
-               augment_cfg: AugmentConfig, mean: float, std: float, seed: int,
-               process_index: int = 0, process_count: int = 1):
+  def __init__(
+    self,
+    source: Sequence[dict[str, Any]],
+    global_batch_size: int,
+    augment_cfg: AugmentConfig,
+    mean: float,
+    std: float,
+    seed: int,
+    process_index: int = 0,
+    process_count: int = 1,
+  ):
     if global_batch_size % process_count:
-      raise ValueError(f"global batch size {global_batch_size} is not divisible by the "
-                       f"process count {process_count}")
+      raise ValueError(
+        f"global batch size {global_batch_size} is not divisible by the "
+        f"process count {process_count}"
+      )
     self.source = source
     self.global_batch_size = global_batch_size
     self.local_batch_size = global_batch_size // process_count
     self.steps_per_epoch = len(source) // global_batch_size
     if self.steps_per_epoch == 0:
-      raise ValueError(f"the training split has {len(source)} examples, fewer than one "
-                       f"global batch of {global_batch_size}; lower train.batch_size")
+      raise ValueError(
+        f"the training split has {len(source)} examples, fewer than one "
+        f"global batch of {global_batch_size}; lower train.batch_size"
+      )
     self.augment_cfg = augment_cfg
     self.mean, self.std, self.seed = mean, std, seed
     self.process_index = process_index
@@ -115,7 +130,7 @@ class TrainBatches:
     epoch, within = divmod(step, self.steps_per_epoch)
     order = np.random.default_rng([self.seed, epoch]).permutation(len(self.source))
     start = within * self.global_batch_size + self.process_index * self.local_batch_size
-    return order[start:start + self.local_batch_size]
+    return order[start : start + self.local_batch_size]
 
   def _example(self, epoch: int, index: int):
     record = self.source[int(index)]
@@ -127,8 +142,7 @@ class TrainBatches:
     pairs = list(self._pool.map(lambda i: self._example(epoch, i), self.local_indices(step)))
     images = np.stack([p[0] for p in pairs])
     masks = np.stack([p[1] for p in pairs])
-    return {"image": normalize(images, self.mean, self.std),
-            "mask": (masks > 0).astype(np.float32)}
+    return {"image": normalize(images, self.mean, self.std), "mask": (masks > 0).astype(np.float32)}
 
   def iterate(self, start_step: int, end_step: int) -> Iterator[dict[str, np.ndarray]]:
     """Batches for steps [start_step, end_step), one batch prefetched in the background."""
@@ -153,8 +167,9 @@ def eval_shape(height: int, width: int, multiple: int) -> tuple[int, int]:
   return round_up(height, multiple), round_up(width, multiple)
 
 
-def eval_buckets(source: Sequence[dict[str, Any]], multiple: int
-                 ) -> list[tuple[tuple[int, int], list[int]]]:
+def eval_buckets(
+  source: Sequence[dict[str, Any]], multiple: int
+) -> list[tuple[tuple[int, int], list[int]]]:
   """[(padded shape, [indices in split order]), ...], smallest area first.
 
   Images that round up to the same padded shape share a bucket: a handful of compiled
@@ -168,9 +183,15 @@ def eval_buckets(source: Sequence[dict[str, Any]], multiple: int
   return sorted(buckets.items(), key=lambda item: (item[0][0] * item[0][1], item[0]))
 
 
-def eval_batches(source: Sequence[dict[str, Any]], global_batch_size: int, multiple: int,
-                 mean: float, std: float, process_index: int = 0, process_count: int = 1
-                 ) -> Iterator[dict[str, np.ndarray]]:
+def eval_batches(
+  source: Sequence[dict[str, Any]],
+  global_batch_size: int,
+  multiple: int,
+  mean: float,
+  std: float,
+  process_index: int = 0,
+  process_count: int = 1,
+) -> Iterator[dict[str, np.ndarray]]:
   """Every image of the split exactly once, bucket by bucket (`eval_buckets`), each batch
   zero-padded (after normalisation, i.e. to the mean) to its bucket's shape.
 
@@ -179,12 +200,13 @@ def eval_batches(source: Sequence[dict[str, Any]], global_batch_size: int, multi
   un-padding and `index` its position in the split (-1 for filler).
   """
   if global_batch_size % process_count:
-    raise ValueError(f"eval batch size {global_batch_size} is not divisible by the "
-                     f"process count {process_count}")
+    raise ValueError(
+      f"eval batch size {global_batch_size} is not divisible by the process count {process_count}"
+    )
   local = global_batch_size // process_count
   for (height, width), indices in eval_buckets(source, multiple):
     for start in range(0, len(indices), global_batch_size):
-      chunk = indices[start + process_index * local:start + (process_index + 1) * local]
+      chunk = indices[start + process_index * local : start + (process_index + 1) * local]
       images = np.zeros((local, height, width, 1), np.float32)  # zero = mean after normalising
       masks = np.zeros((local, height, width, 1), np.uint8)
       sizes = np.zeros((local, 2), np.int32)
@@ -200,8 +222,14 @@ def eval_batches(source: Sequence[dict[str, Any]], global_batch_size: int, multi
         valid[slot] = True
         index[slot] = i
         ids[slot] = _text(record["id"])
-      yield {"image": images, "mask": (masks > 0).astype(np.float32),
-             "sizes": sizes, "valid": valid, "index": index, "id": np.asarray(ids)}
+      yield {
+        "image": images,
+        "mask": (masks > 0).astype(np.float32),
+        "sizes": sizes,
+        "valid": valid,
+        "index": index,
+        "id": np.asarray(ids),
+      }
 
 
 def _text(value) -> str:

@@ -98,32 +98,34 @@ returns float32.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from collections.abc import Sequence
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 
 __all__ = [
-    "SCALE_WEIGHT_KINDS",
-    "LOSS_NAMES",
-    "default_loss_config",
-    "scale_weight",
-    "region_sums",
-    "soft_iou_from_sums",
-    "scale_loss_from_sums",
-    "scale_loss",
-    "soft_iou_loss",
-    "dice_loss",
-    "bce_loss",
-    "focal_loss",
-    "centroids",
-    "location_loss",
-    "sd_beta",
-    "sd_loss",
-    "single_output_loss",
-    "total_loss",
+  "SCALE_WEIGHT_KINDS",
+  "LOSS_NAMES",
+  "default_loss_config",
+  "scale_weight",
+  "region_sums",
+  "soft_iou_from_sums",
+  "scale_loss_from_sums",
+  "scale_loss",
+  "soft_iou_loss",
+  "dice_loss",
+  "bce_loss",
+  "focal_loss",
+  "centroids",
+  "location_loss",
+  "sd_beta",
+  "sd_loss",
+  "single_output_loss",
+  "total_loss",
 ]
 
 SCALE_WEIGHT_KINDS = ("diff", "var", "mobius", "var_denominator")
@@ -132,69 +134,69 @@ _LOC_SMOOTH = 1e-8  # MSHNet's LLoss constant (d above)
 
 
 def default_loss_config() -> ml_collections.ConfigDict:
-    """Default ``config.loss`` (the paper's diff-based scale loss).
+  """Default ``config.loss`` (the paper's diff-based scale loss).
 
-    Fields:
-      name: 'scale' | 'soft_iou' | 'dice' | 'bce' | 'focal' | 'sd'.
-      scale_weight: 'diff' | 'var' | 'mobius' | 'var_denominator'
-        (used by 'scale' and 'sd').
-      b_over, b_under: diff coefficients for over- (Ap > At) and
-        under-segmentation (Ap < At).  Note: b_over > 1 makes w < 0 once
-        Ap / At > (b_over + 1) / (b_over - 1).
-      smooth: s in the soft IoU / Dice.
-      eps: e in the scale weights and in the centroid denominator.
-      warm_epochs: epochs (0-based, epoch < warm_epochs) of plain soft IoU.
-      detach_weight: stop the gradient through w (MSHNet: False).
-      reduction: 'per_image' (1 - mean_b w_b IoU_b) or 'batch' (areas and
-        intersection summed over the batch first).
-      location_weight: weight of MSHNet's location loss for name='scale'
-        (MSHNet: 1.0; SPEC default 0.0).
-      location_warm_epochs: location loss only when epoch >=
-        location_warm_epochs (MSHNet: same as its warm-up, 5).
-      location_centroid: 'centroid' (true centroid, SPEC) | 'mshnet'
-        (MSHNet's unnormalised first moment mean(x * p)).
-      deep_supervision: average the loss over the fused output and the side
-        outputs (side logits resized bilinearly to the mask size).
-      focal_alpha, focal_gamma: focal loss parameters.
-      sd_delta, sd_ref_area, sd_ref_resolution: SD loss parameters (PConv:
-        0.5, 81 = 9x9 pixels, 512*512).
-    """
-    c = ml_collections.ConfigDict()
-    c.name = "scale"
-    c.scale_weight = "diff"
-    c.b_over = 1.0
-    c.b_under = 1.0
-    c.smooth = 1.0
-    c.eps = 1e-6
-    c.warm_epochs = 5
-    c.detach_weight = False
-    c.reduction = "per_image"
-    c.location_weight = 0.0
-    c.location_warm_epochs = 5
-    c.location_centroid = "centroid"
-    c.deep_supervision = True
-    c.focal_alpha = 0.25
-    c.focal_gamma = 2.0
-    c.sd_delta = 0.5
-    c.sd_ref_area = 81.0
-    c.sd_ref_resolution = 512.0 * 512.0
-    return c
+  Fields:
+    name: 'scale' | 'soft_iou' | 'dice' | 'bce' | 'focal' | 'sd'.
+    scale_weight: 'diff' | 'var' | 'mobius' | 'var_denominator'
+      (used by 'scale' and 'sd').
+    b_over, b_under: diff coefficients for over- (Ap > At) and
+      under-segmentation (Ap < At).  Note: b_over > 1 makes w < 0 once
+      Ap / At > (b_over + 1) / (b_over - 1).
+    smooth: s in the soft IoU / Dice.
+    eps: e in the scale weights and in the centroid denominator.
+    warm_epochs: epochs (0-based, epoch < warm_epochs) of plain soft IoU.
+    detach_weight: stop the gradient through w (MSHNet: False).
+    reduction: 'per_image' (1 - mean_b w_b IoU_b) or 'batch' (areas and
+      intersection summed over the batch first).
+    location_weight: weight of MSHNet's location loss for name='scale'
+      (MSHNet: 1.0; SPEC default 0.0).
+    location_warm_epochs: location loss only when epoch >=
+      location_warm_epochs (MSHNet: same as its warm-up, 5).
+    location_centroid: 'centroid' (true centroid, SPEC) | 'mshnet'
+      (MSHNet's unnormalised first moment mean(x * p)).
+    deep_supervision: average the loss over the fused output and the side
+      outputs (side logits resized bilinearly to the mask size).
+    focal_alpha, focal_gamma: focal loss parameters.
+    sd_delta, sd_ref_area, sd_ref_resolution: SD loss parameters (PConv:
+      0.5, 81 = 9x9 pixels, 512*512).
+  """
+  c = ml_collections.ConfigDict()
+  c.name = "scale"
+  c.scale_weight = "diff"
+  c.b_over = 1.0
+  c.b_under = 1.0
+  c.smooth = 1.0
+  c.eps = 1e-6
+  c.warm_epochs = 5
+  c.detach_weight = False
+  c.reduction = "per_image"
+  c.location_weight = 0.0
+  c.location_warm_epochs = 5
+  c.location_centroid = "centroid"
+  c.deep_supervision = True
+  c.focal_alpha = 0.25
+  c.focal_gamma = 2.0
+  c.sd_delta = 0.5
+  c.sd_ref_area = 81.0
+  c.sd_ref_resolution = 512.0 * 512.0
+  return c
 
 
 def _get(cfg: Any, name: str, default: Any) -> Any:
-    """Read a config field (ConfigDict, dict or object), with a default."""
-    if cfg is None:
-        return default
-    if isinstance(cfg, Mapping):
-        return cfg.get(name, default)
-    try:
-        return cfg[name]  # ConfigDict supports item access
-    except (KeyError, TypeError, AttributeError):
-        return getattr(cfg, name, default)
+  """Read a config field (ConfigDict, dict or object), with a default."""
+  if cfg is None:
+    return default
+  if isinstance(cfg, Mapping):
+    return cfg.get(name, default)
+  try:
+    return cfg[name]  # ConfigDict supports item access
+  except (KeyError, TypeError, AttributeError):
+    return getattr(cfg, name, default)
 
 
 def _compute_dtype(x: jax.Array) -> jnp.dtype:
-    return jnp.promote_types(jnp.asarray(x).dtype, jnp.float32)
+  return jnp.promote_types(jnp.asarray(x).dtype, jnp.float32)
 
 
 # ----------------------------------------------------------------------------
@@ -203,42 +205,42 @@ def _compute_dtype(x: jax.Array) -> jnp.dtype:
 
 
 def scale_weight(
-    Ap: jax.Array,
-    At: jax.Array,
-    kind: str = "diff",
-    *,
-    b_over: float = 1.0,
-    b_under: float = 1.0,
-    eps: float = 1e-6,
+  Ap: jax.Array,
+  At: jax.Array,
+  kind: str = "diff",
+  *,
+  b_over: float = 1.0,
+  b_under: float = 1.0,
+  eps: float = 1e-6,
 ) -> jax.Array:
-    """Scale weight w(Ap, At), elementwise (any broadcastable shapes).
+  """Scale weight w(Ap, At), elementwise (any broadcastable shapes).
 
-    Args:
-      Ap: predicted area(s) (sum of probabilities), float array.
-      At: target area(s), float array.
-      kind: 'diff' | 'var' | 'mobius' | 'var_denominator' (formulas in the
-        module docstring).
-      b_over, b_under: diff coefficients (ignored by the other kinds).
-      eps: e.
-    Returns:
-      w with the broadcast shape and dtype of Ap, At.
-    """
-    Ap = jnp.asarray(Ap)
-    At = jnp.asarray(At)
-    x = Ap - At
-    S = Ap + At
-    if kind == "diff":
-        return 1.0 - (b_over * jax.nn.relu(x) + b_under * jax.nn.relu(-x)) / (S + eps)
-    if kind == "var":
-        v = jnp.square(x / 2.0)
-        return (jnp.minimum(Ap, At) + v + eps) / (jnp.maximum(Ap, At) + v + eps)
-    if kind == "mobius":
-        return 2.0 * Ap / (S + eps)
-    if kind == "var_denominator":
-        v = jnp.square(x / 2.0)
-        m = jnp.maximum(Ap, At)
-        return (m + eps) / (m + v + eps)
-    raise ValueError(f"unknown scale_weight kind {kind!r}; expected one of {SCALE_WEIGHT_KINDS}")
+  Args:
+    Ap: predicted area(s) (sum of probabilities), float array.
+    At: target area(s), float array.
+    kind: 'diff' | 'var' | 'mobius' | 'var_denominator' (formulas in the
+      module docstring).
+    b_over, b_under: diff coefficients (ignored by the other kinds).
+    eps: e.
+  Returns:
+    w with the broadcast shape and dtype of Ap, At.
+  """
+  Ap = jnp.asarray(Ap)
+  At = jnp.asarray(At)
+  x = Ap - At
+  S = Ap + At
+  if kind == "diff":
+    return 1.0 - (b_over * jax.nn.relu(x) + b_under * jax.nn.relu(-x)) / (S + eps)
+  if kind == "var":
+    v = jnp.square(x / 2.0)
+    return (jnp.minimum(Ap, At) + v + eps) / (jnp.maximum(Ap, At) + v + eps)
+  if kind == "mobius":
+    return 2.0 * Ap / (S + eps)
+  if kind == "var_denominator":
+    v = jnp.square(x / 2.0)
+    m = jnp.maximum(Ap, At)
+    return (m + eps) / (m + v + eps)
+  raise ValueError(f"unknown scale_weight kind {kind!r}; expected one of {SCALE_WEIGHT_KINDS}")
 
 
 # ----------------------------------------------------------------------------
@@ -247,102 +249,102 @@ def scale_weight(
 
 
 def _probs_and_masks(logits: jax.Array, masks: jax.Array):
-    dt = _compute_dtype(logits)
-    z = jnp.asarray(logits).astype(dt)
-    g = jnp.asarray(masks).astype(dt)
-    return z, jax.nn.sigmoid(z), g
+  dt = _compute_dtype(logits)
+  z = jnp.asarray(logits).astype(dt)
+  g = jnp.asarray(masks).astype(dt)
+  return z, jax.nn.sigmoid(z), g
 
 
 def region_sums(probs: jax.Array, masks: jax.Array):
-    """Per-image sums (Ap, At, I), each (N,), over all non-batch axes."""
-    axes = tuple(range(1, probs.ndim))
-    Ap = jnp.sum(probs, axis=axes)
-    At = jnp.sum(masks, axis=axes)
-    I = jnp.sum(probs * masks, axis=axes)
-    return Ap, At, I
+  """Per-image sums (Ap, At, I), each (N,), over all non-batch axes."""
+  axes = tuple(range(1, probs.ndim))
+  Ap = jnp.sum(probs, axis=axes)
+  At = jnp.sum(masks, axis=axes)
+  I = jnp.sum(probs * masks, axis=axes)
+  return Ap, At, I
 
 
 def soft_iou_from_sums(Ap, At, I, smooth: float = 1.0):
-    """IoU = (I + s) / (Ap + At - I + s), elementwise."""
-    return (I + smooth) / (Ap + At - I + smooth)
+  """IoU = (I + s) / (Ap + At - I + s), elementwise."""
+  return (I + smooth) / (Ap + At - I + smooth)
 
 
 def scale_loss_from_sums(
-    Ap,
-    At,
-    I,
-    kind: str = "diff",
-    *,
-    smooth: float = 1.0,
-    eps: float = 1e-6,
-    b_over: float = 1.0,
-    b_under: float = 1.0,
-    reduction: str = "per_image",
-    detach_weight: bool = False,
-    weighted: Any = True,
+  Ap,
+  At,
+  I,
+  kind: str = "diff",
+  *,
+  smooth: float = 1.0,
+  eps: float = 1e-6,
+  b_over: float = 1.0,
+  b_under: float = 1.0,
+  reduction: str = "per_image",
+  detach_weight: bool = False,
+  weighted: Any = True,
 ):
-    """Scale loss from region sums.
+  """Scale loss from region sums.
 
-    Args:
-      Ap, At, I: (N,) per-image sums (or any shape; the mean is over all).
-      kind: scale-weight kind.
-      weighted: Python bool or traced bool scalar; False -> plain soft IoU
-        (warm-up).  Both branches are computed and selected with jnp.where.
-    Returns:
-      (loss, iou_mean, w_mean): scalars in the dtype of the sums.
-      For reduction='batch' the sums are first added over the batch.
-    """
-    if reduction == "batch":
-        Ap, At, I = jnp.sum(Ap), jnp.sum(At), jnp.sum(I)
-    elif reduction != "per_image":
-        raise ValueError(f"unknown reduction {reduction!r}")
-    iou = soft_iou_from_sums(Ap, At, I, smooth)
-    w = scale_weight(Ap, At, kind, b_over=b_over, b_under=b_under, eps=eps)
-    if detach_weight:
-        w = jax.lax.stop_gradient(w)
-    w_eff = jnp.where(jnp.asarray(weighted), w, jnp.ones_like(w))
-    loss = 1.0 - jnp.mean(w_eff * iou)
-    return loss, jnp.mean(iou), jnp.mean(w)
+  Args:
+    Ap, At, I: (N,) per-image sums (or any shape; the mean is over all).
+    kind: scale-weight kind.
+    weighted: Python bool or traced bool scalar; False -> plain soft IoU
+      (warm-up).  Both branches are computed and selected with jnp.where.
+  Returns:
+    (loss, iou_mean, w_mean): scalars in the dtype of the sums.
+    For reduction='batch' the sums are first added over the batch.
+  """
+  if reduction == "batch":
+    Ap, At, I = jnp.sum(Ap), jnp.sum(At), jnp.sum(I)
+  elif reduction != "per_image":
+    raise ValueError(f"unknown reduction {reduction!r}")
+  iou = soft_iou_from_sums(Ap, At, I, smooth)
+  w = scale_weight(Ap, At, kind, b_over=b_over, b_under=b_under, eps=eps)
+  if detach_weight:
+    w = jax.lax.stop_gradient(w)
+  w_eff = jnp.where(jnp.asarray(weighted), w, jnp.ones_like(w))
+  loss = 1.0 - jnp.mean(w_eff * iou)
+  return loss, jnp.mean(iou), jnp.mean(w)
 
 
 def scale_loss(logits, masks, kind: str = "diff", *, weighted: Any = True, **kw):
-    """Scale loss from logits (N,H,W,1) and masks (N,H,W,1); see module doc.
+  """Scale loss from logits (N,H,W,1) and masks (N,H,W,1); see module doc.
 
-    Keyword args are those of ``scale_loss_from_sums``.  Returns the loss
-    scalar only.
-    """
-    _, p, g = _probs_and_masks(logits, masks)
-    return scale_loss_from_sums(*region_sums(p, g), kind, weighted=weighted, **kw)[0]
+  Keyword args are those of ``scale_loss_from_sums``.  Returns the loss
+  scalar only.
+  """
+  _, p, g = _probs_and_masks(logits, masks)
+  return scale_loss_from_sums(*region_sums(p, g), kind, weighted=weighted, **kw)[0]
 
 
 def soft_iou_loss(logits, masks, smooth: float = 1.0):
-    """1 - mean_b (I + s) / (Ap + At - I + s)."""
-    _, p, g = _probs_and_masks(logits, masks)
-    Ap, At, I = region_sums(p, g)
-    return 1.0 - jnp.mean(soft_iou_from_sums(Ap, At, I, smooth))
+  """1 - mean_b (I + s) / (Ap + At - I + s)."""
+  _, p, g = _probs_and_masks(logits, masks)
+  Ap, At, I = region_sums(p, g)
+  return 1.0 - jnp.mean(soft_iou_from_sums(Ap, At, I, smooth))
 
 
 def dice_loss(logits, masks, smooth: float = 1.0):
-    """1 - mean_b (2 I + s) / (Ap + At + s)."""
-    _, p, g = _probs_and_masks(logits, masks)
-    Ap, At, I = region_sums(p, g)
-    return 1.0 - jnp.mean((2.0 * I + smooth) / (Ap + At + smooth))
+  """1 - mean_b (2 I + s) / (Ap + At + s)."""
+  _, p, g = _probs_and_masks(logits, masks)
+  Ap, At, I = region_sums(p, g)
+  return 1.0 - jnp.mean((2.0 * I + smooth) / (Ap + At + smooth))
 
 
 def bce_loss(logits, masks):
-    """Mean over all pixels of binary cross-entropy with logits."""
-    z, _, g = _probs_and_masks(logits, masks)
-    per_px = -(g * jax.nn.log_sigmoid(z) + (1.0 - g) * jax.nn.log_sigmoid(-z))
-    return jnp.mean(per_px)
+  """Mean over all pixels of binary cross-entropy with logits."""
+  z, _, g = _probs_and_masks(logits, masks)
+  per_px = -(g * jax.nn.log_sigmoid(z) + (1.0 - g) * jax.nn.log_sigmoid(-z))
+  return jnp.mean(per_px)
 
 
 def focal_loss(logits, masks, alpha: float = 0.25, gamma: float = 2.0):
-    """Mean over all pixels of alpha_t (1 - p_t)^gamma * BCE (sigmoid focal)."""
-    z, _, g = _probs_and_masks(logits, masks)
-    ce = -(g * jax.nn.log_sigmoid(z) + (1.0 - g) * jax.nn.log_sigmoid(-z))
-    one_minus_pt = g * jax.nn.sigmoid(-z) + (1.0 - g) * jax.nn.sigmoid(z)
-    alpha_t = g * alpha + (1.0 - g) * (1.0 - alpha)
-    return jnp.mean(alpha_t * one_minus_pt**gamma * ce)
+  """Mean over all pixels of alpha_t (1 - p_t)^gamma * BCE (sigmoid focal)."""
+  z, _, g = _probs_and_masks(logits, masks)
+  ce = -(g * jax.nn.log_sigmoid(z) + (1.0 - g) * jax.nn.log_sigmoid(-z))
+  one_minus_pt = g * jax.nn.sigmoid(-z) + (1.0 - g) * jax.nn.sigmoid(z)
+  alpha_t = g * alpha + (1.0 - g) * (1.0 - alpha)
+  return jnp.mean(alpha_t * one_minus_pt**gamma * ce)
 
 
 # ----------------------------------------------------------------------------
@@ -351,100 +353,106 @@ def focal_loss(logits, masks, alpha: float = 0.25, gamma: float = 2.0):
 
 
 def centroids(maps: jax.Array, mode: str = "centroid", eps: float = 1e-6):
-    """Per-image (cx, cy), each (N,), in coordinates normalised to the image.
+  """Per-image (cx, cy), each (N,), in coordinates normalised to the image.
 
-    maps: (N, H, W, 1) or (N, H, W) non-negative weights (probabilities or
-    masks).  x_j = j / W, y_i = i / H.  mode 'centroid': sum(x m) /
-    (sum m + eps); mode 'mshnet': mean over pixels of x m (MSHNet).
-    """
-    if maps.ndim == 4:
-        maps = maps[..., 0]
-    _, H, W = maps.shape
-    xs = (jnp.arange(W, dtype=maps.dtype) / W)[None, None, :]
-    ys = (jnp.arange(H, dtype=maps.dtype) / H)[None, :, None]
-    mx = jnp.sum(maps * xs, axis=(1, 2))
-    my = jnp.sum(maps * ys, axis=(1, 2))
-    if mode == "centroid":
-        den = jnp.sum(maps, axis=(1, 2)) + eps
-    elif mode == "mshnet":
-        den = jnp.asarray(H * W, maps.dtype)
-    else:
-        raise ValueError(f"unknown location_centroid {mode!r}")
-    return mx / den, my / den
+  maps: (N, H, W, 1) or (N, H, W) non-negative weights (probabilities or
+  masks).  x_j = j / W, y_i = i / H.  mode 'centroid': sum(x m) /
+  (sum m + eps); mode 'mshnet': mean over pixels of x m (MSHNet).
+  """
+  if maps.ndim == 4:
+    maps = maps[..., 0]
+  _, H, W = maps.shape
+  xs = (jnp.arange(W, dtype=maps.dtype) / W)[None, None, :]
+  ys = (jnp.arange(H, dtype=maps.dtype) / H)[None, :, None]
+  mx = jnp.sum(maps * xs, axis=(1, 2))
+  my = jnp.sum(maps * ys, axis=(1, 2))
+  if mode == "centroid":
+    den = jnp.sum(maps, axis=(1, 2)) + eps
+  elif mode == "mshnet":
+    den = jnp.asarray(H * W, maps.dtype)
+  else:
+    raise ValueError(f"unknown location_centroid {mode!r}")
+  return mx / den, my / den
 
 
 def location_loss(probs, masks, mode: str = "centroid", eps: float = 1e-6):
-    """MSHNet's location loss, mean over the batch of length + angle terms.
+  """MSHNet's location loss, mean over the batch of length + angle terms.
 
-    probs, masks: (N, H, W, 1) in the compute dtype.  Returns a scalar.
-    """
-    d = _LOC_SMOOTH
-    pcx, pcy = centroids(probs, mode, eps)
-    tcx, tcy = centroids(masks, mode, eps)
-    ang = (4.0 / math.pi**2) * jnp.square(
-        jnp.arctan(pcy / (pcx + d)) - jnp.arctan(tcy / (tcx + d))
-    )
-    lp = jnp.sqrt(pcx * pcx + pcy * pcy + d)
-    lt = jnp.sqrt(tcx * tcx + tcy * tcy + d)
-    length = 1.0 - jnp.minimum(lp, lt) / (jnp.maximum(lp, lt) + d)
-    return jnp.mean(length + ang)
+  probs, masks: (N, H, W, 1) in the compute dtype.  Returns a scalar.
+  """
+  d = _LOC_SMOOTH
+  pcx, pcy = centroids(probs, mode, eps)
+  tcx, tcy = centroids(masks, mode, eps)
+  ang = (4.0 / math.pi**2) * jnp.square(jnp.arctan(pcy / (pcx + d)) - jnp.arctan(tcy / (tcx + d)))
+  lp = jnp.sqrt(pcx * pcx + pcy * pcy + d)
+  lt = jnp.sqrt(tcx * tcx + tcy * tcy + d)
+  length = 1.0 - jnp.minimum(lp, lt) / (jnp.maximum(lp, lt) + d)
+  return jnp.mean(length + ang)
 
 
-def sd_beta(At, hw: int, delta: float = 0.5, ref_area: float = 81.0,
-            ref_resolution: float = 512.0 * 512.0):
-    """SD-loss beta = mean_b min(At_b * delta * R / ref_area, delta), R = ref_res / hw."""
-    r = ref_resolution / float(hw)
-    return jnp.mean(jnp.minimum(At * (delta * r / ref_area), delta))
+def sd_beta(
+  At, hw: int, delta: float = 0.5, ref_area: float = 81.0, ref_resolution: float = 512.0 * 512.0
+):
+  """SD-loss beta = mean_b min(At_b * delta * R / ref_area, delta), R = ref_res / hw."""
+  r = ref_resolution / float(hw)
+  return jnp.mean(jnp.minimum(At * (delta * r / ref_area), delta))
 
 
 def sd_loss(logits, masks, cfg=None, *, weighted: Any = True):
-    """SD (scale-based dynamic) loss, mask version; returns (loss, aux dict)."""
-    _, p, g = _probs_and_masks(logits, masks)
-    out = _scale_family(p, g, cfg, weighted, sd=True)
-    return out[0], out[1]
+  """SD (scale-based dynamic) loss, mask version; returns (loss, aux dict)."""
+  _, p, g = _probs_and_masks(logits, masks)
+  out = _scale_family(p, g, cfg, weighted, sd=True)
+  return out[0], out[1]
 
 
 def _scale_family(p, g, cfg, weighted, location_on=None, sd=False):
-    """Shared body of the 'scale' and 'sd' losses (p, g in compute dtype)."""
-    kind = _get(cfg, "scale_weight", "diff")
-    if kind not in SCALE_WEIGHT_KINDS:
-        raise ValueError(f"unknown scale_weight {kind!r}")
-    Ap, At, I = region_sums(p, g)
-    ls, iou, w = scale_loss_from_sums(
-        Ap, At, I, kind,
-        smooth=float(_get(cfg, "smooth", 1.0)),
-        eps=float(_get(cfg, "eps", 1e-6)),
-        b_over=float(_get(cfg, "b_over", 1.0)),
-        b_under=float(_get(cfg, "b_under", 1.0)),
-        reduction=_get(cfg, "reduction", "per_image"),
-        detach_weight=bool(_get(cfg, "detach_weight", False)),
-        weighted=weighted,
+  """Shared body of the 'scale' and 'sd' losses (p, g in compute dtype)."""
+  kind = _get(cfg, "scale_weight", "diff")
+  if kind not in SCALE_WEIGHT_KINDS:
+    raise ValueError(f"unknown scale_weight {kind!r}")
+  Ap, At, I = region_sums(p, g)
+  ls, iou, w = scale_loss_from_sums(
+    Ap,
+    At,
+    I,
+    kind,
+    smooth=float(_get(cfg, "smooth", 1.0)),
+    eps=float(_get(cfg, "eps", 1e-6)),
+    b_over=float(_get(cfg, "b_over", 1.0)),
+    b_under=float(_get(cfg, "b_under", 1.0)),
+    reduction=_get(cfg, "reduction", "per_image"),
+    detach_weight=bool(_get(cfg, "detach_weight", False)),
+    weighted=weighted,
+  )
+  dt = p.dtype
+  zero = jnp.zeros((), dt)
+  aux = {"iou": iou, "scale_weight": w}
+  mode = _get(cfg, "location_centroid", "centroid")
+  eps = float(_get(cfg, "eps", 1e-6))
+  if sd:
+    hw = p.shape[1] * p.shape[2]
+    beta = sd_beta(
+      At,
+      hw,
+      float(_get(cfg, "sd_delta", 0.5)),
+      float(_get(cfg, "sd_ref_area", 81.0)),
+      float(_get(cfg, "sd_ref_resolution", 512.0 * 512.0)),
     )
-    dt = p.dtype
-    zero = jnp.zeros((), dt)
-    aux = {"iou": iou, "scale_weight": w}
-    mode = _get(cfg, "location_centroid", "centroid")
-    eps = float(_get(cfg, "eps", 1e-6))
-    if sd:
-        hw = p.shape[1] * p.shape[2]
-        beta = sd_beta(At, hw, float(_get(cfg, "sd_delta", 0.5)),
-                       float(_get(cfg, "sd_ref_area", 81.0)),
-                       float(_get(cfg, "sd_ref_resolution", 512.0 * 512.0)))
-        lloc = location_loss(p, g, mode, eps)
-        dyn = (1.0 + beta) * ls + (1.0 - beta) * lloc
-        loss = jnp.where(jnp.asarray(weighted), dyn, ls)  # ls is plain IoU when not weighted
-        aux.update(location=lloc, sd_beta=beta.astype(dt))
-        return loss, aux
-    lw = float(_get(cfg, "location_weight", 0.0))
-    if lw != 0.0:
-        lloc = location_loss(p, g, mode, eps)
-        on = True if location_on is None else location_on
-        loss = ls + jnp.where(jnp.asarray(on), lw * lloc, zero)
-        aux["location"] = lloc
-    else:
-        loss = ls
-        aux["location"] = zero
+    lloc = location_loss(p, g, mode, eps)
+    dyn = (1.0 + beta) * ls + (1.0 - beta) * lloc
+    loss = jnp.where(jnp.asarray(weighted), dyn, ls)  # ls is plain IoU when not weighted
+    aux.update(location=lloc, sd_beta=beta.astype(dt))
     return loss, aux
+  lw = float(_get(cfg, "location_weight", 0.0))
+  if lw != 0.0:
+    lloc = location_loss(p, g, mode, eps)
+    on = True if location_on is None else location_on
+    loss = ls + jnp.where(jnp.asarray(on), lw * lloc, zero)
+    aux["location"] = lloc
+  else:
+    loss = ls
+    aux["location"] = zero
+  return loss, aux
 
 
 # ----------------------------------------------------------------------------
@@ -453,90 +461,95 @@ def _scale_family(p, g, cfg, weighted, location_on=None, sd=False):
 
 
 def single_output_loss(logits, masks, loss_config, epoch=0):
-    """Loss of one output map, selected by ``loss_config.name``.
+  """Loss of one output map, selected by ``loss_config.name``.
 
-    Args:
-      logits: (N, H, W, 1) any float dtype.
-      masks: (N, H, W, 1) {0, 1}.
-      loss_config: static config (see ``default_loss_config``).
-      epoch: int or traced int32 scalar (0-based).
-    Returns:
-      (loss scalar, aux dict of scalars) in the compute dtype; aux has keys
-      'iou' (mean soft IoU), 'scale_weight' (mean w of the configured kind,
-      reported even during warm-up), 'location' (raw location loss, 0 when
-      not computed) and, for 'sd', 'sd_beta'.
-    """
-    name = _get(loss_config, "name", "scale")
-    smooth = float(_get(loss_config, "smooth", 1.0))
-    z, p, g = _probs_and_masks(logits, masks)
-    epoch = jnp.asarray(epoch)
-    if name in ("scale", "sd"):
-        weighted = epoch >= int(_get(loss_config, "warm_epochs", 5))
-        loc_on = epoch >= int(_get(loss_config, "location_warm_epochs", 5))
-        return _scale_family(p, g, loss_config, weighted, loc_on, sd=(name == "sd"))
-    Ap, At, I = region_sums(p, g)
-    iou = jnp.mean(soft_iou_from_sums(Ap, At, I, smooth))
-    aux = {"iou": iou, "scale_weight": jnp.ones((), p.dtype),
-           "location": jnp.zeros((), p.dtype)}
-    if name == "soft_iou":
-        loss = 1.0 - iou
-    elif name == "dice":
-        loss = dice_loss(z, g, smooth)
-    elif name == "bce":
-        loss = bce_loss(z, g)
-    elif name == "focal":
-        loss = focal_loss(z, g, float(_get(loss_config, "focal_alpha", 0.25)),
-                          float(_get(loss_config, "focal_gamma", 2.0)))
-    else:
-        raise ValueError(f"unknown loss name {name!r}; expected one of {LOSS_NAMES}")
-    return loss, aux
+  Args:
+    logits: (N, H, W, 1) any float dtype.
+    masks: (N, H, W, 1) {0, 1}.
+    loss_config: static config (see ``default_loss_config``).
+    epoch: int or traced int32 scalar (0-based).
+  Returns:
+    (loss scalar, aux dict of scalars) in the compute dtype; aux has keys
+    'iou' (mean soft IoU), 'scale_weight' (mean w of the configured kind,
+    reported even during warm-up), 'location' (raw location loss, 0 when
+    not computed) and, for 'sd', 'sd_beta'.
+  """
+  name = _get(loss_config, "name", "scale")
+  smooth = float(_get(loss_config, "smooth", 1.0))
+  z, p, g = _probs_and_masks(logits, masks)
+  epoch = jnp.asarray(epoch)
+  if name in ("scale", "sd"):
+    weighted = epoch >= int(_get(loss_config, "warm_epochs", 5))
+    loc_on = epoch >= int(_get(loss_config, "location_warm_epochs", 5))
+    return _scale_family(p, g, loss_config, weighted, loc_on, sd=(name == "sd"))
+  Ap, At, I = region_sums(p, g)
+  iou = jnp.mean(soft_iou_from_sums(Ap, At, I, smooth))
+  aux = {"iou": iou, "scale_weight": jnp.ones((), p.dtype), "location": jnp.zeros((), p.dtype)}
+  if name == "soft_iou":
+    loss = 1.0 - iou
+  elif name == "dice":
+    loss = dice_loss(z, g, smooth)
+  elif name == "bce":
+    loss = bce_loss(z, g)
+  elif name == "focal":
+    loss = focal_loss(
+      z,
+      g,
+      float(_get(loss_config, "focal_alpha", 0.25)),
+      float(_get(loss_config, "focal_gamma", 2.0)),
+    )
+  else:
+    raise ValueError(f"unknown loss name {name!r}; expected one of {LOSS_NAMES}")
+  return loss, aux
 
 
 def _resize_to(logits: jax.Array, hw) -> jax.Array:
-    n, h, w, c = logits.shape
-    if (h, w) == tuple(hw):
-        return logits
-    # Half-pixel centres (PyTorch align_corners=False); upsampling, so the
-    # antialias flag has no effect.
-    return jax.image.resize(logits, (n, hw[0], hw[1], c), method="bilinear")
+  n, h, w, c = logits.shape
+  if (h, w) == tuple(hw):
+    return logits
+  # Half-pixel centres (PyTorch align_corners=False); upsampling, so the
+  # antialias flag has no effect.
+  return jax.image.resize(logits, (n, hw[0], hw[1], c), method="bilinear")
 
 
 def total_loss(logits, side_logits: Sequence[jax.Array], masks, loss_config, epoch):
-    """Training loss with optional deep supervision.
+  """Training loss with optional deep supervision.
 
-    Args:
-      logits: (N, H, W, 1) fused logits, float32 or bfloat16.
-      side_logits: tuple of (N, ceil(H/2^k), ceil(W/2^k), 1) side logits
-        (may be empty).  Used when ``loss_config.deep_supervision``; each is
-        cast to the compute dtype and resized bilinearly to (H, W).
-      masks: (N, H, W, 1) float32 in {0, 1}.
-      loss_config: static config (``config.loss``).
-      epoch: int or traced int32 scalar, 0-based.
-    Returns:
-      (loss, aux): float32 scalar; aux dict of float32 scalars:
-        'loss_main' (fused output), 'loss_side' (mean over side outputs, 0 if
-        none), 'iou', 'scale_weight', 'location' (fused output; 'sd_beta'
-        for 'sd'), 'warmup' (1.0 while epoch < warm_epochs).
-      loss = (loss_main + sum_k loss_side_k) / (1 + K).
-    """
-    main, aux = single_output_loss(logits, masks, loss_config, epoch)
-    sides = tuple(side_logits) if _get(loss_config, "deep_supervision", True) else ()
-    hw = masks.shape[1:3]
-    side_losses = [single_output_loss(_resize_to(s.astype(_compute_dtype(s)), hw),
-                                      masks, loss_config, epoch)[0] for s in sides]
-    if side_losses:
-        side_sum = sum(side_losses[1:], side_losses[0])
-        loss = (main + side_sum) / (1 + len(side_losses))
-        side_mean = side_sum / len(side_losses)
-    else:
-        loss = main
-        side_mean = jnp.zeros_like(main)
-    if _get(loss_config, "name", "scale") in ("scale", "sd"):
-        warm = jnp.asarray(epoch) < int(_get(loss_config, "warm_epochs", 5))
-    else:
-        warm = jnp.zeros((), jnp.float32)
-    out = {"loss_main": main, "loss_side": side_mean}
-    out.update(aux)
-    out["warmup"] = warm
-    out = {k: jnp.asarray(v).astype(jnp.float32) for k, v in out.items()}
-    return loss.astype(jnp.float32), out
+  Args:
+    logits: (N, H, W, 1) fused logits, float32 or bfloat16.
+    side_logits: tuple of (N, ceil(H/2^k), ceil(W/2^k), 1) side logits
+      (may be empty).  Used when ``loss_config.deep_supervision``; each is
+      cast to the compute dtype and resized bilinearly to (H, W).
+    masks: (N, H, W, 1) float32 in {0, 1}.
+    loss_config: static config (``config.loss``).
+    epoch: int or traced int32 scalar, 0-based.
+  Returns:
+    (loss, aux): float32 scalar; aux dict of float32 scalars:
+      'loss_main' (fused output), 'loss_side' (mean over side outputs, 0 if
+      none), 'iou', 'scale_weight', 'location' (fused output; 'sd_beta'
+      for 'sd'), 'warmup' (1.0 while epoch < warm_epochs).
+    loss = (loss_main + sum_k loss_side_k) / (1 + K).
+  """
+  main, aux = single_output_loss(logits, masks, loss_config, epoch)
+  sides = tuple(side_logits) if _get(loss_config, "deep_supervision", True) else ()
+  hw = masks.shape[1:3]
+  side_losses = [
+    single_output_loss(_resize_to(s.astype(_compute_dtype(s)), hw), masks, loss_config, epoch)[0]
+    for s in sides
+  ]
+  if side_losses:
+    side_sum = sum(side_losses[1:], side_losses[0])
+    loss = (main + side_sum) / (1 + len(side_losses))
+    side_mean = side_sum / len(side_losses)
+  else:
+    loss = main
+    side_mean = jnp.zeros_like(main)
+  if _get(loss_config, "name", "scale") in ("scale", "sd"):
+    warm = jnp.asarray(epoch) < int(_get(loss_config, "warm_epochs", 5))
+  else:
+    warm = jnp.zeros((), jnp.float32)
+  out = {"loss_main": main, "loss_side": side_mean}
+  out.update(aux)
+  out["warmup"] = warm
+  out = {k: jnp.asarray(v).astype(jnp.float32) for k, v in out.items()}
+  return loss.astype(jnp.float32), out

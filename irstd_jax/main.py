@@ -24,14 +24,18 @@ from ml_collections import config_flags
 from irstd_jax import config_check
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Path to a configs/*.py file.", lock_config=True)
+  "config", None, "Path to a configs/*.py file.", lock_config=True
+)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints and logs go.")
 _DISTRIBUTED = flags.DEFINE_bool(
-    "distributed", False,
-    "Call jax.distributed.initialize() (multi-host). On Cloud TPU and SLURM the cluster is "
-    "detected automatically; elsewhere give the three flags below.")
-_COORDINATOR = flags.DEFINE_string("coordinator_address", None,
-                                   "host:port of process 0 (multi-host only).")
+  "distributed",
+  False,
+  "Call jax.distributed.initialize() (multi-host). On Cloud TPU and SLURM the cluster is "
+  "detected automatically; elsewhere give the three flags below.",
+)
+_COORDINATOR = flags.DEFINE_string(
+  "coordinator_address", None, "host:port of process 0 (multi-host only)."
+)
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
 flags.mark_flags_as_required(["config", "workdir"])
@@ -43,9 +47,11 @@ def _initialize_distributed() -> None:
   if os.environ.get("JAX_PLATFORMS", "") == "cpu":  # not jax.default_backend(): too early
     # Cross-process collectives on CPU (tests, laptops) need gloo.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-  jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
-                             num_processes=_NUM_PROCESSES.value,
-                             process_id=_PROCESS_ID.value)
+  jax.distributed.initialize(
+    coordinator_address=_COORDINATOR.value,
+    num_processes=_NUM_PROCESSES.value,
+    process_id=_PROCESS_ID.value,
+  )
 
 
 def _hide_accelerators_from_tensorflow() -> None:
@@ -63,6 +69,7 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   from irstd_jax import datasets
   from irstd_jax import train
+
   if not flags.FLAGS["verbosity"].present:
     # Orbax and TFDS log every file operation at INFO; the progress lines are printed.
     logging.set_verbosity(logging.WARNING)
@@ -74,8 +81,12 @@ def main(argv):
   _hide_accelerators_from_tensorflow()
   _initialize_distributed()
   workdir = os.path.abspath(os.path.expanduser(_WORKDIR.value))  # made once the checks pass
-  logging.info("JAX process %d/%d, local devices %s", jax.process_index(),
-               jax.process_count(), jax.local_devices())
+  logging.info(
+    "JAX process %d/%d, local devices %s",
+    jax.process_index(),
+    jax.process_count(),
+    jax.local_devices(),
+  )
   try:
     train.train_and_evaluate(config, workdir)
   except (datasets.DataNotPreparedError, config_check.ConfigError) as e:

@@ -35,9 +35,11 @@ EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 def list_inputs(path: str) -> list[str]:
   if os.path.isdir(path):
-    return sorted(os.path.join(path, n) for n in os.listdir(path)
-                  if n.lower().endswith(EXTENSIONS)
-                  and os.path.isfile(os.path.join(path, n)))
+    return sorted(
+      os.path.join(path, n)
+      for n in os.listdir(path)
+      if n.lower().endswith(EXTENSIONS) and os.path.isfile(os.path.join(path, n))
+    )
   if os.path.isfile(path):
     return [path]
   raise FileNotFoundError(f"{path}: no such file or directory")
@@ -46,6 +48,7 @@ def list_inputs(path: str) -> list[str]:
 def read_grayscale_uint8(path: str) -> tuple[np.ndarray, list[str]]:
   """(H, W) uint8 and a list of notes (conversions made). Raises on unreadable files."""
   from PIL import Image
+
   notes = []
   with Image.open(path) as im:
     im.load()  # decodes fully: truncated / corrupt files raise here
@@ -59,8 +62,11 @@ def read_grayscale_uint8(path: str) -> tuple[np.ndarray, list[str]]:
       top = float(raw.max()) if raw.size else 0.0
       if raw.min() < 0:
         raise ValueError(f"negative intensities in a {mode} image")
-      array = (np.zeros(raw.shape, np.uint8) if top <= 0 else
-               np.round(raw * (255.0 / top)).astype(np.uint8))
+      array = (
+        np.zeros(raw.shape, np.uint8)
+        if top <= 0
+        else np.round(raw * (255.0 / top)).astype(np.uint8)
+      )
       notes.append(f"{mode} image scaled to 8 bit by its max {top:g}")
     else:
       array = np.asarray(im.convert("L"))
@@ -73,11 +79,11 @@ def read_grayscale_uint8(path: str) -> tuple[np.ndarray, list[str]]:
 def overlay_prediction(gray: np.ndarray, pred: np.ndarray) -> np.ndarray:
   """(H, W, 3) uint8: grey image, predicted pixels tinted red, blob outlines pure red."""
   from scipy import ndimage
+
   rgb = np.repeat(gray[..., None], 3, axis=2).astype(np.float32)
   tint = np.array([255.0, 0.0, 0.0], np.float32)
   rgb[pred] = 0.5 * rgb[pred] + 0.5 * tint
-  edge = pred & ~ndimage.binary_erosion(pred, structure=np.ones((3, 3), bool),
-                                        border_value=0)
+  edge = pred & ~ndimage.binary_erosion(pred, structure=np.ones((3, 3), bool), border_value=0)
   rgb[edge] = tint
   return np.round(rgb).astype(np.uint8)
 
@@ -85,15 +91,17 @@ def overlay_prediction(gray: np.ndarray, pred: np.ndarray) -> np.ndarray:
 def _output_stems(files: list[str]) -> dict[str, str]:
   """<name> per file; 'a.png' and 'a.tif' in one folder become 'a.png' / 'a.tif'."""
   stems = [os.path.splitext(os.path.basename(f))[0] for f in files]
-  return {f: (s if stems.count(s) == 1 else os.path.basename(f))
-          for f, s in zip(files, stems)}
+  return {f: (s if stems.count(s) == 1 else os.path.basename(f)) for f, s in zip(files, stems)}
 
 
-def predict_files(files: list[str], output: str, predict, mean: float, std: float,
-                  threshold: float) -> tuple[list[str], list[tuple[str, str]]]:
+def predict_files(
+  files: list[str], output: str, predict, mean: float, std: float, threshold: float
+) -> tuple[list[str], list[tuple[str, str]]]:
   """Writes the outputs of every readable file; returns (written stems, [(file, reason)])."""
   from PIL import Image
+
   from irstd_jax.input_pipeline import normalize
+
   os.makedirs(output, exist_ok=True)
   done, failed = [], []
   shapes = set()
@@ -114,16 +122,22 @@ def predict_files(files: list[str], output: str, predict, mean: float, std: floa
     probs = predict(normalize(gray, mean, std)[None, :, :, None])[0, :, :, 0]
     pred = probs > threshold
     Image.fromarray(np.where(pred, 255, 0).astype(np.uint8)).save(
-        os.path.join(output, f"{stem}_mask.png"))
+      os.path.join(output, f"{stem}_mask.png")
+    )
     Image.fromarray(np.round(np.clip(probs, 0, 1) * 255).astype(np.uint8)).save(
-        os.path.join(output, f"{stem}_prob.png"))
+      os.path.join(output, f"{stem}_prob.png")
+    )
     Image.fromarray(overlay_prediction(gray, pred)).save(
-        os.path.join(output, f"{stem}_overlay.png"))
+      os.path.join(output, f"{stem}_overlay.png")
+    )
     from irstd_jax import metrics as metrics_lib
+
     blobs = metrics_lib.connected_components(pred).num
-    print(f"{path}: {w}x{h}, {blobs} blob(s), max prob {float(probs.max()):.3f}, "
-          f"{time.time() - start:.2f}s{' (compiled for this shape)' if new_shape else ''}",
-          flush=True)
+    print(
+      f"{path}: {w}x{h}, {blobs} blob(s), max prob {float(probs.max()):.3f}, "
+      f"{time.time() - start:.2f}s{' (compiled for this shape)' if new_shape else ''}",
+      flush=True,
+    )
     done.append(stem)
   return done, failed
 
@@ -132,7 +146,9 @@ def main(argv) -> int:
   from absl import app
   from absl import flags
   from absl import logging
+
   from irstd_jax import evaluate
+
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   FLAGS = flags.FLAGS
@@ -147,20 +163,27 @@ def main(argv) -> int:
   try:
     config_check.validate_config(config, workdir=FLAGS.output, purpose="predict")
     if FLAGS.threshold is not None and not 0.0 <= FLAGS.threshold < 1.0:
-      raise config_check.ConfigError("--threshold", f"{FLAGS.threshold!r} is out of range",
-                                     "a probability in [0, 1)")
+      raise config_check.ConfigError(
+        "--threshold", f"{FLAGS.threshold!r} is out of range", "a probability in [0, 1)"
+      )
   except config_check.ConfigError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
   if not files:
     print(f"error: no {'/'.join(EXTENSIONS)} files in {FLAGS.input}", file=sys.stderr)
     return 2
-  threshold = (FLAGS.threshold if FLAGS.threshold is not None
-               else float(config.get("eval", {}).get("threshold", 0.5)))
+  threshold = (
+    FLAGS.threshold
+    if FLAGS.threshold is not None
+    else float(config.get("eval", {}).get("threshold", 0.5))
+  )
   mean, std = float(config.dataset.mean), float(config.dataset.std)
-  print(f"checkpoint {FLAGS.checkpoint} (step {meta.get('step')}, model "
-        f"{config.model.name}); {len(files)} file(s); threshold {threshold:g}; "
-        f"normalisation mean {mean:g} std {std:g}", flush=True)
+  print(
+    f"checkpoint {FLAGS.checkpoint} (step {meta.get('step')}, model "
+    f"{config.model.name}); {len(files)} file(s); threshold {threshold:g}; "
+    f"normalisation mean {mean:g} std {std:g}",
+    flush=True,
+  )
   predict = evaluate.make_predict_fn(config.model, variables)
   done, failed = predict_files(files, FLAGS.output, predict, mean, std, threshold)
   print(f"{len(done)} image(s) written to {FLAGS.output}", flush=True)
@@ -175,11 +198,15 @@ def main(argv) -> int:
 if __name__ == "__main__":
   from absl import app as _app
   from absl import flags as _flags
+
   _flags.DEFINE_string("checkpoint", None, "A workdir, or its checkpoints(_best)/ directory.")
   _flags.DEFINE_string("input", None, "An image file or a folder of images.")
   _flags.DEFINE_string("output", None, "Where <name>_mask/_prob/_overlay.png go.")
-  _flags.DEFINE_float("threshold", None, "Probability threshold (prob > t); default: the "
-                      "checkpoint's eval.threshold (0.5).")
+  _flags.DEFINE_float(
+    "threshold",
+    None,
+    "Probability threshold (prob > t); default: the checkpoint's eval.threshold (0.5).",
+  )
   _flags.DEFINE_bool("latest", False, "Use the newest checkpoint instead of the best one.")
   _flags.mark_flags_as_required(["checkpoint", "input", "output"])
   _app.run(main, flags_parser=config_check.parse_flags)

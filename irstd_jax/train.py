@@ -7,6 +7,7 @@ device of every process (parameters replicated, batches split along the batch ax
 
 from __future__ import annotations
 
+from collections.abc import Callable
 import functools
 import json
 import math
@@ -14,10 +15,9 @@ import os
 import signal
 import sys
 import time
-from typing import Any, Callable
+from typing import Any
 
 from absl import logging
-import flax
 from flax.training import train_state
 import jax
 from jax.experimental import multihost_utils
@@ -42,8 +42,9 @@ class TrainState(train_state.TrainState):
 # ---------------------------------------------------------------------------- optimiser
 
 
-def learning_rate_schedule(train_config: ml_collections.ConfigDict,
-                           total_steps: int) -> optax.Schedule:
+def learning_rate_schedule(
+  train_config: ml_collections.ConfigDict, total_steps: int
+) -> optax.Schedule:
   """`constant`, `cosine` (linear warm-up then cosine to 0) or `poly` (MSHNet-style)."""
   base = train_config.learning_rate
   warmup = min(int(train_config.get("warmup_steps", 0)), max(total_steps - 1, 0))
@@ -53,18 +54,19 @@ def learning_rate_schedule(train_config: ml_collections.ConfigDict,
   elif kind == "cosine":
     main = optax.cosine_decay_schedule(base, max(total_steps - warmup, 1))
   elif kind == "poly":
-    main = optax.polynomial_schedule(base, 0.0, power=0.9,
-                                     transition_steps=max(total_steps - warmup, 1))
+    main = optax.polynomial_schedule(
+      base, 0.0, power=0.9, transition_steps=max(total_steps - warmup, 1)
+    )
   else:
     raise ValueError(f"train.schedule={kind!r}: expected constant, cosine or poly")
   if warmup == 0:
     return main
-  return optax.join_schedules(
-      [optax.linear_schedule(0.0, base, warmup), main], boundaries=[warmup])
+  return optax.join_schedules([optax.linear_schedule(0.0, base, warmup), main], boundaries=[warmup])
 
 
-def make_optimizer(train_config: ml_collections.ConfigDict,
-                   schedule: optax.Schedule) -> optax.GradientTransformation:
+def make_optimizer(
+  train_config: ml_collections.ConfigDict, schedule: optax.Schedule
+) -> optax.GradientTransformation:
   name = train_config.get("optimizer", "adam")
   wd = train_config.get("weight_decay", 0.0)
   if name == "adam":
@@ -89,9 +91,13 @@ def make_optimizer(train_config: ml_collections.ConfigDict,
 # -------------------------------------------------------------------------------- steps
 
 
-def create_train_state(rng: jax.Array, model, tx: optax.GradientTransformation,
-                       image_shape: tuple[int, int],
-                       init_variables: dict[str, Any] | None = None) -> TrainState:
+def create_train_state(
+  rng: jax.Array,
+  model,
+  tx: optax.GradientTransformation,
+  image_shape: tuple[int, int],
+  init_variables: dict[str, Any] | None = None,
+) -> TrainState:
   """Step 0 with a fresh optimizer state; the variables of `model.init`, or
   `init_variables` ({'params', 'batch_stats'}, e.g. from train.init_from) when given."""
   if init_variables is None:
@@ -99,16 +105,22 @@ def create_train_state(rng: jax.Array, model, tx: optax.GradientTransformation,
     variables = model.init(rng, dummy, train=False)
   else:
     variables = init_variables
-  return TrainState.create(apply_fn=model.apply, params=variables["params"], tx=tx,
-                           batch_stats=variables.get("batch_stats", {}))
+  return TrainState.create(
+    apply_fn=model.apply,
+    params=variables["params"],
+    tx=tx,
+    batch_stats=variables.get("batch_stats", {}),
+  )
 
 
 def _resume_error(workdir: str, step: int, what: str) -> config_check.ConfigError:
   return config_check.ConfigError(
-      "--workdir", f"{workdir} holds a run (checkpoint step {step}) that differs from this "
-      f"config where the saved state's shape depends on it: {what}",
-      f"resume with the old values; or pass another --workdir; or start another --workdir "
-      f"from its weights with --config.train.init_from={workdir}")
+    "--workdir",
+    f"{workdir} holds a run (checkpoint step {step}) that differs from this "
+    f"config where the saved state's shape depends on it: {what}",
+    f"resume with the old values; or pass another --workdir; or start another --workdir "
+    f"from its weights with --config.train.init_from={workdir}",
+  )
 
 
 def check_resume_config(config: ml_collections.ConfigDict, workdir: str) -> bool:
@@ -140,26 +152,38 @@ def load_init_variables(config: ml_collections.ConfigDict, model) -> dict[str, A
   except (FileNotFoundError, ValueError) as e:
     raise config_check.ConfigError("train.init_from", str(e), allowed) from None
   crop = config.dataset.crop_size
-  expected = jax.eval_shape(lambda: model.init(
-      jax.random.key(0), jnp.zeros((1, crop, crop, 1), jnp.float32), train=False))
+  expected = jax.eval_shape(
+    lambda: model.init(jax.random.key(0), jnp.zeros((1, crop, crop, 1), jnp.float32), train=False)
+  )
   expected = {"params": expected["params"], "batch_stats": expected.get("batch_stats", {})}
   variables = {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
   differences = checkpointing.tree_differences(expected, variables)
   if differences:
     more = f" (and {len(differences) - 1} more)" if len(differences) > 1 else ""
     raise config_check.ConfigError(
-        "train.init_from", f"{source} (step {meta.get('step')}, model "
-        f"{meta.get('config', {}).get('model', {}).get('name')}) does not fit model "
-        f"{config.model.name}: {differences[0]}{more}", allowed)
+      "train.init_from",
+      f"{source} (step {meta.get('step')}, model "
+      f"{meta.get('config', {}).get('model', {}).get('name')}) does not fit model "
+      f"{config.model.name}: {differences[0]}{more}",
+      allowed,
+    )
   if jax.process_index() == 0:
-    print(f"initialising the parameters from {source} (step {meta.get('step')}); fresh "
-          f"optimizer state, step 0", flush=True)
+    print(
+      f"initialising the parameters from {source} (step {meta.get('step')}); fresh "
+      f"optimizer state, step 0",
+      flush=True,
+    )
   return variables
 
 
-def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *,
-               loss_config: ml_collections.ConfigDict, steps_per_epoch: int
-               ) -> tuple[TrainState, dict[str, jax.Array]]:
+def train_step(
+  state: TrainState,
+  batch: dict[str, jax.Array],
+  rng: jax.Array,
+  *,
+  loss_config: ml_collections.ConfigDict,
+  steps_per_epoch: int,
+) -> tuple[TrainState, dict[str, jax.Array]]:
   """One optimiser step on a global batch.
 
   Args:
@@ -174,13 +198,15 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *
 
   def loss_fn(params):
     (logits, side_logits), new_model_state = state.apply_fn(
-        {"params": params, "batch_stats": state.batch_stats}, batch["image"], train=True,
-        mutable=["batch_stats"])
+      {"params": params, "batch_stats": state.batch_stats},
+      batch["image"],
+      train=True,
+      mutable=["batch_stats"],
+    )
     loss, aux = losses.total_loss(logits, side_logits, batch["mask"], loss_config, epoch)
     return loss, (aux, new_model_state)
 
-  (loss, (aux, new_model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-      state.params)
+  (loss, (aux, new_model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   new_state = state.apply_gradients(grads=grads, batch_stats=new_model_state["batch_stats"])
   out = {"loss": loss, "grad_norm": optax.tree.norm(grads)}
   out.update({k: jnp.asarray(v, jnp.float32) for k, v in aux.items()})
@@ -189,8 +215,9 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *
 
 def eval_step(state: TrainState, batch: dict[str, jax.Array]) -> jax.Array:
   """Probabilities (B, H, W, 1) float32 of the fused output, BatchNorm in inference mode."""
-  logits, _ = state.apply_fn({"params": state.params, "batch_stats": state.batch_stats},
-                             batch["image"], train=False)
+  logits, _ = state.apply_fn(
+    {"params": state.params, "batch_stats": state.batch_stats}, batch["image"], train=False
+  )
   return jax.nn.sigmoid(logits.astype(jnp.float32))
 
 
@@ -200,12 +227,16 @@ def eval_step(state: TrainState, batch: dict[str, jax.Array]) -> jax.Array:
 def make_mesh(devices=None) -> jax.sharding.Mesh:
   """A 1-D mesh over `devices` (default: all devices of all processes), axis 'data'."""
   devices = jax.devices() if devices is None else devices
-  return jax.make_mesh((len(devices),), ("data",), devices=devices,
-                       axis_types=(jax.sharding.AxisType.Auto,))
+  return jax.make_mesh(
+    (len(devices),), ("data",), devices=devices, axis_types=(jax.sharding.AxisType.Auto,)
+  )
 
 
-def shard_batch(batch: dict[str, np.ndarray], sharding: jax.sharding.Sharding,
-                keys: tuple[str, ...] = ("image", "mask")) -> dict[str, jax.Array]:
+def shard_batch(
+  batch: dict[str, np.ndarray],
+  sharding: jax.sharding.Sharding,
+  keys: tuple[str, ...] = ("image", "mask"),
+) -> dict[str, jax.Array]:
   """Process-local numpy batch -> global jax.Arrays split over the 'data' axis."""
   return {k: jax.make_array_from_process_local_data(sharding, batch[k]) for k in keys}
 
@@ -225,15 +256,23 @@ def local_rows(array: jax.Array) -> np.ndarray:
 # ---------------------------------------------------------------------------- evaluation
 
 
-def evaluate(p_eval_step: Callable, state: TrainState, source, eval_config,
-             dataset_config, data_sharding) -> dict[str, float]:
+def evaluate(
+  p_eval_step: Callable, state: TrainState, source, eval_config, dataset_config, data_sharding
+) -> dict[str, float]:
   """mIoU / nIoU / Pd / Fa / Fa_strict over the whole test split (each image once, at its
   own size padded to a multiple of eval.pad_multiple)."""
-  accumulator = metrics_lib.IRSTDMetrics(threshold=eval_config.threshold,
-                                         distance=eval_config.distance)
+  accumulator = metrics_lib.IRSTDMetrics(
+    threshold=eval_config.threshold, distance=eval_config.distance
+  )
   for batch in input_pipeline.eval_batches(
-      source, eval_config.batch_size, eval_config.pad_multiple, dataset_config.mean,
-      dataset_config.std, jax.process_index(), jax.process_count()):
+    source,
+    eval_config.batch_size,
+    eval_config.pad_multiple,
+    dataset_config.mean,
+    dataset_config.std,
+    jax.process_index(),
+    jax.process_count(),
+  ):
     probs = local_rows(p_eval_step(state, shard_batch(batch, data_sharding, ("image",))))
     accumulator.update(probs, batch["mask"], sizes=batch["sizes"], valid=batch["valid"])
   return merge_across_processes(accumulator).compute()
@@ -278,8 +317,12 @@ def _strict_json(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def _state_dict(state: TrainState) -> dict[str, Any]:
-  return {"step": state.step, "params": state.params, "batch_stats": state.batch_stats,
-          "opt_state": state.opt_state}
+  return {
+    "step": state.step,
+    "params": state.params,
+    "batch_stats": state.batch_stats,
+    "opt_state": state.opt_state,
+  }
 
 
 class _Preemption:
@@ -334,8 +377,11 @@ class TrainingDiverged(RuntimeError):
 
 def _all_finite(tree) -> jax.Array:
   """True when every floating-point leaf of `tree` is finite (one scalar, on device)."""
-  flags = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)
-           if jnp.issubdtype(leaf.dtype, jnp.floating)]
+  flags = [
+    jnp.all(jnp.isfinite(leaf))
+    for leaf in jax.tree.leaves(tree)
+    if jnp.issubdtype(leaf.dtype, jnp.floating)
+  ]
   return jnp.all(jnp.stack(flags)) if flags else jnp.asarray(True)
 
 
@@ -373,8 +419,9 @@ class _DivergenceGuard:
       loss, grad_norm = float(metrics["loss"]), float(metrics["grad_norm"])
       if not (math.isfinite(loss) and math.isfinite(grad_norm)):
         raise TrainingDiverged(
-            f"training diverged at step {first_step + offset} (loss {loss:.6g}, grad_norm "
-            f"{grad_norm:.6g}); {self._last_finite_text()}; {self._advice()}")
+          f"training diverged at step {first_step + offset} (loss {loss:.6g}, grad_norm "
+          f"{grad_norm:.6g}); {self._last_finite_text()}; {self._advice()}"
+        )
       self.last_finite = (first_step + offset, loss)
       self._last = (loss, grad_norm)
 
@@ -385,8 +432,9 @@ class _DivergenceGuard:
     if not bool(self._state_finite(_state_dict(state))):
       loss, grad_norm = self._last
       raise TrainingDiverged(
-          f"training diverged at step {step} (non-finite parameters or optimizer state "
-          f"after loss {loss:.6g}, grad_norm {grad_norm:.6g}); {self._advice()}")
+        f"training diverged at step {step} (non-finite parameters or optimizer state "
+        f"after loss {loss:.6g}, grad_norm {grad_norm:.6g}); {self._advice()}"
+      )
     self._state_checked_at = step
 
 
@@ -422,8 +470,11 @@ def create_metric_writer(workdir: str, is_lead: bool):
     from clu import metric_writers  # heavy import (TensorFlow); keep it off module import
   except ImportError as e:
     if is_lead:
-      print(f"warning: clu metric writers unavailable ({e}); scalars go to "
-            f"{os.path.join(workdir, 'metrics.jsonl')}, no TensorBoard events", flush=True)
+      print(
+        f"warning: clu metric writers unavailable ({e}); scalars go to "
+        f"{os.path.join(workdir, 'metrics.jsonl')}, no TensorBoard events",
+        flush=True,
+      )
     return JsonlWriter(workdir, enabled=is_lead)
   return metric_writers.create_default_writer(workdir, just_logging=not is_lead)
 
@@ -442,32 +493,44 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     section, name = field.split(".")
     if config[section][name] % jax.device_count():
       raise config_check.ConfigError(
-          field, f"{config[section][name]} is not divisible by the {jax.device_count()} "
-          f"devices of the mesh", f"a multiple of {jax.device_count()}")
+        field,
+        f"{config[section][name]} is not divisible by the {jax.device_count()} devices of the mesh",
+        f"a multiple of {jax.device_count()}",
+      )
   model = models.create_model(config.model)
   init_variables = None
   if check_resume_config(config, workdir):
     if config.train.get("init_from", "") and is_lead:
-      print(f"train.init_from ignored: resuming from the checkpoints in {workdir}",
-            flush=True)
+      print(f"train.init_from ignored: resuming from the checkpoints in {workdir}", flush=True)
   elif config.train.get("init_from", ""):
     init_variables = load_init_variables(config, model)
   train_source, test_source = datasets.load_sources(config.dataset)
   if config.train.batch_size > len(train_source):
     raise config_check.ConfigError(
-        "train.batch_size", f"{config.train.batch_size} is larger than the "
-        f"{len(train_source)} training images", f"at most {len(train_source)}")
+      "train.batch_size",
+      f"{config.train.batch_size} is larger than the {len(train_source)} training images",
+      f"at most {len(train_source)}",
+    )
   os.makedirs(workdir, exist_ok=True)
   writer = create_metric_writer(workdir, is_lead)
 
   augment_cfg = input_pipeline.AugmentConfig(
-      crop_size=config.dataset.crop_size, flip=config.dataset.get("flip", True),
-      rot90=config.dataset.get("rot90", True),
-      target_crop_prob=config.dataset.get("target_crop_prob", 0.5),
-      intensity_jitter=config.dataset.get("intensity_jitter", 0.0))
+    crop_size=config.dataset.crop_size,
+    flip=config.dataset.get("flip", True),
+    rot90=config.dataset.get("rot90", True),
+    target_crop_prob=config.dataset.get("target_crop_prob", 0.5),
+    intensity_jitter=config.dataset.get("intensity_jitter", 0.0),
+  )
   train_batches = input_pipeline.TrainBatches(
-      train_source, config.train.batch_size, augment_cfg, config.dataset.mean,
-      config.dataset.std, config.seed, jax.process_index(), jax.process_count())
+    train_source,
+    config.train.batch_size,
+    augment_cfg,
+    config.dataset.mean,
+    config.dataset.std,
+    config.seed,
+    jax.process_index(),
+    jax.process_count(),
+  )
   steps_per_epoch = train_batches.steps_per_epoch
   total_steps = steps_per_epoch * config.train.num_epochs
 
@@ -479,18 +542,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   tx = make_optimizer(config.train, schedule)
   init_rng, train_rng = jax.random.split(jax.random.key(config.seed))
   crop = config.dataset.crop_size
-  make_state = jax.jit(functools.partial(create_train_state, model=model, tx=tx,
-                                         image_shape=(crop, crop)),
-                       out_shardings=replicated)
-  state = (make_state(init_rng) if init_variables is None
-           else make_state(init_rng, init_variables=init_variables))
+  make_state = jax.jit(
+    functools.partial(create_train_state, model=model, tx=tx, image_shape=(crop, crop)),
+    out_shardings=replicated,
+  )
+  state = (
+    make_state(init_rng)
+    if init_variables is None
+    else make_state(init_rng, init_variables=init_variables)
+  )
 
   checkpointer = checkpointing.Checkpointer(workdir, config.train.get("max_to_keep", 3))
   meta_base = {"config": json.loads(config.to_json_best_effort())}
   # A damaged step is moved aside (one warning line) and the next older one is used.
   try:
     restored = checkpointer.restore_latest(
-        _state_dict(state), report=lambda line: print(line, file=sys.stderr, flush=True))
+      _state_dict(state), report=lambda line: print(line, file=sys.stderr, flush=True)
+    )
   except checkpointing.StateMismatchError as e:  # what check_resume_config cannot see
     checkpointer.close()
     raise _resume_error(workdir, e.step, "; ".join(e.differences[:3])) from None
@@ -504,17 +572,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   start_step = int(state.step)
 
   p_train_step = jax.jit(
-      functools.partial(train_step, loss_config=config.loss, steps_per_epoch=steps_per_epoch),
-      in_shardings=(replicated, data_sharding, replicated),
-      out_shardings=(replicated, replicated), donate_argnums=(0,))
-  p_eval_step = jax.jit(eval_step, in_shardings=(replicated, data_sharding),
-                        out_shardings=data_sharding)
+    functools.partial(train_step, loss_config=config.loss, steps_per_epoch=steps_per_epoch),
+    in_shardings=(replicated, data_sharding, replicated),
+    out_shardings=(replicated, replicated),
+    donate_argnums=(0,),
+  )
+  p_eval_step = jax.jit(
+    eval_step, in_shardings=(replicated, data_sharding), out_shardings=data_sharding
+  )
 
   if is_lead:
-    print(f"training {config.model.name} on {config.dataset.name}: {len(train_source)} train "
-          f"/ {len(test_source)} test images, {steps_per_epoch} steps/epoch x "
-          f"{config.train.num_epochs} epochs, global batch {config.train.batch_size} on "
-          f"{jax.device_count()} device(s)", flush=True)
+    print(
+      f"training {config.model.name} on {config.dataset.name}: {len(train_source)} train "
+      f"/ {len(test_source)} test images, {steps_per_epoch} steps/epoch x "
+      f"{config.train.num_epochs} epochs, global batch {config.train.batch_size} on "
+      f"{jax.device_count()} device(s)",
+      flush=True,
+    )
 
   eval_every = max(int(config.eval.every_epochs), 1)
   log_every = max(int(config.train.log_every_steps), 1)
@@ -536,8 +610,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         if profile_steps and step == profile_steps[1] and is_lead:
           jax.block_until_ready(state)
           jax.profiler.stop_trace()
-          print(f"profiler trace of steps {profile_steps[0]}..{step - 1} written to "
-                f"{os.path.join(workdir, 'profile')}", flush=True)
+          print(
+            f"profiler trace of steps {profile_steps[0]}..{step - 1} written to "
+            f"{os.path.join(workdir, 'profile')}",
+            flush=True,
+          )
         epoch_done = step % steps_per_epoch == 0
         if step % log_every == 0 or epoch_done or step == total_steps:
           host_window = jax.device_get(window)
@@ -550,9 +627,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           if is_lead:
             done = (step - start_step) / max(time.time() - loop_start, 1e-9)
             eta = (total_steps - step) / max(done, 1e-9)
-            print(f"epoch {math.ceil(step / steps_per_epoch)}/{config.train.num_epochs} "
-                  f"step {step}/{total_steps} loss {summary['loss']:.4f} "
-                  f"{summary['images_per_sec']:.1f} img/s ETA {_format_eta(eta)}", flush=True)
+            print(
+              f"epoch {math.ceil(step / steps_per_epoch)}/{config.train.num_epochs} "
+              f"step {step}/{total_steps} loss {summary['loss']:.4f} "
+              f"{summary['images_per_sec']:.1f} img/s ETA {_format_eta(eta)}",
+              flush=True,
+            )
           window, window_start = [], time.time()
           guard.check_window(host_window, step - len(host_window) + 1)
         epoch = step // steps_per_epoch
@@ -564,19 +644,27 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         if evaluate_now or save_now or preemption.requested:
           guard.check_state(state, step)  # nothing non-finite is evaluated or saved
         if evaluate_now:
-          last_eval = evaluate(p_eval_step, state, test_source, config.eval, config.dataset,
-                               data_sharding)
-          writer.write_scalars(step, {f"test/{k}": v for k, v in last_eval.items()
-                                      if np.isscalar(v)})
+          last_eval = evaluate(
+            p_eval_step, state, test_source, config.eval, config.dataset, data_sharding
+          )
+          writer.write_scalars(
+            step, {f"test/{k}": v for k, v in last_eval.items() if np.isscalar(v)}
+          )
           best_miou = max(best_miou, last_eval["miou"])
           if is_lead:
-            print(f"  test @ epoch {epoch}: mIoU {last_eval['miou']:.4f} nIoU "
-                  f"{last_eval['niou']:.4f} Pd {last_eval['pd']:.4f} Fa "
-                  f"{last_eval['fa'] * 1e6:.2f}e-6 Fa_strict "
-                  f"{last_eval['fa_strict'] * 1e6:.2f}e-6", flush=True)
-          checkpointer.save(step, _state_dict(state),
-                            _strict_json(dict(meta, metrics=last_eval)),
-                            metrics={"miou": last_eval["miou"]})
+            print(
+              f"  test @ epoch {epoch}: mIoU {last_eval['miou']:.4f} nIoU "
+              f"{last_eval['niou']:.4f} Pd {last_eval['pd']:.4f} Fa "
+              f"{last_eval['fa'] * 1e6:.2f}e-6 Fa_strict "
+              f"{last_eval['fa_strict'] * 1e6:.2f}e-6",
+              flush=True,
+            )
+          checkpointer.save(
+            step,
+            _state_dict(state),
+            _strict_json(dict(meta, metrics=last_eval)),
+            metrics={"miou": last_eval["miou"]},
+          )
         elif save_now:
           checkpointer.save(step, _state_dict(state), meta)
         if preemption.requested:
@@ -589,8 +677,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           raise SystemExit(preemption.exit_status)
     if last_eval is None:  # resumed at the end: nothing ran, evaluate the restored state
       guard.check_state(state, step)
-      last_eval = evaluate(p_eval_step, state, test_source, config.eval, config.dataset,
-                           data_sharding)
+      last_eval = evaluate(
+        p_eval_step, state, test_source, config.eval, config.dataset, data_sharding
+      )
     guard.check_state(state, step)  # (checked already when the last epoch ended)
   except TrainingDiverged:
     checkpointer.wait()  # earlier (finite) saves still in flight complete; nothing new
@@ -599,22 +688,30 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     writer.close()
     raise
 
-  checkpointer.save(step, _state_dict(state),
-                    _strict_json(dict(meta_base, epoch=step // steps_per_epoch, step=step,
-                                      metrics=last_eval)),
-                    metrics={"miou": last_eval["miou"]})
+  checkpointer.save(
+    step,
+    _state_dict(state),
+    _strict_json(dict(meta_base, epoch=step // steps_per_epoch, step=step, metrics=last_eval)),
+    metrics={"miou": last_eval["miou"]},
+  )
   checkpointer.wait()
   checkpointer.close()
-  final = {"step": step, "epochs": config.train.num_epochs,
-           "test": {k: float(v) for k, v in last_eval.items() if np.isscalar(v)},
-           "wall_time_s": time.time() - loop_start}
+  final = {
+    "step": step,
+    "epochs": config.train.num_epochs,
+    "test": {k: float(v) for k, v in last_eval.items() if np.isscalar(v)},
+    "wall_time_s": time.time() - loop_start,
+  }
   if is_lead:
     with open(os.path.join(workdir, "final_metrics.json"), "w") as f:
       json.dump(_strict_json(final), f, indent=2, allow_nan=False)
-    print(f"final test ({config.dataset.name}, {len(test_source)} images): "
-          f"mIoU {last_eval['miou']:.4f}  nIoU {last_eval['niou']:.4f}  "
-          f"Pd {last_eval['pd']:.4f}  Fa {last_eval['fa'] * 1e6:.2f}e-6  "
-          f"Fa_strict {last_eval['fa_strict'] * 1e6:.2f}e-6", flush=True)
+    print(
+      f"final test ({config.dataset.name}, {len(test_source)} images): "
+      f"mIoU {last_eval['miou']:.4f}  nIoU {last_eval['niou']:.4f}  "
+      f"Pd {last_eval['pd']:.4f}  Fa {last_eval['fa'] * 1e6:.2f}e-6  "
+      f"Fa_strict {last_eval['fa_strict'] * 1e6:.2f}e-6",
+      flush=True,
+    )
   writer.flush()
   writer.close()
   return final

@@ -32,6 +32,7 @@ def shared_datasets() -> pathlib.Path:
 def tiny_config(tmp_path, **overrides):
   """A synthetic config small enough for a CPU test: 32x32 images, narrow model."""
   import importlib.util
+
   spec = importlib.util.spec_from_file_location("synthetic_cfg", REPO / "configs" / "synthetic.py")
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)

@@ -6,11 +6,12 @@ import os
 import subprocess
 import sys
 
+from conftest import REPO
+from conftest import set_field
 import pytest
+from test_main import TINY
 
 from irstd_jax import checkpointing
-from conftest import REPO, set_field
-from test_main import TINY
 
 
 def _tool():
@@ -21,12 +22,27 @@ def _tool():
 
 
 def _run(out, *extra):
-  sets = [f"--set={arg[len('--config.'):]}" for arg in TINY]
-  cmd = [sys.executable, "tools/ablate.py", "--config=configs/synthetic.py", "--grid=loss",
-         "--rows=diff,var", f"--output_dir={out}", "--set=dataset.source=memory",
-         "--set=train.num_epochs=1", *sets, *extra]
-  return subprocess.run(cmd, cwd=REPO, env=dict(os.environ, JAX_PLATFORMS="cpu"),
-                        capture_output=True, text=True, timeout=900)
+  sets = [f"--set={arg[len('--config.') :]}" for arg in TINY]
+  cmd = [
+    sys.executable,
+    "tools/ablate.py",
+    "--config=configs/synthetic.py",
+    "--grid=loss",
+    "--rows=diff,var",
+    f"--output_dir={out}",
+    "--set=dataset.source=memory",
+    "--set=train.num_epochs=1",
+    *sets,
+    *extra,
+  ]
+  return subprocess.run(
+    cmd,
+    cwd=REPO,
+    env=dict(os.environ, JAX_PLATFORMS="cpu"),
+    capture_output=True,
+    text=True,
+    timeout=900,
+  )
 
 
 def test_grid_writes_one_table_and_a_rerun_skips_finished_rows(tmp_path):
@@ -78,6 +94,7 @@ def test_every_grid_row_is_a_valid_config_override():
   from irstd_jax import default_config
   from irstd_jax import losses
   from irstd_jax import models
+
   tool = _tool()
   for grid in tool.GRIDS.values():
     for name, overrides in grid:
@@ -91,21 +108,40 @@ def test_every_grid_row_is_a_valid_config_override():
 def test_seeds_expand_every_row_and_table_gives_mean_and_sample_std(tmp_path, capsys):
   tool = _tool()
   out = tmp_path / "seeds"
-  assert tool.main(["--config=configs/synthetic.py", "--grid=paper_vs_mshnet",
-                    f"--output_dir={out}", "--seeds=0,2", "--dry_run"]) == 0
+  assert (
+    tool.main(
+      [
+        "--config=configs/synthetic.py",
+        "--grid=paper_vs_mshnet",
+        f"--output_dir={out}",
+        "--seeds=0,2",
+        "--dry_run",
+      ]
+    )
+    == 0
+  )
   commands = capsys.readouterr().out.strip().splitlines()
   assert len(commands) == 4
   for command, (row, seed) in zip(commands, [(0, 0), (0, 2), (1, 0), (1, 2)]):
     assert f"--config.seed={seed}" in command
     assert f"seed{seed}" in command.split("--workdir=")[1].split()[0]
     assert ("--config.model.name=mshnet" in command) == (row == 1)
-  rows = [{"base": "a", "seed": k, "status": "ok",
-           "result": {"test": {"miou": m, "niou": 0.5, "pd": 1.0, "fa": f * 1e-6,
-                               "fa_strict": 2 * f * 1e-6}}}
-          for k, (m, f) in enumerate([(0.70, 10.0), (0.74, 14.0), (0.78, 18.0)])]
+  rows = [
+    {
+      "base": "a",
+      "seed": k,
+      "status": "ok",
+      "result": {
+        "test": {"miou": m, "niou": 0.5, "pd": 1.0, "fa": f * 1e-6, "fa_strict": 2 * f * 1e-6}
+      },
+    }
+    for k, (m, f) in enumerate([(0.70, 10.0), (0.74, 14.0), (0.78, 18.0)])
+  ]
   rows.append({"base": "b", "seed": 0, "status": "failed (exit 1)", "result": None})
   table = tool.seeds_table(rows)
-  assert "| a | 3/3 (0,1,2) | 0.7400 +- 0.0400 | 0.5000 +- 0.0000 | 1.0000 +- 0.0000 | " \
-         "14.00 +- 4.00 | 28.00 +- 8.00 |" in table
+  assert (
+    "| a | 3/3 (0,1,2) | 0.7400 +- 0.0400 | 0.5000 +- 0.0000 | 1.0000 +- 0.0000 | "
+    "14.00 +- 4.00 | 28.00 +- 8.00 |" in table
+  )
   assert "| b | 0/1 (-) | - | - | - | - | - |" in table
   assert tool.mean_std([3.0]) == (3.0, 0.0)

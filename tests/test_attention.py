@@ -9,13 +9,11 @@ import pytest
 
 from irstd_jax.models import attention as att
 
-
 K = 7
 TWIST = 0.3
 
 
-def np_kernel(rho, theta, amplitude, n=4, twist=TWIST, sigma_min=0.5, k=K,
-              hard=True, mask=True):
+def np_kernel(rho, theta, amplitude, n=4, twist=TWIST, sigma_min=0.5, k=K, hard=True, mask=True):
   """Independent numpy version of SPEC section 3 (u along W, v along H down)."""
   c = k // 2
   kernel = np.zeros((k, k, 2, 1), np.float64)
@@ -45,8 +43,7 @@ def np_correlate_same(d, kernel):
   out = np.zeros((n, h, w, 1))
   for i in range(k):
     for j in range(k):
-      out[..., 0] += np.einsum('nhwc,c->nhw', dp[:, i:i + h, j:j + w, :],
-                               kernel[i, j, :, 0])
+      out[..., 0] += np.einsum("nhwc,c->nhw", dp[:, i : i + h, j : j + w, :], kernel[i, j, :, 0])
   return out
 
 
@@ -54,24 +51,27 @@ def gsa_params(rho=0.3, theta=0.4, seed=0, per_channel=False):
   rng = np.random.default_rng(seed)
   amp = rng.uniform(0.02, 0.15, (K, K, 2, 1)).astype(np.float32)
   rho = np.asarray([rho, rho - 0.5] if per_channel else rho, np.float32)
-  return {'rho': jnp.asarray(rho), 'theta': jnp.asarray(theta, jnp.float32),
-          'amplitude': jnp.asarray(amp)}
+  return {
+    "rho": jnp.asarray(rho),
+    "theta": jnp.asarray(theta, jnp.float32),
+    "amplitude": jnp.asarray(amp),
+  }
 
 
 def test_softplus_inverse_and_sigma_init():
   m = att.GaussianSpatialAttention(sigma_init=1.7, sigma_min=0.5)
-  p = m.init(jax.random.key(0), jnp.zeros((1, 8, 8, 3)))['params']
-  assert set(p) == {'rho', 'theta', 'amplitude'}
-  assert p['amplitude'].shape == (K, K, 2, 1)
-  np.testing.assert_allclose(p['amplitude'], 1 / 14)
-  np.testing.assert_allclose(att.sigma_from_rho(p['rho'], 0.5), 1.7, rtol=1e-6)
-  assert float(p['theta']) == 0.0
+  p = m.init(jax.random.key(0), jnp.zeros((1, 8, 8, 3)))["params"]
+  assert set(p) == {"rho", "theta", "amplitude"}
+  assert p["amplitude"].shape == (K, K, 2, 1)
+  np.testing.assert_allclose(p["amplitude"], 1 / 14)
+  np.testing.assert_allclose(att.sigma_from_rho(p["rho"], 0.5), 1.7, rtol=1e-6)
+  assert float(p["theta"]) == 0.0
 
 
 def test_gaussian_prior_formula_and_max_one():
   g = np.asarray(att.gaussian_prior(1.3, K))
   u = np.arange(K) - K // 2
-  expected = np.exp(-(u[None, :] ** 2 + u[:, None] ** 2) / (2 * 1.3 ** 2))
+  expected = np.exp(-(u[None, :] ** 2 + u[:, None] ** 2) / (2 * 1.3**2))
   np.testing.assert_allclose(g, expected, rtol=1e-6)
   assert g.max() == 1.0 and g[K // 2, K // 2] == 1.0
   g2 = att.gaussian_prior(jnp.array([1.0, 2.0]), K)
@@ -79,19 +79,20 @@ def test_gaussian_prior_formula_and_max_one():
   np.testing.assert_allclose(g2[..., 1], att.gaussian_prior(2.0, K), rtol=1e-6)
 
 
-@pytest.mark.parametrize('per_channel', [False, True])
-@pytest.mark.parametrize('theta', [0.0, 0.4, -1.3])
+@pytest.mark.parametrize("per_channel", [False, True])
+@pytest.mark.parametrize("theta", [0.0, 0.4, -1.3])
 def test_built_kernel_equals_analytic_formula(theta, per_channel):
   params = gsa_params(theta=theta, per_channel=per_channel)
   m = att.GaussianSpatialAttention(twist=TWIST, per_channel_sigma=per_channel)
-  parts = m.apply({'params': params}, method=m.kernel_parts)
-  expected = np_kernel(np.asarray(params['rho']), theta, np.asarray(params['amplitude']))
-  np.testing.assert_allclose(parts['kernel'], expected, rtol=1e-5, atol=1e-7)
-  soft = np_kernel(np.asarray(params['rho']), theta, np.ones((K, K, 2, 1)), hard=False)
-  prior = np_kernel(np.asarray(params['rho']), theta, np.ones((K, K, 2, 1)), mask=False)
-  np.testing.assert_allclose(parts['soft_mask'], soft[..., 0, 0] / prior[..., 0, 0],
-                             rtol=1e-5, atol=1e-6)
-  np.testing.assert_allclose(parts['prior'], prior[..., 0], rtol=1e-5)
+  parts = m.apply({"params": params}, method=m.kernel_parts)
+  expected = np_kernel(np.asarray(params["rho"]), theta, np.asarray(params["amplitude"]))
+  np.testing.assert_allclose(parts["kernel"], expected, rtol=1e-5, atol=1e-7)
+  soft = np_kernel(np.asarray(params["rho"]), theta, np.ones((K, K, 2, 1)), hard=False)
+  prior = np_kernel(np.asarray(params["rho"]), theta, np.ones((K, K, 2, 1)), mask=False)
+  np.testing.assert_allclose(
+    parts["soft_mask"], soft[..., 0, 0] / prior[..., 0, 0], rtol=1e-5, atol=1e-6
+  )
+  np.testing.assert_allclose(parts["prior"], prior[..., 0], rtol=1e-5)
 
 
 def test_forward_mask_is_exactly_binary_with_centre_one():
@@ -120,16 +121,16 @@ def test_module_output_matches_numpy_and_gradients_nonzero():
   params = gsa_params(theta=0.25)
   m = att.GaussianSpatialAttention(twist=TWIST)
   x = jax.random.normal(jax.random.key(0), (2, 9, 13, 5))
-  y = m.apply({'params': params}, x)
+  y = m.apply({"params": params}, x)
   xn = np.asarray(x, np.float64)
   d = np.concatenate([xn.mean(-1, keepdims=True), xn.max(-1, keepdims=True)], -1)
-  kern = np_kernel(np.asarray(params['rho']), 0.25, np.asarray(params['amplitude']))
+  kern = np_kernel(np.asarray(params["rho"]), 0.25, np.asarray(params["amplitude"]))
   expected = xn / (1 + np.exp(-np_correlate_same(d, kern)))
   np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-6)
 
   w = jax.random.normal(jax.random.key(1), y.shape)
-  grads = jax.grad(lambda p: jnp.sum(w * m.apply({'params': p}, x)))(params)
-  for name in ('rho', 'theta', 'amplitude'):
+  grads = jax.grad(lambda p: jnp.sum(w * m.apply({"params": p}, x)))(params)
+  for name in ("rho", "theta", "amplitude"):
     g = np.asarray(grads[name])
     assert np.all(np.isfinite(g)) and np.abs(g).max() > 1e-6, name
 
@@ -151,78 +152,84 @@ def test_rotation_equivariance():
     # Precondition: no soft-mask value near 0.5 (rounding is then stable).
     soft = np.asarray(att.pinwheel_soft_mask(0.35, K, n, TWIST))
     assert np.abs(soft - 0.5).min() > 1e-3
-    k0 = np.asarray(m.apply({'params': p}, method=m.kernel_parts)['kernel'])
-    p_rot = dict(p, theta=p['theta'] + shift,
-                 amplitude=jnp.asarray(np.rot90(np.asarray(p['amplitude']), axes=(0, 1))))
-    k1 = np.asarray(m.apply({'params': p_rot}, method=m.kernel_parts)['kernel'])
+    k0 = np.asarray(m.apply({"params": p}, method=m.kernel_parts)["kernel"])
+    p_rot = dict(
+      p,
+      theta=p["theta"] + shift,
+      amplitude=jnp.asarray(np.rot90(np.asarray(p["amplitude"]), axes=(0, 1))),
+    )
+    k1 = np.asarray(m.apply({"params": p_rot}, method=m.kernel_parts)["kernel"])
     np.testing.assert_allclose(k1, np.rot90(k0, axes=(0, 1)), rtol=1e-5, atol=1e-7)
 
-    y = m.apply({'params': p}, x)
-    y_rot = m.apply({'params': p_rot}, jnp.asarray(rot(x)))
+    y = m.apply({"params": p}, x)
+    y_rot = m.apply({"params": p_rot}, jnp.asarray(rot(x)))
     np.testing.assert_allclose(y_rot, rot(y), rtol=1e-5, atol=1e-6)
     if n != 4:
-      p_wrong = dict(p_rot, theta=p['theta'])
-      y_wrong = m.apply({'params': p_wrong}, jnp.asarray(rot(x)))
+      p_wrong = dict(p_rot, theta=p["theta"])
+      y_wrong = m.apply({"params": p_wrong}, jnp.asarray(rot(x)))
       assert np.abs(np.asarray(y_wrong) - rot(y)).max() > 1e-3
       # The soft mask obeys the same law.
       np.testing.assert_allclose(
-          np.rot90(att.pinwheel_soft_mask(0.35, K, n, TWIST)),
-          att.pinwheel_soft_mask(0.35 + shift, K, n, TWIST), atol=1e-6)
+        np.rot90(att.pinwheel_soft_mask(0.35, K, n, TWIST)),
+        att.pinwheel_soft_mask(0.35 + shift, K, n, TWIST),
+        atol=1e-6,
+      )
 
 
 def test_ablation_switches():
   x = jnp.ones((1, 8, 8, 3))
-  p = att.GaussianSpatialAttention(mask='fixed', theta_init=0.5).init(
-      jax.random.key(0), x)['params']
-  assert set(p) == {'rho', 'amplitude'}
-  m = att.GaussianSpatialAttention(mask='fixed', theta_init=0.5, twist=TWIST)
-  parts = m.apply({'params': p}, method=m.kernel_parts)
-  np.testing.assert_array_equal(parts['mask'], att.pinwheel_mask(0.5, K, 4, TWIST))
+  p = att.GaussianSpatialAttention(mask="fixed", theta_init=0.5).init(jax.random.key(0), x)[
+    "params"
+  ]
+  assert set(p) == {"rho", "amplitude"}
+  m = att.GaussianSpatialAttention(mask="fixed", theta_init=0.5, twist=TWIST)
+  parts = m.apply({"params": p}, method=m.kernel_parts)
+  np.testing.assert_array_equal(parts["mask"], att.pinwheel_mask(0.5, K, 4, TWIST))
 
-  m = att.GaussianSpatialAttention(mask='none')
-  p = m.init(jax.random.key(0), x)['params']
-  parts = m.apply({'params': p}, method=m.kernel_parts)
-  np.testing.assert_array_equal(parts['mask'], np.ones((K, K)))
-  np.testing.assert_allclose(parts['kernel'][..., 0], parts['prior'] / 14, rtol=1e-6)
+  m = att.GaussianSpatialAttention(mask="none")
+  p = m.init(jax.random.key(0), x)["params"]
+  parts = m.apply({"params": p}, method=m.kernel_parts)
+  np.testing.assert_array_equal(parts["mask"], np.ones((K, K)))
+  np.testing.assert_allclose(parts["kernel"][..., 0], parts["prior"] / 14, rtol=1e-6)
 
-  m = att.GaussianSpatialAttention(prior='none', learn_amplitude=False)
-  p = m.init(jax.random.key(0), x)['params']
-  assert set(p) == {'theta'}
+  m = att.GaussianSpatialAttention(prior="none", learn_amplitude=False)
+  p = m.init(jax.random.key(0), x)["params"]
+  assert set(p) == {"theta"}
 
-  spec = att.AttentionSpec(kind='cbam', kernel_size=5)
+  spec = att.AttentionSpec(kind="cbam", kernel_size=5)
   sa = att.make_spatial_attention(spec, jnp.float32)
-  p = sa.init(jax.random.key(0), x)['params']
-  assert p['conv']['kernel'].shape == (5, 5, 2, 1) and 'bias' not in p['conv']
-  assert att.make_spatial_attention(att.AttentionSpec(kind='none'), jnp.float32) is None
+  p = sa.init(jax.random.key(0), x)["params"]
+  assert p["conv"]["kernel"].shape == (5, 5, 2, 1) and "bias" not in p["conv"]
+  assert att.make_spatial_attention(att.AttentionSpec(kind="none"), jnp.float32) is None
   with pytest.raises(ValueError):
-    att.AttentionSpec.from_config({'kind': 'cbam', 'bogus': 1})
+    att.AttentionSpec.from_config({"kind": "cbam", "bogus": 1})
 
 
 def test_cbam_spatial_and_channel_attention_formulas():
   x = jax.random.normal(jax.random.key(3), (2, 6, 7, 32))
   sa = att.SpatialAttention(kernel_size=K)
-  p = sa.init(jax.random.key(0), x)['params']
+  p = sa.init(jax.random.key(0), x)["params"]
   xn = np.asarray(x, np.float64)
   d = np.concatenate([xn.mean(-1, keepdims=True), xn.max(-1, keepdims=True)], -1)
-  expected = xn / (1 + np.exp(-np_correlate_same(d, np.asarray(p['conv']['kernel']))))
-  np.testing.assert_allclose(sa.apply({'params': p}, x), expected, rtol=1e-5, atol=1e-6)
+  expected = xn / (1 + np.exp(-np_correlate_same(d, np.asarray(p["conv"]["kernel"]))))
+  np.testing.assert_allclose(sa.apply({"params": p}, x), expected, rtol=1e-5, atol=1e-6)
 
   ca = att.ChannelAttention()
-  p = ca.init(jax.random.key(0), x)['params']
-  assert p['fc1']['kernel'].shape == (32, 2) and p['fc2']['kernel'].shape == (2, 32)
-  w1, w2 = np.asarray(p['fc1']['kernel']), np.asarray(p['fc2']['kernel'])
+  p = ca.init(jax.random.key(0), x)["params"]
+  assert p["fc1"]["kernel"].shape == (32, 2) and p["fc2"]["kernel"].shape == (2, 32)
+  w1, w2 = np.asarray(p["fc1"]["kernel"]), np.asarray(p["fc2"]["kernel"])
   mlp = lambda v: np.maximum(v @ w1, 0) @ w2
   a = mlp(xn.mean((1, 2))) + mlp(xn.max((1, 2)))
   expected = xn / (1 + np.exp(-a))[:, None, None, :]
-  np.testing.assert_allclose(ca.apply({'params': p}, x), expected, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(ca.apply({"params": p}, x), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_bfloat16_compute_keeps_float32_params():
   x = jax.random.normal(jax.random.key(4), (1, 10, 10, 4)).astype(jnp.bfloat16)
   m = att.GaussianSpatialAttention(dtype=jnp.bfloat16)
-  p = m.init(jax.random.key(0), x)['params']
+  p = m.init(jax.random.key(0), x)["params"]
   assert all(v.dtype == jnp.float32 for v in jax.tree_util.tree_leaves(p))
-  y = m.apply({'params': p}, x)
+  y = m.apply({"params": p}, x)
   assert y.dtype == jnp.bfloat16 and bool(jnp.all(jnp.isfinite(y)))
-  y32 = att.GaussianSpatialAttention().apply({'params': p}, x.astype(jnp.float32))
+  y32 = att.GaussianSpatialAttention().apply({"params": p}, x.astype(jnp.float32))
   np.testing.assert_allclose(np.asarray(y, np.float32), y32, atol=5e-2)

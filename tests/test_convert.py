@@ -6,126 +6,155 @@ import os
 import subprocess
 import sys
 
+from conftest import REPO
 import numpy as np
 import pytest
 
-from conftest import REPO
-
 if os.environ.get("CI"):
-    import torch  # CI installs torch==2.13.0; a missing torch must fail there
+  import torch  # CI installs torch==2.13.0; a missing torch must fail there
 else:
-    torch = pytest.importorskip(
-        "torch", reason="PyTorch not installed: the converter tests need torch==2.13.0 "
-                        "(pip install -e '.[test]'); they always run in CI")
+  torch = pytest.importorskip(
+    "torch",
+    reason="PyTorch not installed: the converter tests need torch==2.13.0 "
+    "(pip install -e '.[test]'); they always run in CI",
+  )
 
-OVERRIDES = ["--config.model.name=l1_gp_rotated", "--config.model.channels=(4,8,8,16,16)",
-             "--config.model.blocks=(1,1,1,1)"]
+OVERRIDES = [
+  "--config.model.name=l1_gp_rotated",
+  "--config.model.channels=(4,8,8,16,16)",
+  "--config.model.blocks=(1,1,1,1)",
+]
 TOL = 1e-5  # max abs error relative to max |torch output|
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location(
-        "convert_torch_checkpoint", REPO / "tools" / "convert_torch_checkpoint.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+  spec = importlib.util.spec_from_file_location(
+    "convert_torch_checkpoint", REPO / "tools" / "convert_torch_checkpoint.py"
+  )
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
 
 
 def _config():
-    spec = importlib.util.spec_from_file_location("synthetic_cfg", REPO / "configs" / "synthetic.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config()
-    config.model.name = "l1_gp_rotated"
-    config.model.channels = (4, 8, 8, 16, 16)
-    config.model.blocks = (1, 1, 1, 1)
-    return config
+  spec = importlib.util.spec_from_file_location("synthetic_cfg", REPO / "configs" / "synthetic.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config()
+  config.model.name = "l1_gp_rotated"
+  config.model.channels = (4, 8, 8, 16, 16)
+  config.model.blocks = (1, 1, 1, 1)
+  return config
 
 
 def _random_torch_model(config, seed=0):
-    """Reference model with every parameter and BN statistic randomised in torch."""
-    tool = _tool()
-    torch.manual_seed(seed)
-    model = tool.reference_model(config.model)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            p.add_(0.05 * torch.randn_like(p))
-        for name, b in model.named_buffers():
-            if name.endswith("running_var"):
-                b.uniform_(0.5, 1.5)
-            elif name.endswith("running_mean"):
-                b.normal_(0.0, 0.1)
-    return model.eval()
+  """Reference model with every parameter and BN statistic randomised in torch."""
+  tool = _tool()
+  torch.manual_seed(seed)
+  model = tool.reference_model(config.model)
+  with torch.no_grad():
+    for _, p in model.named_parameters():
+      p.add_(0.05 * torch.randn_like(p))
+    for name, b in model.named_buffers():
+      if name.endswith("running_var"):
+        b.uniform_(0.5, 1.5)
+      elif name.endswith("running_mean"):
+        b.normal_(0.0, 0.1)
+  return model.eval()
 
 
 def test_cli_round_trip(tmp_path):
-    import jax
-    from irstd_jax import checkpointing, models, train
+  import jax
 
-    config = _config()
-    tmodel = _random_torch_model(config)
-    pt = tmp_path / "model.pt"
-    torch.save({"state_dict": tmodel.state_dict()}, pt)
-    out = tmp_path / "converted"
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    r = subprocess.run([sys.executable, str(REPO / "tools" / "convert_torch_checkpoint.py"),
-                        f"--torch_checkpoint={pt}", f"--config={REPO / 'configs' / 'synthetic.py'}",
-                        *OVERRIDES, f"--output={out}"],
-                       capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert (out / "checkpoints" / "0").is_dir()
+  from irstd_jax import checkpointing
+  from irstd_jax import models
+  from irstd_jax import train
 
-    variables, meta = checkpointing.restore_variables(str(out))
-    assert meta["config"]["model"]["name"] == "l1_gp_rotated"
-    model = models.create_model(config.model)
-    x = np.random.RandomState(1).randn(2, 40, 36, 1).astype(np.float32)
-    y, sides = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, x)
-    with torch.no_grad():
-        yt, st = tmodel(torch.from_numpy(x.transpose(0, 3, 1, 2).copy()))
-    for a, b in [(y, yt)] + list(zip(sides, st)):
-        b = b.numpy()
-        err = np.max(np.abs(np.asarray(a).transpose(0, 3, 1, 2) - b))
-        assert err <= TOL * np.max(np.abs(b)), err
+  config = _config()
+  tmodel = _random_torch_model(config)
+  pt = tmp_path / "model.pt"
+  torch.save({"state_dict": tmodel.state_dict()}, pt)
+  out = tmp_path / "converted"
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  r = subprocess.run(
+    [
+      sys.executable,
+      str(REPO / "tools" / "convert_torch_checkpoint.py"),
+      f"--torch_checkpoint={pt}",
+      f"--config={REPO / 'configs' / 'synthetic.py'}",
+      *OVERRIDES,
+      f"--output={out}",
+    ],
+    capture_output=True,
+    text=True,
+    env=env,
+    cwd=REPO,
+    timeout=300,
+  )
+  assert r.returncode == 0, r.stderr[-3000:]
+  assert (out / "checkpoints" / "0").is_dir()
 
-    # The directory is a resumable workdir: the fresh optimizer state has the structure
-    # that train.py's TrainState expects.
-    tx = train.make_optimizer(config.train, train.learning_rate_schedule(config.train, 10))
-    abstract = jax.eval_shape(lambda: train.create_train_state(
-        jax.random.key(0), model, tx, (16, 16)))
-    ckpt = checkpointing.Checkpointer(str(out))
-    state, _ = ckpt.restore_latest(train._state_dict(abstract))
-    ckpt.close()
-    assert int(state["step"]) == 0
-    for a, b in zip(jax.tree.leaves(state["params"]), jax.tree.leaves(variables["params"])):
-        np.testing.assert_array_equal(np.asarray(a), b)
+  variables, meta = checkpointing.restore_variables(str(out))
+  assert meta["config"]["model"]["name"] == "l1_gp_rotated"
+  model = models.create_model(config.model)
+  x = np.random.RandomState(1).randn(2, 40, 36, 1).astype(np.float32)
+  y, sides = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, x)
+  with torch.no_grad():
+    yt, st = tmodel(torch.from_numpy(x.transpose(0, 3, 1, 2).copy()))
+  for a, b in [(y, yt)] + list(zip(sides, st)):
+    b = b.numpy()
+    err = np.max(np.abs(np.asarray(a).transpose(0, 3, 1, 2) - b))
+    assert err <= TOL * np.max(np.abs(b)), err
 
-    # Reverse: orbax -> torch state_dict equals the original.
-    sd, _ = _tool().orbax_to_torch_state_dict(str(out))
-    orig = tmodel.state_dict()
-    assert set(sd) == set(orig)
-    for k, v in orig.items():
-        if k.endswith("num_batches_tracked"):
-            continue
-        assert torch.equal(sd[k], v), k
+  # The directory is a resumable workdir: the fresh optimizer state has the structure
+  # that train.py's TrainState expects.
+  tx = train.make_optimizer(config.train, train.learning_rate_schedule(config.train, 10))
+  abstract = jax.eval_shape(
+    lambda: train.create_train_state(jax.random.key(0), model, tx, (16, 16))
+  )
+  ckpt = checkpointing.Checkpointer(str(out))
+  state, _ = ckpt.restore_latest(train._state_dict(abstract))
+  ckpt.close()
+  assert int(state["step"]) == 0
+  for a, b in zip(jax.tree.leaves(state["params"]), jax.tree.leaves(variables["params"])):
+    np.testing.assert_array_equal(np.asarray(a), b)
+
+  # Reverse: orbax -> torch state_dict equals the original.
+  sd, _ = _tool().orbax_to_torch_state_dict(str(out))
+  orig = tmodel.state_dict()
+  assert set(sd) == set(orig)
+  for k, v in orig.items():
+    if k.endswith("num_batches_tracked"):
+      continue
+    assert torch.equal(sd[k], v), k
 
 
 def test_reverse_cli_and_mismatch(tmp_path):
-    tool = _tool()
-    config = _config()
-    tmodel = _random_torch_model(config, seed=3)
-    out = tmp_path / "ck"
-    tool.torch_to_orbax(tmodel.state_dict(), config, str(out))
-    pt = tmp_path / "back.pt"
-    r = subprocess.run([sys.executable, str(REPO / "tools" / "convert_torch_checkpoint.py"),
-                        f"--flax_checkpoint={out}", f"--output={pt}"],
-                       capture_output=True, text=True, cwd=REPO, timeout=300,
-                       env=dict(os.environ, JAX_PLATFORMS="cpu"))
-    assert r.returncode == 0, r.stderr[-3000:]
-    sd = torch.load(pt, weights_only=True)
-    for k, v in tmodel.state_dict().items():
-        if not k.endswith("num_batches_tracked"):
-            assert torch.equal(sd[k], v), k
-    # A state_dict of another model is refused with the list of differences.
-    config.model.name = "mshnet"
-    with pytest.raises(ValueError, match="spatial_attention"):
-        tool.torch_to_orbax(tmodel.state_dict(), config, str(tmp_path / "bad"))
+  tool = _tool()
+  config = _config()
+  tmodel = _random_torch_model(config, seed=3)
+  out = tmp_path / "ck"
+  tool.torch_to_orbax(tmodel.state_dict(), config, str(out))
+  pt = tmp_path / "back.pt"
+  r = subprocess.run(
+    [
+      sys.executable,
+      str(REPO / "tools" / "convert_torch_checkpoint.py"),
+      f"--flax_checkpoint={out}",
+      f"--output={pt}",
+    ],
+    capture_output=True,
+    text=True,
+    cwd=REPO,
+    timeout=300,
+    env=dict(os.environ, JAX_PLATFORMS="cpu"),
+  )
+  assert r.returncode == 0, r.stderr[-3000:]
+  sd = torch.load(pt, weights_only=True)
+  for k, v in tmodel.state_dict().items():
+    if not k.endswith("num_batches_tracked"):
+      assert torch.equal(sd[k], v), k
+  # A state_dict of another model is refused with the list of differences.
+  config.model.name = "mshnet"
+  with pytest.raises(ValueError, match="spatial_attention"):
+    tool.torch_to_orbax(tmodel.state_dict(), config, str(tmp_path / "bad"))

@@ -6,14 +6,13 @@ built in tmp_path (small generated PNGs, or real files copied and modified there
 
 import importlib.util
 import json
-import os
 import pathlib
 import shutil
 
 import ml_collections
 import numpy as np
-import pytest
 from PIL import Image
+import pytest
 
 from irstd_jax import datasets
 from irstd_jax import input_pipeline as ip
@@ -23,9 +22,18 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _dataset_config(name, data_dir, manual_dir="", **extra):
-  return ml_collections.ConfigDict(dict(
-      name=name, data_dir=str(data_dir), manual_dir=str(manual_dir), train_split="",
-      test_split="", binarize_masks=False, fix_mask_size=False, **extra))
+  return ml_collections.ConfigDict(
+    dict(
+      name=name,
+      data_dir=str(data_dir),
+      manual_dir=str(manual_dir),
+      train_split="",
+      test_split="",
+      binarize_masks=False,
+      fix_mask_size=False,
+      **extra,
+    )
+  )
 
 
 def _ids(path):
@@ -129,7 +137,8 @@ def test_original_nuaa_layout_gives_the_same_pixels_as_the_uniform_one(nuaa, tmp
   for k, name in enumerate(train_ids + test_ids):
     if k == 0:  # the originals mix grayscale and RGB
       Image.open(root / "images" / f"{name}.png").convert("RGB").save(
-          original / "images" / f"{name}.png")
+        original / "images" / f"{name}.png"
+      )
     else:
       shutil.copy(root / "images" / f"{name}.png", original / "images" / f"{name}.png")
     shutil.copy(root / "masks" / f"{name}.png", original / "masks" / f"{name}_pixels0.png")
@@ -152,6 +161,7 @@ def test_original_nuaa_layout_gives_the_same_pixels_as_the_uniform_one(nuaa, tmp
 
 def test_fifty_fifty_split_is_a_separate_cache_entry():
   from irstd_jax.datasets import builders
+
   default = builders.manual_config()
   fifty = builders.manual_config("train_50_50.txt", "test_50_50.txt")
   assert default.name == "default"
@@ -160,8 +170,9 @@ def test_fifty_fifty_split_is_a_separate_cache_entry():
 
 
 def test_fifty_fifty_split_files_resolve_in_the_uniform_layout(shared_datasets):
-  plan = manual.scan(str(shared_datasets / "nuaa_sirst"), "nuaa_sirst", "train_50_50.txt",
-                     "test_50_50.txt")
+  plan = manual.scan(
+    str(shared_datasets / "nuaa_sirst"), "nuaa_sirst", "train_50_50.txt", "test_50_50.txt"
+  )
   assert (len(plan.splits["train"]), len(plan.splits["test"])) == (213, 214)
 
 
@@ -177,19 +188,27 @@ def _write_pair(root, image_rel, mask_rel, rng, value=255):
   Image.fromarray(mask).save(path, quality=90) if str(path).endswith(".jpg") else _png(path, mask)
 
 
-@pytest.mark.parametrize("dataset,layout,image_fmt,mask_fmt,train_file,test_file", [
-    ("irstd1k", "isnet", "IRSTD1k_Img/{}.png", "IRSTD1k_Label/{}.png", "trainval.txt",
-     "test.txt"),
+@pytest.mark.parametrize(
+  "dataset,layout,image_fmt,mask_fmt,train_file,test_file",
+  [
+    ("irstd1k", "isnet", "IRSTD1k_Img/{}.png", "IRSTD1k_Label/{}.png", "trainval.txt", "test.txt"),
     ("irstd1k", "flat", "images/{}.png", "masks/{}.png", "trainval.txt", "test.txt"),
     ("nudt_sirst", "flat", "images/{}.png", "masks/{}.png", "trainval.txt", "test.txt"),
-    ("nudt_sirst", "dnanet", "images/{}.png", "masks/{}.png", "50_50/train.txt",
-     "50_50/test.txt"),
-    ("nuaa_sirst", "sirst_idx_320", "images/{}.png", "masks/{}_pixels0.png",
-     "idx_320/trainval.txt", "idx_320/test.txt"),
+    ("nudt_sirst", "dnanet", "images/{}.png", "masks/{}.png", "50_50/train.txt", "50_50/test.txt"),
+    (
+      "nuaa_sirst",
+      "sirst_idx_320",
+      "images/{}.png",
+      "masks/{}_pixels0.png",
+      "idx_320/trainval.txt",
+      "idx_320/test.txt",
+    ),
     ("sirst_uavb", "sirst_uavb", "images/all/{}.jpg", "masks/{}.jpg", "train.txt", "val.txt"),
-])
-def test_published_layouts_are_recognised(tmp_path, dataset, layout, image_fmt, mask_fmt,
-                                          train_file, test_file):
+  ],
+)
+def test_published_layouts_are_recognised(
+  tmp_path, dataset, layout, image_fmt, mask_fmt, train_file, test_file
+):
   rng = np.random.default_rng(1)
   for name in ("x1", "x2", "y1"):
     _write_pair(tmp_path, image_fmt.format(name), mask_fmt.format(name), rng)
@@ -295,7 +314,7 @@ def test_truncated_png(tmp_path):
   root = _tiny_uniform(tmp_path / "set", size=(64, 64))
   path = root / "images" / "d.png"
   data = path.read_bytes()
-  path.write_bytes(data[:len(data) // 2])
+  path.write_bytes(data[: len(data) // 2])
   _, message = _scan_error(root)
   assert message.startswith(str(path)) and "cannot decode" in message
 
@@ -423,9 +442,11 @@ _TOOL = []
 def prepare_tool():
   """tools/prepare_data.py loaded once (its absl flags can be defined only once)."""
   from absl import flags
+
   if not _TOOL:
-    spec = importlib.util.spec_from_file_location("prepare_data",
-                                                  REPO / "tools" / "prepare_data.py")
+    spec = importlib.util.spec_from_file_location(
+      "prepare_data", REPO / "tools" / "prepare_data.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     _TOOL.append(module)
@@ -435,13 +456,21 @@ def prepare_tool():
 
 def test_prepare_tool_validates_builds_and_writes_stats(tmp_path, prepare_tool, capsys):
   from absl import flags
+
   root = _tiny_uniform(tmp_path / "set")
-  flags.FLAGS(["prepare_data", "--dataset=nudt_sirst", f"--manual_dir={root}",
-               f"--data_dir={tmp_path / 'tfds'}"])
+  flags.FLAGS(
+    [
+      "prepare_data",
+      "--dataset=nudt_sirst",
+      f"--manual_dir={root}",
+      f"--data_dir={tmp_path / 'tfds'}",
+    ]
+  )
   assert prepare_tool.main(["prepare_data"]) == 0
   out = capsys.readouterr().out
-  pixels = np.concatenate([np.asarray(Image.open(root / "images" / f"{n}.png")).ravel()
-                           for n in "abc"]).astype(np.float64)
+  pixels = np.concatenate(
+    [np.asarray(Image.open(root / "images" / f"{n}.png")).ravel() for n in "abc"]
+  ).astype(np.float64)
   assert f"config.dataset.mean = {pixels.mean():.2f}" in out
   assert f"config.dataset.std = {pixels.std():.2f}" in out
   stats_files = list((tmp_path / "tfds").rglob("normalization.json"))
@@ -452,11 +481,18 @@ def test_prepare_tool_validates_builds_and_writes_stats(tmp_path, prepare_tool, 
 
 def test_prepare_tool_lists_every_problem_and_writes_nothing(tmp_path, prepare_tool, capsys):
   from absl import flags
+
   root = _tiny_uniform(tmp_path / "set")
   (root / "masks" / "a.png").unlink()
   (root / "images" / "e.png").write_bytes(b"junk")
-  flags.FLAGS(["prepare_data", "--dataset=nudt_sirst", f"--manual_dir={root}",
-               f"--data_dir={tmp_path / 'tfds'}"])
+  flags.FLAGS(
+    [
+      "prepare_data",
+      "--dataset=nudt_sirst",
+      f"--manual_dir={root}",
+      f"--data_dir={tmp_path / 'tfds'}",
+    ]
+  )
   assert prepare_tool.main(["prepare_data"]) == 2
   err = capsys.readouterr().err
   assert "has no mask" in err and "cannot decode" in err and "2 problem(s)" in err

@@ -2,14 +2,16 @@
 
 import re
 
-import pytest
-
 from conftest import REPO
+import pytest
 
 DOCS = [REPO / "README.md"] + sorted((REPO / "docs").rglob("*.md"))
 _LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
-_PLACEHOLDER = re.compile(r"^\s*[A-Z][A-Z0-9]*(_[A-Z0-9]+)+\s*$|PLACEHOLDER|\bTODO\b|\bTBD\b|"
-                          r"\bFIXME\b|\{\{|\}\}|<placeholder>", re.M)
+_PLACEHOLDER = re.compile(
+  r"^\s*[A-Z][A-Z0-9]*(_[A-Z0-9]+)+\s*$|PLACEHOLDER|\bTODO\b|\bTBD\b|"
+  r"\bFIXME\b|\{\{|\}\}|<placeholder>",
+  re.M,
+)
 
 
 def github_slug(heading: str) -> str:
@@ -55,10 +57,13 @@ def test_no_unfilled_placeholder(doc):
 
 def test_checker_catches_what_it_should(tmp_path):
   doc = tmp_path / "x.md"
-  doc.write_text("# Title here\n\n[ok](#title-here) [bad](missing.png) `[code](nope.md)`\n"
-                 "SOME_FILLED_SECTION\n")
+  doc.write_text(
+    "# Title here\n\n[ok](#title-here) [bad](missing.png) `[code](nope.md)`\nSOME_FILLED_SECTION\n"
+  )
   assert _links(doc) == ["#title-here", "missing.png"]
   assert "title-here" in anchors(doc)
   assert _PLACEHOLDER.search(doc.read_text())
-  assert github_slug("Metrics (`irstd_jax.metrics`, `irstd_jax.visualize`)") == \
-      "metrics-irstd_jaxmetrics-irstd_jaxvisualize"
+  assert (
+    github_slug("Metrics (`irstd_jax.metrics`, `irstd_jax.visualize`)")
+    == "metrics-irstd_jaxmetrics-irstd_jaxvisualize"
+  )

@@ -6,10 +6,10 @@ import pathlib
 import subprocess
 import sys
 
+from conftest import REPO
+from conftest import tiny_config
 import numpy as np
 import pytest
-
-from conftest import REPO, tiny_config
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -19,19 +19,27 @@ def tiny_checkpoint(tmp_path_factory):
   """A workdir with one (untrained) checkpoint of the tiny synthetic config."""
   import jax
   import jax.numpy as jnp
+
   from irstd_jax import checkpointing
   from irstd_jax import models
+
   root = tmp_path_factory.mktemp("ckpt")
   config = tiny_config(root)
   model = models.create_model(config.model)
   variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 1)), train=False)
   workdir = root / "work"
   checkpointer = checkpointing.Checkpointer(str(workdir))
-  checkpointer.save(1, {"step": 1, "params": variables["params"],
-                        "batch_stats": variables["batch_stats"], "opt_state": {}},
-                    {"config": json.loads(config.to_json_best_effort()), "step": 1,
-                     "epoch": 1},
-                    metrics={"miou": 0.1})
+  checkpointer.save(
+    1,
+    {
+      "step": 1,
+      "params": variables["params"],
+      "batch_stats": variables["batch_stats"],
+      "opt_state": {},
+    },
+    {"config": json.loads(config.to_json_best_effort()), "step": 1, "epoch": 1},
+    metrics={"miou": 0.1},
+  )
   checkpointer.wait()
   checkpointer.close()
   return workdir, config
@@ -39,12 +47,19 @@ def tiny_checkpoint(tmp_path_factory):
 
 def _run(args, timeout=240):
   env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2")
-  return subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=env,
-                        capture_output=True, text=True, timeout=timeout)
+  return subprocess.run(
+    [sys.executable, "-m", *args],
+    cwd=REPO,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+  )
 
 
 def _is_png(path: pathlib.Path) -> bool:
   from PIL import Image
+
   if path.read_bytes()[:8] != PNG_MAGIC:
     return False
   with Image.open(path) as im:
@@ -55,8 +70,9 @@ def _is_png(path: pathlib.Path) -> bool:
 def test_evaluate_cli(tiny_checkpoint, tmp_path):
   workdir, config = tiny_checkpoint
   out = tmp_path / "eval"
-  proc = _run(["irstd_jax.evaluate", f"--checkpoint={workdir}", f"--output={out}",
-               "--num_figures=2"])
+  proc = _run(
+    ["irstd_jax.evaluate", f"--checkpoint={workdir}", f"--output={out}", "--num_figures=2"]
+  )
   assert proc.returncode == 0, proc.stdout + proc.stderr
   assert "mIoU" in proc.stdout and "batch 2/2" in proc.stdout
   report = json.loads((out / "report.json").read_text())
@@ -76,6 +92,7 @@ def test_evaluate_cli(tiny_checkpoint, tmp_path):
 
 def test_predict_cli(tiny_checkpoint, tmp_path):
   from PIL import Image
+
   workdir, _ = tiny_checkpoint
   src = tmp_path / "in"
   src.mkdir()
@@ -86,11 +103,18 @@ def test_predict_cli(tiny_checkpoint, tmp_path):
     assert im.mode.startswith("I")  # really a 16-bit file
   Image.fromarray(rng.integers(0, 256, (37, 45, 3), dtype=np.uint8)).save(src / "rgb.png")
   good = (src / "gray8.png").read_bytes()
-  (src / "broken.png").write_bytes(good[:len(good) // 2])  # truncated
+  (src / "broken.png").write_bytes(good[: len(good) // 2])  # truncated
   (src / "notes.txt").write_text("ignored: not an image extension")
   out = tmp_path / "pred"
-  proc = _run(["irstd_jax.predict", f"--checkpoint={workdir}", f"--input={src}",
-               f"--output={out}", "--threshold=0.5"])
+  proc = _run(
+    [
+      "irstd_jax.predict",
+      f"--checkpoint={workdir}",
+      f"--input={src}",
+      f"--output={out}",
+      "--threshold=0.5",
+    ]
+  )
   assert proc.returncode == 1, proc.stdout + proc.stderr
   assert "broken.png" in proc.stderr and "1 file(s) failed" in proc.stderr
   assert "converted to grayscale" in proc.stderr and "scaled to 8 bit" in proc.stderr
@@ -108,28 +132,39 @@ def test_mshnet_protocol_resizes_to_256_and_thresholds_logits_at_zero(tmp_path):
   import jax
   import jax.numpy as jnp
   from PIL import Image
+
   from irstd_jax import datasets
   from irstd_jax import evaluate
   from irstd_jax import metrics as metrics_lib
   from irstd_jax import models
+
   config = tiny_config(tmp_path, **{"dataset.source": "memory"})
   model = models.create_model(config.model)
   variables = model.init(jax.random.PRNGKey(3), jnp.zeros((1, 32, 32, 1)), train=False)
-  out = evaluate.run_evaluation(config, variables, str(tmp_path / "eval"), num_figures=1,
-                                progress=False, protocol="mshnet")
+  out = evaluate.run_evaluation(
+    config, variables, str(tmp_path / "eval"), num_figures=1, progress=False, protocol="mshnet"
+  )
   _, test_source = datasets.load_sources(config.dataset)
   expected = metrics_lib.IRSTDMetrics(threshold=0.0)
   for record in test_source:
     image = Image.fromarray(record["image"][..., 0]).resize((256, 256), Image.BILINEAR)
     mask = Image.fromarray(record["mask"][..., 0]).resize((256, 256), Image.NEAREST)
-    x = (np.asarray(image, np.float32)[None, ..., None] - config.dataset.mean) / \
-        config.dataset.std
+    x = (np.asarray(image, np.float32)[None, ..., None] - config.dataset.mean) / config.dataset.std
     logits, _ = model.apply(variables, jnp.asarray(x), train=False)
     expected.update(np.asarray(logits, np.float32), (np.asarray(mask) > 0)[None, ..., None])
   want = expected.compute()
   assert want["num_pixels"] == 256 * 256 * len(test_source)
-  for key in ("miou", "niou", "fa", "fa_strict", "num_pixels", "num_targets",
-              "num_detected", "intersection", "union"):
+  for key in (
+    "miou",
+    "niou",
+    "fa",
+    "fa_strict",
+    "num_pixels",
+    "num_targets",
+    "num_detected",
+    "intersection",
+    "union",
+  ):
     assert out["metrics"][key] == pytest.approx(want[key], rel=1e-12, abs=0), key
   report = json.loads((tmp_path / "eval" / "report.json").read_text())
   assert report["extra"]["protocol"].startswith("mshnet")
@@ -139,10 +174,13 @@ def test_mshnet_protocol_resizes_to_256_and_thresholds_logits_at_zero(tmp_path):
 def test_exported_weights_round_trip_and_evaluate_like_the_workdir(tiny_checkpoint, tmp_path):
   """tools/export_pretrained.py: same variables and meta, same metrics, clear bad-file error."""
   import importlib.util
+
   from irstd_jax import checkpointing
   from irstd_jax import evaluate
-  spec = importlib.util.spec_from_file_location("export_pretrained",
-                                                REPO / "tools" / "export_pretrained.py")
+
+  spec = importlib.util.spec_from_file_location(
+    "export_pretrained", REPO / "tools" / "export_pretrained.py"
+  )
   tool = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(tool)
   workdir, _ = tiny_checkpoint
@@ -169,5 +207,8 @@ def test_exported_weights_round_trip_and_evaluate_like_the_workdir(tiny_checkpoi
 
 def jax_leaves_with_paths(tree):
   import jax
-  return [(jax.tree_util.keystr(path), np.asarray(leaf))
-          for path, leaf in jax.tree_util.tree_leaves_with_path(tree)]
+
+  return [
+    (jax.tree_util.keystr(path), np.asarray(leaf))
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree)
+  ]

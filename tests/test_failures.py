@@ -9,6 +9,7 @@ learning-rate schedule keeps the training program the same across runs), so the 
 model's programs are compiled about once, unoptimised.
 """
 
+from collections.abc import Callable
 import dataclasses
 import importlib.util
 import json
@@ -18,30 +19,32 @@ import shutil
 import signal
 import subprocess
 import sys
-from typing import Callable
 
+from conftest import REPO
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 from PIL import Image
 import pytest
+from test_main import TINY
 
 from irstd_jax import checkpointing
 from irstd_jax import config_check
 from irstd_jax import default_config
 from irstd_jax import train
-from conftest import REPO
-from test_main import TINY
 
 # TINY with a cheaper model and data set: a plain U-Net without side outputs, 8 training
 # images in RAM (2 steps an epoch), a constant schedule (the compiled step does not depend
 # on the number of epochs, so the shared cache serves every row).
 _REPLACED = ("--config.dataset.num_train=", "--config.dataset.num_test=")
 FAST = [arg for arg in TINY if not arg.startswith(_REPLACED)] + [
-    "--config.dataset.source=memory", "--config.dataset.num_train=8",
-    "--config.dataset.num_test=2", "--config.model.name=unet",
-    "--config.model.deep_supervision=False", "--config.train.schedule=constant",
+  "--config.dataset.source=memory",
+  "--config.dataset.num_train=8",
+  "--config.dataset.num_test=2",
+  "--config.model.name=unet",
+  "--config.model.deep_supervision=False",
+  "--config.train.schedule=constant",
 ]
 
 
@@ -57,21 +60,32 @@ def _env(ctx: Ctx) -> dict:
   # Unoptimised CPU code compiles in about half the time; these rows test exit statuses,
   # messages and files, not speed.
   xla_flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0"
-  return dict(os.environ, JAX_PLATFORMS="cpu", JAX_COMPILATION_CACHE_DIR=str(ctx.cache),
-              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", XLA_FLAGS=xla_flags.strip())
+  return dict(
+    os.environ,
+    JAX_PLATFORMS="cpu",
+    JAX_COMPILATION_CACHE_DIR=str(ctx.cache),
+    JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+    XLA_FLAGS=xla_flags.strip(),
+  )
 
 
 def _main_cmd(ctx: Ctx, args, config="configs/synthetic.py"):
   # A row's flag replaces FAST's (config_flags appends repeated tuple overrides).
   names = {arg.split("=", 1)[0] for arg in args}
   base = [arg for arg in FAST if arg.split("=", 1)[0] not in names]
-  return [sys.executable, "-m", "irstd_jax.main", f"--config={config}",
-          f"--workdir={ctx.workdir}", *base, *args]
+  return [
+    sys.executable,
+    "-m",
+    "irstd_jax.main",
+    f"--config={config}",
+    f"--workdir={ctx.workdir}",
+    *base,
+    *args,
+  ]
 
 
 def _run(ctx: Ctx, cmd) -> subprocess.CompletedProcess:
-  return subprocess.run(cmd, cwd=REPO, env=_env(ctx), capture_output=True, text=True,
-                        timeout=300)
+  return subprocess.run(cmd, cwd=REPO, env=_env(ctx), capture_output=True, text=True, timeout=300)
 
 
 def _steps(directory: pathlib.Path) -> list[int]:
@@ -79,15 +93,17 @@ def _steps(directory: pathlib.Path) -> list[int]:
 
 
 def _listing(workdir: pathlib.Path) -> dict:
-  return {name: sorted(p.name for p in (workdir / name).iterdir())
-          for name in (checkpointing.LATEST_DIR, checkpointing.BEST_DIR)}
+  return {
+    name: sorted(p.name for p in (workdir / name).iterdir())
+    for name in (checkpointing.LATEST_DIR, checkpointing.BEST_DIR)
+  }
 
 
 def _truncate_newest_file(step_dir: pathlib.Path) -> None:
   """Halves the largest data file of a step's OCDBT state (a disk-full / killed copy)."""
   files = [p for p in (step_dir / "state").rglob("*") if p.is_file() and p.parent.name == "d"]
   victim = max(files, key=lambda p: p.stat().st_size)
-  victim.write_bytes(victim.read_bytes()[:victim.stat().st_size // 2])
+  victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
 
 
 # --------------------------------------------------------------------------- preparing
@@ -143,24 +159,42 @@ def main_with(*args, config="configs/synthetic.py") -> Callable:
 
 
 def evaluate_with(*args) -> Callable:
-  return lambda ctx: _run(ctx, [sys.executable, "-m", "irstd_jax.evaluate",
-                                f"--checkpoint={ctx.workdir}",
-                                f"--output={ctx.tmp / 'eval'}", "--num_figures=0",
-                                *[a.format(ctx=ctx) for a in args]])
+  return lambda ctx: _run(
+    ctx,
+    [
+      sys.executable,
+      "-m",
+      "irstd_jax.evaluate",
+      f"--checkpoint={ctx.workdir}",
+      f"--output={ctx.tmp / 'eval'}",
+      "--num_figures=0",
+      *[a.format(ctx=ctx) for a in args],
+    ],
+  )
 
 
 def predict_with(*args) -> Callable:
-  return lambda ctx: _run(ctx, [sys.executable, "-m", "irstd_jax.predict",
-                                f"--checkpoint={ctx.workdir}", f"--input={REPO / 'tests'}",
-                                *[a.format(ctx=ctx) for a in args]])
+  return lambda ctx: _run(
+    ctx,
+    [
+      sys.executable,
+      "-m",
+      "irstd_jax.predict",
+      f"--checkpoint={ctx.workdir}",
+      f"--input={REPO / 'tests'}",
+      *[a.format(ctx=ctx) for a in args],
+    ],
+  )
 
 
 def main_interrupted(at_step: int, *args) -> Callable:
   """main, sent SIGINT once it logs `step <at_step>/`."""
+
   def run(ctx: Ctx) -> subprocess.CompletedProcess:
     cmd = _main_cmd(ctx, ["--config.train.log_every_steps=1", *args])
-    proc = subprocess.Popen(cmd, cwd=REPO, env=_env(ctx), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+      cmd, cwd=REPO, env=_env(ctx), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     lines = []
     for line in proc.stdout:
       lines.append(line)
@@ -169,6 +203,7 @@ def main_interrupted(at_step: int, *args) -> Callable:
         break
     rest, err = proc.communicate(timeout=300)
     return subprocess.CompletedProcess(cmd, proc.returncode, "".join(lines) + rest, err)
+
   return run
 
 
@@ -189,8 +224,9 @@ def no_eval_output(ctx: Ctx, proc) -> None:
 
 def checkpoints_untouched(ctx: Ctx, proc) -> None:
   assert _listing(ctx.workdir) == _listing(ctx.shared)
-  assert ((ctx.workdir / "final_metrics.json").read_text()
-          == (ctx.shared / "final_metrics.json").read_text())
+  assert (ctx.workdir / "final_metrics.json").read_text() == (
+    ctx.shared / "final_metrics.json"
+  ).read_text()
 
 
 def resumed_from_the_older_step(ctx: Ctx, proc) -> None:
@@ -251,59 +287,141 @@ class Row:
 
 
 ROWS = [
-    # 1. Config errors: before TensorFlow, data or compilation; one line; nothing written.
-    #    (Every checked field: test_validate_config_refuses below, in-process.)
-    Row("negative learning rate", main_with("--config.train.learning_rate=-0.001"), 2,
-        "error: train.learning_rate: -0.001 is too small (a finite number > 0)",
-        nothing_written, one_line=True),
-    Row("unknown model", main_with("--config.model.name=unet3"), 2,
-        "error: model.name: 'unet3' is not a known model (one of unet, ", nothing_written,
-        one_line=True),
-    Row("misspelt field", main_with("--config.train.learning_rte=0.1"), 2,
-        "error: --config.train.learning_rte: no such config field (did you mean "
-        "train.learning_rate?)", nothing_written, one_line=True),
-    Row("workdir is a file", main_with(), 2, "is an existing file, not a directory",
-        workdir_still_a_file, prepare=file_as_workdir, one_line=True),
-    Row("evaluate --set typo", evaluate_with("--set=eval.treshold=0.9"), 2,
-        "error: eval.treshold: no such config field (did you mean eval.threshold?)",
-        no_eval_output, prepare=copy_shared, one_line=True),
-    Row("predict into a file", predict_with("--output={ctx.workdir}/final_metrics.json"), 2,
-        "error: --output: ", checkpoints_untouched, prepare=copy_shared, one_line=True),
-    # 1b. Checks that need the data: right after loading it, before compiling.
-    Row("batch larger than the data set", main_with("--config.train.batch_size=64"), 2,
-        "error: train.batch_size: 64 is larger than the 8 training images (at most 8)",
-        nothing_written),
-    # 4. A split file that is not UTF-8 text.
-    Row("UTF-16 split file", main_with(
-        "--config.dataset.manual_dir={ctx.tmp}/manual", config="configs/nuaa_sirst.py"), 2,
-        "splits/train.txt: split file is not UTF-8 text (byte 0xff at offset 0: it starts "
-        "with a UTF-16 byte-order mark)", nothing_written, prepare=utf16_split_set),
-    # 2. Divergence: stops at the first non-finite loss, saves nothing.
-    Row("divergence", main_with("--config.train.learning_rate=1e30"), 3,
-        "error: training diverged at step 2 (loss nan, grad_norm ", diverged_and_saved_nothing),
-    # 3. SIGINT: a checkpoint at the current step, then 130.
-    Row("SIGINT", main_interrupted(1), 130, "", saved_at_the_interrupt),
-    # 5. Damaged checkpoints: resume from the newest good one; evaluate falls back.
-    Row("damaged newest checkpoint, resume", main_with("--config.train.num_epochs=2"), 0,
-        "cannot be read (ValueError: ", resumed_from_the_older_step, prepare=damage_newest),
-    Row("damaged best checkpoint, evaluate", evaluate_with(), 0, "is damaged (ValueError: ",
-        evaluated_the_fallback, prepare=damage_best),
-    Row("every checkpoint damaged, evaluate", evaluate_with(), 2,
-        ": no readable checkpoint: ", no_eval_output, prepare=damage_all),
-    # 6. A resume whose config changed the saved state's shape; train.init_from.
-    Row("resume with another model and optimizer", main_with(
-        "--config.model.channels=(8,8,8,8,8)", "--config.train.optimizer=sgd"), 2,
-        "holds a run (checkpoint step 4) that differs from this config where the saved "
-        "state's shape depends on it: model.channels ((4, 4, 8, 8, 8) -> (8, 8, 8, 8, 8)), "
-        "train.optimizer ('adam' -> 'sgd') (resume with the old values; or pass another "
-        "--workdir; or start another --workdir from its weights with "
-        "--config.train.init_from=", checkpoints_untouched, prepare=copy_shared),
-    Row("init_from of another shape", main_with(
-        "--config.train.init_from={ctx.shared}", "--config.model.channels=(8,8,8,8,8)"), 2,
-        "error: train.init_from: ", nothing_written),
-    Row("init_from", main_with("--config.train.init_from={ctx.shared}", "--config.seed=1",
-                               "--config.train.num_epochs=1"), 0, "",
-        started_from_the_shared_weights),
+  # 1. Config errors: before TensorFlow, data or compilation; one line; nothing written.
+  #    (Every checked field: test_validate_config_refuses below, in-process.)
+  Row(
+    "negative learning rate",
+    main_with("--config.train.learning_rate=-0.001"),
+    2,
+    "error: train.learning_rate: -0.001 is too small (a finite number > 0)",
+    nothing_written,
+    one_line=True,
+  ),
+  Row(
+    "unknown model",
+    main_with("--config.model.name=unet3"),
+    2,
+    "error: model.name: 'unet3' is not a known model (one of unet, ",
+    nothing_written,
+    one_line=True,
+  ),
+  Row(
+    "misspelt field",
+    main_with("--config.train.learning_rte=0.1"),
+    2,
+    "error: --config.train.learning_rte: no such config field (did you mean train.learning_rate?)",
+    nothing_written,
+    one_line=True,
+  ),
+  Row(
+    "workdir is a file",
+    main_with(),
+    2,
+    "is an existing file, not a directory",
+    workdir_still_a_file,
+    prepare=file_as_workdir,
+    one_line=True,
+  ),
+  Row(
+    "evaluate --set typo",
+    evaluate_with("--set=eval.treshold=0.9"),
+    2,
+    "error: eval.treshold: no such config field (did you mean eval.threshold?)",
+    no_eval_output,
+    prepare=copy_shared,
+    one_line=True,
+  ),
+  Row(
+    "predict into a file",
+    predict_with("--output={ctx.workdir}/final_metrics.json"),
+    2,
+    "error: --output: ",
+    checkpoints_untouched,
+    prepare=copy_shared,
+    one_line=True,
+  ),
+  # 1b. Checks that need the data: right after loading it, before compiling.
+  Row(
+    "batch larger than the data set",
+    main_with("--config.train.batch_size=64"),
+    2,
+    "error: train.batch_size: 64 is larger than the 8 training images (at most 8)",
+    nothing_written,
+  ),
+  # 4. A split file that is not UTF-8 text.
+  Row(
+    "UTF-16 split file",
+    main_with("--config.dataset.manual_dir={ctx.tmp}/manual", config="configs/nuaa_sirst.py"),
+    2,
+    "splits/train.txt: split file is not UTF-8 text (byte 0xff at offset 0: it starts "
+    "with a UTF-16 byte-order mark)",
+    nothing_written,
+    prepare=utf16_split_set,
+  ),
+  # 2. Divergence: stops at the first non-finite loss, saves nothing.
+  Row(
+    "divergence",
+    main_with("--config.train.learning_rate=1e30"),
+    3,
+    "error: training diverged at step 2 (loss nan, grad_norm ",
+    diverged_and_saved_nothing,
+  ),
+  # 3. SIGINT: a checkpoint at the current step, then 130.
+  Row("SIGINT", main_interrupted(1), 130, "", saved_at_the_interrupt),
+  # 5. Damaged checkpoints: resume from the newest good one; evaluate falls back.
+  Row(
+    "damaged newest checkpoint, resume",
+    main_with("--config.train.num_epochs=2"),
+    0,
+    "cannot be read (ValueError: ",
+    resumed_from_the_older_step,
+    prepare=damage_newest,
+  ),
+  Row(
+    "damaged best checkpoint, evaluate",
+    evaluate_with(),
+    0,
+    "is damaged (ValueError: ",
+    evaluated_the_fallback,
+    prepare=damage_best,
+  ),
+  Row(
+    "every checkpoint damaged, evaluate",
+    evaluate_with(),
+    2,
+    ": no readable checkpoint: ",
+    no_eval_output,
+    prepare=damage_all,
+  ),
+  # 6. A resume whose config changed the saved state's shape; train.init_from.
+  Row(
+    "resume with another model and optimizer",
+    main_with("--config.model.channels=(8,8,8,8,8)", "--config.train.optimizer=sgd"),
+    2,
+    "holds a run (checkpoint step 4) that differs from this config where the saved "
+    "state's shape depends on it: model.channels ((4, 4, 8, 8, 8) -> (8, 8, 8, 8, 8)), "
+    "train.optimizer ('adam' -> 'sgd') (resume with the old values; or pass another "
+    "--workdir; or start another --workdir from its weights with "
+    "--config.train.init_from=",
+    checkpoints_untouched,
+    prepare=copy_shared,
+  ),
+  Row(
+    "init_from of another shape",
+    main_with("--config.train.init_from={ctx.shared}", "--config.model.channels=(8,8,8,8,8)"),
+    2,
+    "error: train.init_from: ",
+    nothing_written,
+  ),
+  Row(
+    "init_from",
+    main_with(
+      "--config.train.init_from={ctx.shared}", "--config.seed=1", "--config.train.num_epochs=1"
+    ),
+    0,
+    "",
+    started_from_the_shared_weights,
+  ),
 ]
 
 
@@ -324,8 +442,7 @@ def test_failure_case(row, shared, tmp_path):
   if row.prepare is not None:
     row.prepare(ctx)
   proc = row.run(ctx)
-  report = (f"exit {proc.returncode}\nstdout:\n{proc.stdout[-2000:]}\n"
-            f"stderr:\n{proc.stderr[-3000:]}")
+  report = f"exit {proc.returncode}\nstdout:\n{proc.stdout[-2000:]}\nstderr:\n{proc.stderr[-3000:]}"
   assert proc.returncode == row.status, report
   assert "Traceback" not in proc.stderr, report
   lines = [line for line in proc.stderr.splitlines() if line.strip()]
@@ -348,36 +465,40 @@ def test_metrics_files_are_strict_json(shared):
 
 
 VALIDATION = [  # field, value, the message of validate_config(purpose='train')
-    ("train.learning_rate", float("nan"), "train.learning_rate: nan is not a finite number"),
-    ("train.learning_rate", float("inf"), "train.learning_rate: inf is not a finite number"),
-    ("train.learning_rate", "1e-3", "train.learning_rate: '1e-3' is not a number"),
-    ("train.optimizer", "adamax", "train.optimizer: 'adamax' is not a known optimizer"),
-    ("train.schedule", "linear", "train.schedule: 'linear' is not a known schedule "
-                                 "(one of constant, cosine, poly)"),
-    ("loss.scale_weight", "variance", "loss.scale_weight: 'variance' is not a known"),
-    ("loss.name", "iou", "loss.name: 'iou' is not a known loss"),
-    ("dataset.source", "disk", "dataset.source: 'disk' is not a known data source"),
-    ("dataset.name", "sirst", "dataset.name: 'sirst' is not a known data set"),
-    ("model.dtype", "float16", "model.dtype: 'float16' is not a known compute dtype"),
-    ("model.channels", (4, 8), "model.channels: (4, 8) is not 5 positive integers"),
-    ("train.batch_size", 0, "train.batch_size: 0 is too small (an integer >= 1)"),
-    ("train.batch_size", 2.5, "train.batch_size: 2.5 is not an integer"),
-    ("eval.batch_size", 0, "eval.batch_size: 0 is too small (an integer >= 1)"),
-    ("dataset.crop_size", 8, "dataset.crop_size: 8 is too small (an integer >= 16)"),
-    ("train.num_epochs", 0, "train.num_epochs: 0 is too small (an integer >= 1)"),
-    ("loss.warm_epochs", -1, "loss.warm_epochs: -1 is too small (an integer >= 0)"),
-    ("eval.threshold", 1.0, "eval.threshold: 1.0 is too large (a number in [0, 1))"),
-    ("eval.threshold", -0.1, "eval.threshold: -0.1 is too small (a number in [0, 1))"),
-    ("train.grad_accum_steps", 0, "train.grad_accum_steps: 0 is too small"),
-    ("train.weight_decay", -1e-4, "train.weight_decay: -0.0001 is too small"),
-    ("eval.every_epochs", 0, "eval.every_epochs: 0 is too small"),
-    ("dataset.std", 0.0, "dataset.std: 0.0 is too small (a finite number > 0)"),
-    ("train.profile", "5:2", "train.profile: '5:2' is not a step count or range"),
+  ("train.learning_rate", float("nan"), "train.learning_rate: nan is not a finite number"),
+  ("train.learning_rate", float("inf"), "train.learning_rate: inf is not a finite number"),
+  ("train.learning_rate", "1e-3", "train.learning_rate: '1e-3' is not a number"),
+  ("train.optimizer", "adamax", "train.optimizer: 'adamax' is not a known optimizer"),
+  (
+    "train.schedule",
+    "linear",
+    "train.schedule: 'linear' is not a known schedule (one of constant, cosine, poly)",
+  ),
+  ("loss.scale_weight", "variance", "loss.scale_weight: 'variance' is not a known"),
+  ("loss.name", "iou", "loss.name: 'iou' is not a known loss"),
+  ("dataset.source", "disk", "dataset.source: 'disk' is not a known data source"),
+  ("dataset.name", "sirst", "dataset.name: 'sirst' is not a known data set"),
+  ("model.dtype", "float16", "model.dtype: 'float16' is not a known compute dtype"),
+  ("model.channels", (4, 8), "model.channels: (4, 8) is not 5 positive integers"),
+  ("train.batch_size", 0, "train.batch_size: 0 is too small (an integer >= 1)"),
+  ("train.batch_size", 2.5, "train.batch_size: 2.5 is not an integer"),
+  ("eval.batch_size", 0, "eval.batch_size: 0 is too small (an integer >= 1)"),
+  ("dataset.crop_size", 8, "dataset.crop_size: 8 is too small (an integer >= 16)"),
+  ("train.num_epochs", 0, "train.num_epochs: 0 is too small (an integer >= 1)"),
+  ("loss.warm_epochs", -1, "loss.warm_epochs: -1 is too small (an integer >= 0)"),
+  ("eval.threshold", 1.0, "eval.threshold: 1.0 is too large (a number in [0, 1))"),
+  ("eval.threshold", -0.1, "eval.threshold: -0.1 is too small (a number in [0, 1))"),
+  ("train.grad_accum_steps", 0, "train.grad_accum_steps: 0 is too small"),
+  ("train.weight_decay", -1e-4, "train.weight_decay: -0.0001 is too small"),
+  ("eval.every_epochs", 0, "eval.every_epochs: 0 is too small"),
+  ("dataset.std", 0.0, "dataset.std: 0.0 is too small (a finite number > 0)"),
+  ("train.profile", "5:2", "train.profile: '5:2' is not a step count or range"),
 ]
 
 
-@pytest.mark.parametrize("field, value, message", VALIDATION,
-                         ids=[f"{f}={v!r}" for f, v, _ in VALIDATION])
+@pytest.mark.parametrize(
+  "field, value, message", VALIDATION, ids=[f"{f}={v!r}" for f, v, _ in VALIDATION]
+)
 def test_validate_config_refuses(field, value, message):
   config = default_config.base_config()
   section, name = field.split(".")
@@ -401,13 +522,23 @@ def test_the_default_and_shipped_configs_are_valid(tmp_path):
 def test_divergence_guard_names_the_step_and_checks_the_state_before_a_save():
   guard = train._DivergenceGuard(default_config.base_config().train)
   guard.check_window([{"loss": np.float32(0.75), "grad_norm": np.float32(2.0)}] * 2, 7)
-  with pytest.raises(train.TrainingDiverged, match=(
+  with pytest.raises(
+    train.TrainingDiverged,
+    match=(
       r"^training diverged at step 10 \(loss inf, grad_norm 3\); last finite loss 0.75 at "
-      r"step 9; lower train.learning_rate \(now 0.001\) or set train.grad_clip_norm$")):
-    guard.check_window([{"loss": np.float32(0.75), "grad_norm": np.float32(2.0)},
-                        {"loss": np.float32(np.inf), "grad_norm": np.float32(3.0)}], 9)
-  state = train.TrainState.create(apply_fn=None, params={"w": jnp.ones(3)},
-                                  tx=optax.adam(1e-3), batch_stats={})
+      r"step 9; lower train.learning_rate \(now 0.001\) or set train.grad_clip_norm$"
+    ),
+  ):
+    guard.check_window(
+      [
+        {"loss": np.float32(0.75), "grad_norm": np.float32(2.0)},
+        {"loss": np.float32(np.inf), "grad_norm": np.float32(3.0)},
+      ],
+      9,
+    )
+  state = train.TrainState.create(
+    apply_fn=None, params={"w": jnp.ones(3)}, tx=optax.adam(1e-3), batch_stats={}
+  )
   guard.check_state(state, 9)
   bad = state.replace(params={"w": jnp.array([1.0, np.nan, 1.0])})
   with pytest.raises(train.TrainingDiverged, match="at step 11 .non-finite parameters"):
@@ -438,7 +569,11 @@ def test_jsonl_metrics_write_non_finite_values_as_null(tmp_path):
   writer.write_scalars(3, {"loss": np.float32(np.nan), "grad_norm": float("inf"), "iou": 0.5})
   writer.close()
   assert json.loads((tmp_path / "metrics.jsonl").read_text()) == {
-      "step": 3, "loss": None, "grad_norm": None, "iou": 0.5}
+    "step": 3,
+    "loss": None,
+    "grad_norm": None,
+    "iou": 0.5,
+  }
 
 
 def test_a_read_only_parent_is_refused(tmp_path):
@@ -449,8 +584,7 @@ def test_a_read_only_parent_is_refused(tmp_path):
   parent.chmod(0o555)
   try:
     with pytest.raises(config_check.ConfigError, match="ro is not writable"):
-      config_check.validate_config(default_config.base_config(),
-                                   workdir=str(parent / "run"))
+      config_check.validate_config(default_config.base_config(), workdir=str(parent / "run"))
   finally:
     parent.chmod(0o755)
 
@@ -466,15 +600,23 @@ def test_state_changes_name_only_fields_that_shape_the_saved_state():
   config.train.grad_accum_steps = 4
   config.model.attention.num_blades = 8
   assert config_check.state_changes(stored, config) == [
-      "model.attention.num_blades (4 -> 8)",
-      "train.grad_accum_steps (1 -> 4: accumulation turned on)"]
+    "model.attention.num_blades (4 -> 8)",
+    "train.grad_accum_steps (1 -> 4: accumulation turned on)",
+  ]
 
 
 def test_overrides_accept_fields_older_configs_lack_and_refuse_unknown_names():
   config = default_config.base_config()
   del config.train["init_from"]  # a checkpoint written before the field existed
-  config_check.apply_overrides(config, ["train.init_from=runs/x", "model.channels=(1,2,3,4,5)",
-                                        "dataset.manual_dir=True", "train.learning_rate=1"])
+  config_check.apply_overrides(
+    config,
+    [
+      "train.init_from=runs/x",
+      "model.channels=(1,2,3,4,5)",
+      "dataset.manual_dir=True",
+      "train.learning_rate=1",
+    ],
+  )
   assert config.train.init_from == "runs/x" and config.model.channels == (1, 2, 3, 4, 5)
   assert config.dataset.manual_dir == "True" and config.train.learning_rate == 1.0
   with pytest.raises(config_check.ConfigError, match=r"^trian\.seed: no such config field"):

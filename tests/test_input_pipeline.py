@@ -19,13 +19,15 @@ def _source(n=23, seed=0):
 
 def _batches(source, processes, batch=8, step=0, crop=16):
   cfg = ip.AugmentConfig(crop_size=crop, target_crop_prob=1.0)
-  return [ip.TrainBatches(source, batch, cfg, 0.0, 1.0, seed=5, process_index=p,
-                          process_count=processes) for p in range(processes)]
+  return [
+    ip.TrainBatches(source, batch, cfg, 0.0, 1.0, seed=5, process_index=p, process_count=processes)
+    for p in range(processes)
+  ]
 
 
 def test_processes_read_disjoint_slices_whose_union_is_the_global_batch():
   source = _source()
-  single, = _batches(source, 1)
+  (single,) = _batches(source, 1)
   pair = _batches(source, 2)
   for step in range(6):
     whole = single.local_indices(step)
@@ -33,12 +35,13 @@ def test_processes_read_disjoint_slices_whose_union_is_the_global_batch():
     assert not set(parts[0]) & set(parts[1])
     np.testing.assert_array_equal(np.concatenate(parts), whole)
     np.testing.assert_array_equal(
-        np.concatenate([b.batch(step)["image"] for b in pair]), single.batch(step)["image"])
+      np.concatenate([b.batch(step)["image"] for b in pair]), single.batch(step)["image"]
+    )
 
 
 def test_an_epoch_visits_distinct_examples_and_epochs_reshuffle():
   source = _source()
-  b, = _batches(source, 1)
+  (b,) = _batches(source, 1)
   assert b.steps_per_epoch == 2
   epoch0 = np.concatenate([b.local_indices(s) for s in range(2)])
   epoch1 = np.concatenate([b.local_indices(s) for s in range(2, 4)])
@@ -48,7 +51,7 @@ def test_an_epoch_visits_distinct_examples_and_epochs_reshuffle():
 
 def test_batches_are_deterministic_and_masks_binary_with_the_target_kept():
   source = _source()
-  b, = _batches(source, 1)
+  (b,) = _batches(source, 1)
   first, again = b.batch(3), b.batch(3)
   np.testing.assert_array_equal(first["image"], again["image"])
   assert first["image"].shape == (8, 16, 16, 1) and first["image"].dtype == np.float32
@@ -62,7 +65,7 @@ def test_batches_are_deterministic_and_masks_binary_with_the_target_kept():
 
 def test_small_images_are_padded_up_to_the_crop():
   source = _source(n=8)
-  b, = _batches(source, 1, crop=64)
+  (b,) = _batches(source, 1, crop=64)
   batch = b.batch(0)
   assert batch["image"].shape == (8, 64, 64, 1)
   assert (batch["mask"].reshape(8, -1).sum(1) == 1).all()
@@ -90,8 +93,8 @@ def test_eval_sees_every_image_exactly_once_with_sizes_and_padding():
       for batch in ip.eval_batches(source, 4, 16, 10.0, 2.0, p, processes):
         assert batch["image"].shape[0] == 4 // processes
         for img, mask, size, valid, key, index in zip(
-            batch["image"], batch["mask"], batch["sizes"], batch["valid"], batch["id"],
-            batch["index"]):
+          batch["image"], batch["mask"], batch["sizes"], batch["valid"], batch["id"], batch["index"]
+        ):
           if not valid:
             assert key == "" and not mask.any() and index == -1
             continue

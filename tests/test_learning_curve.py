@@ -3,9 +3,8 @@
 import importlib.util
 import json
 
-import pytest
-
 from conftest import REPO
+import pytest
 
 LOG = """training l1_gp_rotated on nuaa_sirst: 213 train / 214 test images, 26 steps/epoch
 epoch 1/4 step 26/104 loss 0.9696 13.0 img/s ETA 45m24s
@@ -20,8 +19,9 @@ epoch 4/4 step 104/104 loss 0.7000 12.9 img/s ETA 0m00s
 
 
 def _tool():
-  spec = importlib.util.spec_from_file_location("learning_curve",
-                                                REPO / "tools" / "learning_curve.py")
+  spec = importlib.util.spec_from_file_location(
+    "learning_curve", REPO / "tools" / "learning_curve.py"
+  )
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module
@@ -30,8 +30,9 @@ def _tool():
 def test_parse_log_reads_both_fa_formats_and_keeps_the_last_of_a_repeated_epoch():
   curve = _tool().parse_log(LOG)
   assert [r["epoch"] for r in curve["eval"]] == [2, 4]
-  assert curve["eval"][0] == pytest.approx({"epoch": 2, "miou": 0.1221, "niou": 0.1357,
-                                            "pd": 0.3878, "fa": 28.06e-6})
+  assert curve["eval"][0] == pytest.approx(
+    {"epoch": 2, "miou": 0.1221, "niou": 0.1357, "pd": 0.3878, "fa": 28.06e-6}
+  )
   assert curve["eval"][1]["miou"] == 0.51 and curve["eval"][1]["fa_strict"] == 21e-6
   assert [r["step"] for r in curve["loss"]] == [26, 52, 78, 104]
   assert [r["epoch"] for r in curve["loss"]] == [1.0, 2.0, 3.0, 4.0]
@@ -43,8 +44,10 @@ def test_cli_writes_png_and_json_and_refuses_a_log_without_evaluations(tmp_path,
   log = tmp_path / "run.log"
   log.write_text(LOG)
   out = tmp_path / "curve.png"
-  assert tool.main([f"--log={log}", "--label=paper", f"--output={out}",
-                    f"--json={tmp_path / 'c.json'}"]) == 0
+  assert (
+    tool.main([f"--log={log}", "--label=paper", f"--output={out}", f"--json={tmp_path / 'c.json'}"])
+    == 0
+  )
   assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
   assert json.loads((tmp_path / "c.json").read_text())["paper"]["eval"][1]["miou"] == 0.51
   assert "best mIoU 0.5100 at epoch 4" in capsys.readouterr().out

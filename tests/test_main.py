@@ -8,27 +8,38 @@ import sys
 
 import jax
 import numpy as np
-import pytest
 
 from irstd_jax import checkpointing
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 TINY = [
-    "--config.dataset.num_train=16", "--config.dataset.num_test=6",
-    "--config.dataset.image_size=32", "--config.dataset.crop_size=32",
-    "--config.model.channels=(4,4,8,8,8)", "--config.model.blocks=(1,1,1,1)",
-    "--config.train.batch_size=4", "--config.eval.batch_size=4",
-    "--config.eval.every_epochs=1", "--config.train.log_every_steps=2",
-    "--config.loss.warm_epochs=1",
+  "--config.dataset.num_train=16",
+  "--config.dataset.num_test=6",
+  "--config.dataset.image_size=32",
+  "--config.dataset.crop_size=32",
+  "--config.model.channels=(4,4,8,8,8)",
+  "--config.model.blocks=(1,1,1,1)",
+  "--config.train.batch_size=4",
+  "--config.eval.batch_size=4",
+  "--config.eval.every_epochs=1",
+  "--config.train.log_every_steps=2",
+  "--config.loss.warm_epochs=1",
 ]
 
 
 def run_main(workdir, *extra, config="configs/synthetic.py", check=True):
   env = dict(os.environ, JAX_PLATFORMS="cpu")
-  cmd = [sys.executable, "-m", "irstd_jax.main", f"--config={config}",
-         f"--workdir={workdir}", f"--config.dataset.data_dir={workdir.parent / 'tfds'}",
-         *TINY, *extra]
+  cmd = [
+    sys.executable,
+    "-m",
+    "irstd_jax.main",
+    f"--config={config}",
+    f"--workdir={workdir}",
+    f"--config.dataset.data_dir={workdir.parent / 'tfds'}",
+    *TINY,
+    *extra,
+  ]
   proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
   if check and proc.returncode != 0:
     raise AssertionError(f"main failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr[-4000:]}")
@@ -69,12 +80,14 @@ def test_a_real_data_config_without_data_fails_with_one_clear_line(tmp_path):
 
 
 # Blocks TensorFlow, TFDS and clu (as on a bare CUDA JAX image), then runs main.
-_NO_TF = ("import sys\n"
-          "for name in ('tensorflow', 'tensorflow_datasets', 'clu'):\n"
-          "  sys.modules[name] = None\n"
-          "from absl import app\n"
-          "from irstd_jax import main\n"
-          "app.run(main.main)\n")
+_NO_TF = (
+  "import sys\n"
+  "for name in ('tensorflow', 'tensorflow_datasets', 'clu'):\n"
+  "  sys.modules[name] = None\n"
+  "from absl import app\n"
+  "from irstd_jax import main\n"
+  "app.run(main.main)\n"
+)
 
 
 def test_bf16_run_on_the_memory_source_without_tensorflow_tfds_or_clu(tmp_path):
@@ -82,9 +95,17 @@ def test_bf16_run_on_the_memory_source_without_tensorflow_tfds_or_clu(tmp_path):
   data in RAM, bfloat16 compute; float32 parameters are what gets checkpointed."""
   workdir = tmp_path / "run"
   env = dict(os.environ, JAX_PLATFORMS="cpu")
-  cmd = [sys.executable, "-c", _NO_TF, "--config=configs/synthetic.py",
-         f"--workdir={workdir}", "--config.dataset.source=memory", *TINY,
-         "--config.train.num_epochs=1", "--config.model.dtype=bfloat16"]
+  cmd = [
+    sys.executable,
+    "-c",
+    _NO_TF,
+    "--config=configs/synthetic.py",
+    f"--workdir={workdir}",
+    "--config.dataset.source=memory",
+    *TINY,
+    "--config.train.num_epochs=1",
+    "--config.model.dtype=bfloat16",
+  ]
   proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
   assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr[-4000:]}"
   assert "clu metric writers unavailable" in proc.stdout

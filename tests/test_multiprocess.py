@@ -7,16 +7,22 @@ import sys
 
 import jax
 import numpy as np
+from test_main import REPO
+from test_main import TINY
+from test_main import run_main
 
 from irstd_jax import checkpointing
-from test_main import REPO, TINY, run_main
 
 # 8 train images, global batch 4: 2 steps. SGD, because its update is linear in the
 # gradient: the cross-process all-reduce changes float32 round-off only (Adam's
 # m / sqrt(v) would blow that up for parameters whose gradient is ~0).
-ARGS = ["--config.dataset.num_train=8", "--config.train.num_epochs=1",
-        "--config.train.optimizer=sgd", "--config.train.momentum=0.0",
-        "--config.train.learning_rate=0.05"]
+ARGS = [
+  "--config.dataset.num_train=8",
+  "--config.train.num_epochs=1",
+  "--config.train.optimizer=sgd",
+  "--config.train.momentum=0.0",
+  "--config.train.learning_rate=0.05",
+]
 
 
 def _free_port() -> int:
@@ -32,12 +38,24 @@ def test_two_processes_each_reading_its_shard_match_one_process(tmp_path):
   env = dict(os.environ, JAX_PLATFORMS="cpu")
   procs = []
   for pid in range(2):
-    cmd = [sys.executable, "-m", "irstd_jax.main", "--config=configs/synthetic.py",
-           f"--workdir={tmp_path / 'multi'}", f"--config.dataset.data_dir={tmp_path / 'tfds'}",
-           *TINY, *ARGS, f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
-           f"--process_id={pid}"]
-    procs.append(subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True))
+    cmd = [
+      sys.executable,
+      "-m",
+      "irstd_jax.main",
+      "--config=configs/synthetic.py",
+      f"--workdir={tmp_path / 'multi'}",
+      f"--config.dataset.data_dir={tmp_path / 'tfds'}",
+      *TINY,
+      *ARGS,
+      f"--coordinator_address=127.0.0.1:{port}",
+      "--num_processes=2",
+      f"--process_id={pid}",
+    ]
+    procs.append(
+      subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+      )
+    )
   outs = [p.communicate(timeout=900) for p in procs]
   for p, (out, err) in zip(procs, outs):
     assert p.returncode == 0, f"{out}\n{err[-4000:]}"

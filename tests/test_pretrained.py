@@ -8,23 +8,30 @@ cannot pass unseen.
 import json
 import re
 
+from conftest import REPO
 import numpy as np
 import pytest
 
-from conftest import REPO
-
 NAME = "nuaa_sirst_l1_gp_rotated"
 WEIGHTS = REPO / "pretrained" / NAME
-_ROW = re.compile(r"^\| `pretrained/" + NAME + r"` \| [^|]+\| `(\w+)` \| ([\d.]+) \| ([\d.]+) \| "
-                  r"([\d.]+) \| ([\d.]+) \| ([\d.]+) \|", re.M)
+_ROW = re.compile(
+  r"^\| `pretrained/" + NAME + r"` \| [^|]+\| `(\w+)` \| ([\d.]+) \| ([\d.]+) \| "
+  r"([\d.]+) \| ([\d.]+) \| ([\d.]+) \|",
+  re.M,
+)
 
 
 def readme_rows() -> dict[str, dict[str, float]]:
   """{protocol: {miou, niou, pd, fa, fa_strict}} from README's results table."""
   rows = {}
   for m in _ROW.finditer((REPO / "README.md").read_text()):
-    rows[m[1]] = {"miou": float(m[2]), "niou": float(m[3]), "pd": float(m[4]),
-                  "fa": float(m[5]) * 1e-6, "fa_strict": float(m[6]) * 1e-6}
+    rows[m[1]] = {
+      "miou": float(m[2]),
+      "niou": float(m[3]),
+      "pd": float(m[4]),
+      "fa": float(m[5]) * 1e-6,
+      "fa_strict": float(m[6]) * 1e-6,
+    }
   return rows
 
 
@@ -41,11 +48,13 @@ def test_shipped_weights_are_small_and_name_their_split():
 @pytest.mark.parametrize("protocol", ["full", "mshnet"])
 def test_shipped_weights_reproduce_readme(shared_datasets, tmp_path, protocol):
   from irstd_jax import evaluate
+
   variables, _, config = evaluate.load_checkpoint(str(WEIGHTS))
   config.dataset.source = "memory"
   config.dataset.manual_dir = str(shared_datasets / "nuaa_sirst")
-  out = evaluate.run_evaluation(config, variables, str(tmp_path), num_figures=0,
-                                progress=False, protocol=protocol)
+  out = evaluate.run_evaluation(
+    config, variables, str(tmp_path), num_figures=0, progress=False, protocol=protocol
+  )
   got = out["metrics"]
   assert out["num_images"] == 214
   want = readme_rows()[protocol]
@@ -61,14 +70,26 @@ def test_predict_with_shipped_weights_finds_the_target(shared_datasets, tmp_path
   import os
   import subprocess
   import sys
+
   from PIL import Image
+
   root = shared_datasets / "nuaa_sirst"
   out = tmp_path / "pred"
   proc = subprocess.run(
-      [sys.executable, "-m", "irstd_jax.predict", f"--checkpoint={WEIGHTS}",
-       f"--input={root / 'images' / 'Misc_73.png'}", f"--output={out}"],
-      cwd=REPO, env=dict(os.environ, JAX_PLATFORMS="cpu"), capture_output=True, text=True,
-      timeout=600)
+    [
+      sys.executable,
+      "-m",
+      "irstd_jax.predict",
+      f"--checkpoint={WEIGHTS}",
+      f"--input={root / 'images' / 'Misc_73.png'}",
+      f"--output={out}",
+    ],
+    cwd=REPO,
+    env=dict(os.environ, JAX_PLATFORMS="cpu"),
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
   assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
   pred = np.asarray(Image.open(out / "Misc_73_mask.png")) > 0
   truth = np.asarray(Image.open(root / "masks" / "Misc_73.png")) > 0

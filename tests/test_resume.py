@@ -15,9 +15,11 @@ import sys
 import jax
 import numpy as np
 import pytest
+from test_main import REPO
+from test_main import TINY
+from test_main import run_main
 
 from irstd_jax import checkpointing
-from test_main import REPO, TINY, run_main
 
 EPOCHS = ["--config.train.num_epochs=3", "--config.train.log_every_steps=1"]
 
@@ -38,11 +40,19 @@ def _assert_same_run(a, b):
 
 def _start_and_signal(workdir, sig, at_step):
   env = dict(os.environ, JAX_PLATFORMS="cpu")
-  cmd = [sys.executable, "-m", "irstd_jax.main", "--config=configs/synthetic.py",
-         f"--workdir={workdir}", f"--config.dataset.data_dir={workdir.parent / 'tfds'}",
-         *TINY, *EPOCHS]
-  proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.DEVNULL, text=True)
+  cmd = [
+    sys.executable,
+    "-m",
+    "irstd_jax.main",
+    "--config=configs/synthetic.py",
+    f"--workdir={workdir}",
+    f"--config.dataset.data_dir={workdir.parent / 'tfds'}",
+    *TINY,
+    *EPOCHS,
+  ]
+  proc = subprocess.Popen(
+    cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+  )
   lines = []
   for line in proc.stdout:
     lines.append(line)
@@ -72,8 +82,9 @@ def test_sigkill_at_a_random_step_then_resume_matches_an_uninterrupted_run(refer
   assert not (tmp_path / "killed" / "final_metrics.json").exists()
   # Checkpoints are written asynchronously: only finalised step folders count (an
   # interrupted save leaves a *.orbax-checkpoint-tmp folder that must be ignored).
-  committed = sorted(int(p.name) for p in (tmp_path / "killed" / "checkpoints").glob("*")
-                     if p.name.isdigit())
+  committed = sorted(
+    int(p.name) for p in (tmp_path / "killed" / "checkpoints").glob("*") if p.name.isdigit()
+  )
   resumed = run_main(tmp_path / "killed", *EPOCHS)
   if committed:
     assert f"resumed from step {committed[-1]}" in resumed.stdout
@@ -89,8 +100,9 @@ def test_sigterm_saves_a_checkpoint_at_the_current_step_and_resume_matches(refer
   assert saved, out
   step = int(saved[0].split("step ")[1].split(";")[0])
   assert step >= 6
-  assert step in [int(p.name) for p in (tmp_path / "preempted" / "checkpoints").iterdir()
-                  if p.name.isdigit()]
+  assert step in [
+    int(p.name) for p in (tmp_path / "preempted" / "checkpoints").iterdir() if p.name.isdigit()
+  ]
   resumed = run_main(tmp_path / "preempted", *EPOCHS)
   assert f"resumed from step {step}" in resumed.stdout
   _assert_same_run(reference, _final(tmp_path / "preempted"))

@@ -12,11 +12,15 @@ TESTS = pathlib.Path(__file__).resolve().parent
 
 
 def _run(tmp_path, dtype):
-  env = dict(os.environ, JAX_PLATFORMS="cpu",
-             XLA_FLAGS="--xla_force_host_platform_device_count=8")
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=8")
   proc = subprocess.run(
-      [sys.executable, str(TESTS / "scripts" / "sharded_step.py"), str(TESTS), str(tmp_path), dtype],
-      env=env, capture_output=True, text=True, timeout=600, cwd=TESTS.parent)
+    [sys.executable, str(TESTS / "scripts" / "sharded_step.py"), str(TESTS), str(tmp_path), dtype],
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=600,
+    cwd=TESTS.parent,
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   return json.loads(proc.stdout.strip().splitlines()[-1])
 

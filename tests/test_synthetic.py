@@ -43,7 +43,9 @@ def test_targets_are_bright_and_small_and_some_images_are_empty():
     for t in targets:
       one = synthetic.target_mask(t, 128, 128)
       areas.append(int(one.sum()))
-      ring = ndimage.binary_dilation(one, iterations=4) & ~ndimage.binary_dilation(one, iterations=2)
+      ring = ndimage.binary_dilation(one, iterations=4) & ~ndimage.binary_dilation(
+        one, iterations=2
+      )
       contrasts.append(image[one].max() - np.median(image[ring]))
   assert 1 <= min(areas) and max(areas) <= 90
   assert np.median(contrasts) > 10  # targets stand out from their surroundings

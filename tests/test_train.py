@@ -1,5 +1,6 @@
 import functools
 
+from conftest import tiny_config
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,7 +11,6 @@ from irstd_jax import losses
 from irstd_jax import models
 from irstd_jax import train
 from irstd_jax.datasets import synthetic
-from conftest import tiny_config
 
 
 def _fixed_batch(n=4, size=32):
@@ -20,7 +20,10 @@ def _fixed_batch(n=4, size=32):
     images.append(image)
     masks.append(mask)
   images = (np.stack(images)[..., None].astype(np.float32) - 90.0) / 30.0
-  return {"image": jnp.asarray(images), "mask": jnp.asarray(np.stack(masks)[..., None], jnp.float32)}
+  return {
+    "image": jnp.asarray(images),
+    "mask": jnp.asarray(np.stack(masks)[..., None], jnp.float32),
+  }
 
 
 def _setup(tmp_path, **overrides):
@@ -32,8 +35,12 @@ def _setup(tmp_path, **overrides):
 
 
 def _loss(state, batch, config, epoch):
-  (logits, sides), _ = state.apply_fn({"params": state.params, "batch_stats": state.batch_stats},
-                                      batch["image"], train=True, mutable=["batch_stats"])
+  (logits, sides), _ = state.apply_fn(
+    {"params": state.params, "batch_stats": state.batch_stats},
+    batch["image"],
+    train=True,
+    mutable=["batch_stats"],
+  )
   return float(losses.total_loss(logits, sides, batch["mask"], config.loss, epoch)[0])
 
 
@@ -52,8 +59,9 @@ def test_one_train_step_lowers_the_loss_on_a_fixed_batch(tmp_path, dtype):
   assert after < before
   assert np.isfinite(float(out["grad_norm"])) and float(out["grad_norm"]) > 0
   # BatchNorm running statistics were updated by the train-mode forward pass.
-  changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), state.batch_stats,
-                         new_state.batch_stats)
+  changed = jax.tree.map(
+    lambda a, b: bool(jnp.any(a != b)), state.batch_stats, new_state.batch_stats
+  )
   assert any(jax.tree.leaves(changed))
 
 
@@ -65,8 +73,9 @@ def test_train_step_on_a_one_device_mesh_matches_the_unsharded_step(tmp_path):
   repl = jax.NamedSharding(mesh, jax.P())
   data = jax.NamedSharding(mesh, jax.P("data"))
   sharded = jax.jit(fn, in_shardings=(repl, data, repl), out_shardings=(repl, repl))
-  s1, o1 = sharded(state, train.shard_batch({k: np.asarray(v) for k, v in batch.items()}, data),
-                   jax.random.key(1))
+  s1, o1 = sharded(
+    state, train.shard_batch({k: np.asarray(v) for k, v in batch.items()}, data), jax.random.key(1)
+  )
   s2, o2 = jax.jit(fn)(state, batch, jax.random.key(1))
   np.testing.assert_allclose(float(o1["loss"]), float(o2["loss"]), rtol=1e-6)
   for a, b in zip(jax.tree.leaves(s1.params), jax.tree.leaves(s2.params)):
@@ -75,6 +84,7 @@ def test_train_step_on_a_one_device_mesh_matches_the_unsharded_step(tmp_path):
 
 def test_schedules_and_optimizers():
   from ml_collections import ConfigDict
+
   cfg = ConfigDict({"learning_rate": 1.0, "schedule": "cosine", "warmup_steps": 10})
   sched = train.learning_rate_schedule(cfg, 110)
   assert float(sched(0)) == 0.0 and abs(float(sched(10)) - 1.0) < 1e-6
@@ -83,13 +93,15 @@ def test_schedules_and_optimizers():
   assert 0 < float(train.learning_rate_schedule(cfg, 110)(60)) < 1
   cfg.schedule = "bogus"
   import pytest
+
   with pytest.raises(ValueError, match="train.schedule='bogus'"):
     train.learning_rate_schedule(cfg, 10)
 
 
 def test_grad_accumulation_applies_the_mean_update_every_k_steps(tmp_path):
-  config, state = _setup(tmp_path, **{"train.grad_accum_steps": 2, "train.optimizer": "sgd",
-                                      "train.momentum": 0.0})
+  config, state = _setup(
+    tmp_path, **{"train.grad_accum_steps": 2, "train.optimizer": "sgd", "train.momentum": 0.0}
+  )
   batch = _fixed_batch()
   step = jax.jit(functools.partial(train.train_step, loss_config=config.loss, steps_per_epoch=100))
   s1, _ = step(state, batch, jax.random.key(0))

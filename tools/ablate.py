@@ -45,30 +45,34 @@ from irstd_jax import config_check  # noqa: E402
 # The paper's model and loss, and the ablations its referee asked for: each scale weight,
 # CBAM instead of the Gaussian attention, rotated / fixed / no pinwheel mask, location loss.
 GRIDS = {
-    "paper": [
-        ("l1_gp_rotated+diff", []),
-        ("loss=var", ["loss.scale_weight=var"]),
-        ("loss=mobius", ["loss.scale_weight=mobius"]),
-        ("loss=var_denominator", ["loss.scale_weight=var_denominator"]),
-        ("attention=cbam (mshnet)", ["model.name=mshnet"]),
-        ("mask=fixed", ["model.name=gp_fixed"]),
-        ("mask=none", ["model.name=gp_nomask"]),
-        ("location_loss=on", ["loss.location_weight=1.0"]),
-        ("MSHNet (cbam+var+location)", ["model.name=mshnet", "loss.scale_weight=var",
-                                        "loss.location_weight=1.0"]),
-    ],
-    # The paper's comparison: its model and loss against MSHNet as published.
-    "paper_vs_mshnet": [
-        ("l1_gp_rotated+diff", []),
-        ("MSHNet (cbam+var+location)", ["model.name=mshnet", "loss.scale_weight=var",
-                                        "loss.location_weight=1.0"]),
-    ],
-    "loss": [
-        ("diff", []),
-        ("var", ["loss.scale_weight=var"]),
-        ("mobius", ["loss.scale_weight=mobius"]),
-        ("var_denominator", ["loss.scale_weight=var_denominator"]),
-    ],
+  "paper": [
+    ("l1_gp_rotated+diff", []),
+    ("loss=var", ["loss.scale_weight=var"]),
+    ("loss=mobius", ["loss.scale_weight=mobius"]),
+    ("loss=var_denominator", ["loss.scale_weight=var_denominator"]),
+    ("attention=cbam (mshnet)", ["model.name=mshnet"]),
+    ("mask=fixed", ["model.name=gp_fixed"]),
+    ("mask=none", ["model.name=gp_nomask"]),
+    ("location_loss=on", ["loss.location_weight=1.0"]),
+    (
+      "MSHNet (cbam+var+location)",
+      ["model.name=mshnet", "loss.scale_weight=var", "loss.location_weight=1.0"],
+    ),
+  ],
+  # The paper's comparison: its model and loss against MSHNet as published.
+  "paper_vs_mshnet": [
+    ("l1_gp_rotated+diff", []),
+    (
+      "MSHNet (cbam+var+location)",
+      ["model.name=mshnet", "loss.scale_weight=var", "loss.location_weight=1.0"],
+    ),
+  ],
+  "loss": [
+    ("diff", []),
+    ("var", ["loss.scale_weight=var"]),
+    ("mobius", ["loss.scale_weight=mobius"]),
+    ("var_denominator", ["loss.scale_weight=var_denominator"]),
+  ],
 }
 
 
@@ -79,8 +83,9 @@ def row_dirname(name: str) -> str:
 
 
 def main_command(config: str, workdir: str, overrides: list[str]) -> list[str]:
-  return ([sys.executable, "-m", "irstd_jax.main", f"--config={config}",
-           f"--workdir={workdir}"] + [f"--config.{o}" for o in overrides])
+  return [sys.executable, "-m", "irstd_jax.main", f"--config={config}", f"--workdir={workdir}"] + [
+    f"--config.{o}" for o in overrides
+  ]
 
 
 def read_result(workdir: str) -> dict | None:
@@ -91,8 +96,10 @@ def read_result(workdir: str) -> dict | None:
     return json.load(f)
 
 
-_EVAL_LINE = re.compile(r"test @ epoch (\d+): mIoU ([\d.]+) nIoU ([\d.]+) Pd ([\d.]+) "
-                        r"Fa ([\d.]+)e-6 Fa_strict ([\d.]+)e-6")
+_EVAL_LINE = re.compile(
+  r"test @ epoch (\d+): mIoU ([\d.]+) nIoU ([\d.]+) Pd ([\d.]+) "
+  r"Fa ([\d.]+)e-6 Fa_strict ([\d.]+)e-6"
+)
 
 
 def last_eval_from_log(path: str) -> dict | None:
@@ -104,9 +111,16 @@ def last_eval_from_log(path: str) -> dict | None:
   if not found:
     return None
   epoch, miou, niou, pd, fa, fa_strict = found[-1]
-  return {"epochs": int(epoch), "test": {"miou": float(miou), "niou": float(niou),
-                                         "pd": float(pd), "fa": float(fa) * 1e-6,
-                                         "fa_strict": float(fa_strict) * 1e-6}}
+  return {
+    "epochs": int(epoch),
+    "test": {
+      "miou": float(miou),
+      "niou": float(niou),
+      "pd": float(pd),
+      "fa": float(fa) * 1e-6,
+      "fa_strict": float(fa_strict) * 1e-6,
+    },
+  }
 
 
 def _fmt(value, spec: str = "{:.4f}", scale: float = 1.0) -> str:
@@ -114,25 +128,32 @@ def _fmt(value, spec: str = "{:.4f}", scale: float = 1.0) -> str:
 
 
 def markdown_table(rows: list[dict]) -> str:
-  lines = ["| row | overrides | epochs | mIoU | nIoU | Pd | Fa (x1e-6) | Fa_strict (x1e-6) | "
-           "train loop s | process s | status |",
-           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+  lines = [
+    "| row | overrides | epochs | mIoU | nIoU | Pd | Fa (x1e-6) | Fa_strict (x1e-6) | "
+    "train loop s | process s | status |",
+    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+  ]
   for r in rows:
     result = r.get("result") or {}
     test = result.get("test", {})
     lines.append(
-        f"| {r['name']} | {' '.join(r['overrides']) or '(none)'} | "
-        f"{result.get('epochs', '-')} | {_fmt(test.get('miou'))} | {_fmt(test.get('niou'))} | "
-        f"{_fmt(test.get('pd'))} | {_fmt(test.get('fa'), '{:.2f}', 1e6)} | "
-        f"{_fmt(test.get('fa_strict'), '{:.2f}', 1e6)} | "
-        f"{_fmt(result.get('wall_time_s'), '{:.0f}')} | {_fmt(r.get('process_s'), '{:.0f}')} | "
-        f"{r['status']} |")
+      f"| {r['name']} | {' '.join(r['overrides']) or '(none)'} | "
+      f"{result.get('epochs', '-')} | {_fmt(test.get('miou'))} | {_fmt(test.get('niou'))} | "
+      f"{_fmt(test.get('pd'))} | {_fmt(test.get('fa'), '{:.2f}', 1e6)} | "
+      f"{_fmt(test.get('fa_strict'), '{:.2f}', 1e6)} | "
+      f"{_fmt(result.get('wall_time_s'), '{:.0f}')} | {_fmt(r.get('process_s'), '{:.0f}')} | "
+      f"{r['status']} |"
+    )
   return "\n".join(lines) + "\n"
 
 
-_SEED_METRICS = (("miou", "mIoU", 1.0, "{:.4f}"), ("niou", "nIoU", 1.0, "{:.4f}"),
-                 ("pd", "Pd", 1.0, "{:.4f}"), ("fa", "Fa (x1e-6)", 1e6, "{:.2f}"),
-                 ("fa_strict", "Fa_strict (x1e-6)", 1e6, "{:.2f}"))
+_SEED_METRICS = (
+  ("miou", "mIoU", 1.0, "{:.4f}"),
+  ("niou", "nIoU", 1.0, "{:.4f}"),
+  ("pd", "Pd", 1.0, "{:.4f}"),
+  ("fa", "Fa (x1e-6)", 1e6, "{:.2f}"),
+  ("fa_strict", "Fa_strict (x1e-6)", 1e6, "{:.2f}"),
+)
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -140,20 +161,26 @@ def mean_std(values: list[float]) -> tuple[float, float]:
   n = len(values)
   mean = sum(values) / n
   var = sum((v - mean) ** 2 for v in values) / (n - 1) if n > 1 else 0.0
-  return mean, var ** 0.5
+  return mean, var**0.5
 
 
 def seeds_table(rows: list[dict]) -> str:
   """Mean +- std over the finished seeds of each base row (rows carry 'base' and 'seed')."""
   bases = list(dict.fromkeys(r["base"] for r in rows))
-  lines = ["| row | seeds done | " + " | ".join(label for _, label, _, _ in _SEED_METRICS) + " |",
-           "|---|---|" + "---:|" * len(_SEED_METRICS)]
+  lines = [
+    "| row | seeds done | " + " | ".join(label for _, label, _, _ in _SEED_METRICS) + " |",
+    "|---|---|" + "---:|" * len(_SEED_METRICS),
+  ]
   for base in bases:
     group = [r for r in rows if r["base"] == base]
-    tests = [r["result"]["test"] for r in group
-             if r["status"].startswith(("ok", "done")) and (r.get("result") or {}).get("test")]
-    seeds = ",".join(str(r["seed"]) for r in group
-                     if r["status"].startswith(("ok", "done")) and r.get("result"))
+    tests = [
+      r["result"]["test"]
+      for r in group
+      if r["status"].startswith(("ok", "done")) and (r.get("result") or {}).get("test")
+    ]
+    seeds = ",".join(
+      str(r["seed"]) for r in group if r["status"].startswith(("ok", "done")) and r.get("result")
+    )
     cells = []
     for key, _, scale, spec in _SEED_METRICS:
       values = [t[key] for t in tests if t.get(key) is not None]
@@ -162,41 +189,54 @@ def seeds_table(rows: list[dict]) -> str:
         cells.append(f"{spec.format(mean)} +- {spec.format(std)}")
       else:
         cells.append("-")
-    lines.append(f"| {base} | {len(tests)}/{len(group)} ({seeds or '-'}) | " +
-                 " | ".join(cells) + " |")
+    lines.append(
+      f"| {base} | {len(tests)}/{len(group)} ({seeds or '-'}) | " + " | ".join(cells) + " |"
+    )
   return "\n".join(lines) + "\n"
 
 
 def write_report(output_dir: str, header: dict, rows: list[dict]) -> None:
   with open(os.path.join(output_dir, "results.json.tmp"), "w") as f:
     json.dump({**header, "rows": rows}, f, indent=2)
-  os.replace(os.path.join(output_dir, "results.json.tmp"),
-             os.path.join(output_dir, "results.json"))
-  text = (f"# Ablation `{header['grid']}` on `{header['config']}`\n\n"
-          f"Command: `{header['command']}`  \nDate: {header['date']}  \n"
-          f"Machine: {header['machine']}  \nCommon overrides: "
-          f"{' '.join(header['common']) or '(none)'}\n\n")
+  os.replace(os.path.join(output_dir, "results.json.tmp"), os.path.join(output_dir, "results.json"))
+  text = (
+    f"# Ablation `{header['grid']}` on `{header['config']}`\n\n"
+    f"Command: `{header['command']}`  \nDate: {header['date']}  \n"
+    f"Machine: {header['machine']}  \nCommon overrides: "
+    f"{' '.join(header['common']) or '(none)'}\n\n"
+  )
   if header.get("seeds"):
-    text += ("## Mean +- standard deviation over seeds\n\n" + seeds_table(rows) +
-             "\n## Every run\n\n")
+    text += (
+      "## Mean +- standard deviation over seeds\n\n" + seeds_table(rows) + "\n## Every run\n\n"
+    )
   text += markdown_table(rows)
   with open(os.path.join(output_dir, "results.md"), "w") as f:
     f.write(text)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p = argparse.ArgumentParser(
+    description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+  )
   p.add_argument("--config", required=True, help="configs/<name>.py")
   p.add_argument("--output_dir", default="runs/ablate")
   p.add_argument("--grid", default="paper", choices=sorted(GRIDS))
-  p.add_argument("--rows", default="",
-                 help="comma-separated row names (or 0-based indices) to run; default all")
-  p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                 help="config override for every row, e.g. train.num_epochs=40 (repeatable)")
-  p.add_argument("--seeds", default="",
-                 help="comma-separated seeds, e.g. 0,1,2: each row once per seed, and a "
-                 "mean +- std table; default one run per row with the config's seed")
+  p.add_argument(
+    "--rows", default="", help="comma-separated row names (or 0-based indices) to run; default all"
+  )
+  p.add_argument(
+    "--set",
+    action="append",
+    default=[],
+    metavar="FIELD=VALUE",
+    help="config override for every row, e.g. train.num_epochs=40 (repeatable)",
+  )
+  p.add_argument(
+    "--seeds",
+    default="",
+    help="comma-separated seeds, e.g. 0,1,2: each row once per seed, and a "
+    "mean +- std table; default one run per row with the config's seed",
+  )
   p.add_argument("--parallel", type=int, default=1, help="rows run at the same time")
   p.add_argument("--dry_run", action="store_true", help="print the commands only")
   return p.parse_args(argv)
@@ -225,16 +265,16 @@ def load_config(path: str):
   return module.get_config()
 
 
-def validate_rows(config_path: str, common: list[str], rows: list[dict],
-                  output_dir: str) -> None:
+def validate_rows(config_path: str, common: list[str], rows: list[dict], output_dir: str) -> None:
   """Builds every row's config (file + common --set + the row's overrides) and checks it
   with config_check.validate_config: a bad row stops the grid before any row starts."""
   for row in rows:
     config = load_config(config_path)
     try:
       config_check.apply_overrides(config, common + row["overrides"])
-      config_check.validate_config(config, workdir=os.path.join(output_dir, row["dir"]),
-                                   purpose="train")
+      config_check.validate_config(
+        config, workdir=os.path.join(output_dir, row["dir"]), purpose="train"
+      )
     except config_check.ConfigError as e:
       config_check.fail(f"row {row['name']!r}: {e}")
 
@@ -242,11 +282,16 @@ def validate_rows(config_path: str, common: list[str], rows: list[dict],
 def machine_description() -> str:
   sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
   from benchmark import cpu_model  # the same CPU naming as the benchmark reports
+
   cpu = cpu_model()
   gpu = ""
   try:
-    gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-                         capture_output=True, text=True, timeout=20).stdout.strip()
+    gpu = subprocess.run(
+      ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+      capture_output=True,
+      text=True,
+      timeout=20,
+    ).stdout.strip()
   except (OSError, subprocess.SubprocessError):
     pass
   return f"{cpu} ({os.cpu_count()} cores)" + (f", GPU {gpu}" if gpu else "")
@@ -266,19 +311,34 @@ def main(argv=None) -> int:
   config = os.path.abspath(args.config)
   if not os.path.exists(config):
     raise SystemExit(f"error: --config {args.config}: no such file")
-  header = {"grid": args.grid, "config": args.config, "common": args.set,
-            "command": "python tools/ablate.py " + " ".join(
-                shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)),
-            "date": datetime.datetime.now().isoformat(timespec="seconds"),
-            "machine": machine_description(), "seeds": seeds}
+  header = {
+    "grid": args.grid,
+    "config": args.config,
+    "common": args.set,
+    "command": "python tools/ablate.py "
+    + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)),
+    "date": datetime.datetime.now().isoformat(timespec="seconds"),
+    "machine": machine_description(),
+    "seeds": seeds,
+  }
   if seeds:
-    rows = [{"name": f"{name} [seed {seed}]", "base": name, "seed": seed,
-             "dir": os.path.join(row_dirname(name), f"seed{seed}"),
-             "overrides": overrides + [f"seed={seed}"], "status": "pending"}
-            for name, overrides in grid for seed in seeds]
+    rows = [
+      {
+        "name": f"{name} [seed {seed}]",
+        "base": name,
+        "seed": seed,
+        "dir": os.path.join(row_dirname(name), f"seed{seed}"),
+        "overrides": overrides + [f"seed={seed}"],
+        "status": "pending",
+      }
+      for name, overrides in grid
+      for seed in seeds
+    ]
   else:
-    rows = [{"name": name, "dir": row_dirname(name), "overrides": overrides,
-             "status": "pending"} for name, overrides in grid]
+    rows = [
+      {"name": name, "dir": row_dirname(name), "overrides": overrides, "status": "pending"}
+      for name, overrides in grid
+    ]
   validate_rows(config, args.set, rows, output_dir)
   os.makedirs(output_dir, exist_ok=True)
   env = dict(os.environ)
@@ -311,8 +371,10 @@ def main(argv=None) -> int:
         row["status"] = "ok"
       elif proc.returncode in (130, 143):  # SIGINT / SIGTERM: main saved a checkpoint
         row["result"] = last_eval_from_log(os.path.join(workdir, "log.txt"))
-        row["status"] = (f"stopped ({'SIGINT' if proc.returncode == 130 else 'SIGTERM'}; "
-                         f"rerun to resume; last evaluation shown)")
+        row["status"] = (
+          f"stopped ({'SIGINT' if proc.returncode == 130 else 'SIGTERM'}; "
+          f"rerun to resume; last evaluation shown)"
+        )
       elif proc.returncode < 0:
         # Before main's SIGTERM handler is installed (start-up, compilation): no checkpoint.
         row["status"] = f"killed by signal {-proc.returncode} (see {row['dir']}/log.txt)"
@@ -320,9 +382,15 @@ def main(argv=None) -> int:
         row["status"] = f"failed (exit {proc.returncode}, see {row['dir']}/log.txt)"
     with lock:
       test = (row.get("result") or {}).get("test", {})
-      print(f"[{time.time() - start:6.0f}s] {row['status']:<6} {row['name']}"
-            + (f": mIoU {test['miou']:.4f} Pd {test['pd']:.4f} Fa {test['fa'] * 1e6:.2f}e-6"
-               if test else ""), flush=True)
+      print(
+        f"[{time.time() - start:6.0f}s] {row['status']:<6} {row['name']}"
+        + (
+          f": mIoU {test['miou']:.4f} Pd {test['pd']:.4f} Fa {test['fa'] * 1e6:.2f}e-6"
+          if test
+          else ""
+        ),
+        flush=True,
+      )
       write_report(output_dir, header, rows)
 
   # SIGTERM (e.g. `timeout`, a preempted job) reaches the row processes too: each saves a

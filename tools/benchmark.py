@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import math
 import os
 import platform
 import resource
@@ -53,8 +52,12 @@ sys.path.insert(0, os.path.join(REPO, "tests"))
 
 import numpy as np  # noqa: E402
 
-ROW_KINDS = {"jax_float32": ("jax", "float32"), "jax_bfloat16": ("jax", "bfloat16"),
-             "torch_eager": ("torch", "eager"), "torch_compile": ("torch", "compile")}
+ROW_KINDS = {
+  "jax_float32": ("jax", "float32"),
+  "jax_bfloat16": ("jax", "bfloat16"),
+  "torch_eager": ("torch", "eager"),
+  "torch_compile": ("torch", "compile"),
+}
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -81,6 +84,7 @@ def max_rss_bytes() -> int:
 
 def model_config(args, dtype: str = "float32"):
   from irstd_jax import models
+
   cfg = models.default_model_config()
   cfg.name = args.model
   cfg.channels = _ints(args.channels)
@@ -95,6 +99,7 @@ def loss_config():
   (default_loss_config has 5 epochs of plain soft IoU first; the benchmark times the
   scale loss itself)."""
   from irstd_jax import losses
+
   c = losses.default_loss_config()
   c.name, c.scale_weight, c.warm_epochs, c.deep_supervision = "scale", "diff", 0, True
   return c
@@ -109,7 +114,7 @@ def make_batch(batch_size: int, size: int, seed: int = 0):
     for _ in range(3):
       s = int(rs.randint(1, max(2, size // 16)))
       y, x = rs.randint(0, size - s, 2)
-      mask[b, y:y + s, x:x + s] = 1.0
+      mask[b, y : y + s, x : x + s] = 1.0
   return image, mask
 
 
@@ -131,18 +136,23 @@ def _timed(fn, steps: int, warmup: int, sync):
 
 def _summary(first, times, batch_size, compiled: bool):
   med = float(np.median(times))
-  return {"images_per_s": batch_size * len(times) / float(np.sum(times)),
-          "step_ms_median": 1e3 * med, "step_ms_min": 1e3 * float(np.min(times)),
-          "first_call_s": first,
-          # compile time: first call minus a steady step (None when nothing is compiled)
-          "compile_s": max(first - med, 0.0) if compiled else None}
+  return {
+    "images_per_s": batch_size * len(times) / float(np.sum(times)),
+    "step_ms_median": 1e3 * med,
+    "step_ms_min": 1e3 * float(np.min(times)),
+    "first_call_s": first,
+    # compile time: first call minus a steady step (None when nothing is compiled)
+    "compile_s": max(first - med, 0.0) if compiled else None,
+  }
 
 
 # -------------------------------------------------------------------------------- rows
 def bench_jax(args, size: int, dtype: str) -> dict:
   import functools
+
   import jax
   import ml_collections
+
   from irstd_jax import models
   from irstd_jax import train as jtrain
 
@@ -152,22 +162,27 @@ def bench_jax(args, size: int, dtype: str) -> dict:
   data_sharding = jax.NamedSharding(mesh, jax.P("data"))
   cfg = model_config(args, dtype)
   model = models.create_model(cfg)
-  tcfg = ml_collections.ConfigDict(dict(optimizer="adam", learning_rate=args.lr,
-                                        schedule="constant", warmup_steps=0))
+  tcfg = ml_collections.ConfigDict(
+    dict(optimizer="adam", learning_rate=args.lr, schedule="constant", warmup_steps=0)
+  )
   tx = jtrain.make_optimizer(tcfg, jtrain.learning_rate_schedule(tcfg, 10**6))
-  state = jax.jit(functools.partial(jtrain.create_train_state, model=model, tx=tx,
-                                    image_shape=(size, size)),
-                  out_shardings=replicated)(jax.random.key(args.seed))
+  state = jax.jit(
+    functools.partial(jtrain.create_train_state, model=model, tx=tx, image_shape=(size, size)),
+    out_shardings=replicated,
+  )(jax.random.key(args.seed))
   n_params = int(sum(x.size for x in jax.tree.leaves(state.params)))
   image, mask = make_batch(args.batch_size, size, args.seed)
   batch = jtrain.shard_batch({"image": image, "mask": mask}, data_sharding)
   rng = jax.device_put(jax.random.key(1), replicated)
   p_train = jax.jit(
-      functools.partial(jtrain.train_step, loss_config=loss_config(), steps_per_epoch=10**9),
-      in_shardings=(replicated, data_sharding, replicated),
-      out_shardings=(replicated, replicated), donate_argnums=(0,))
-  p_eval = jax.jit(jtrain.eval_step, in_shardings=(replicated, data_sharding),
-                   out_shardings=data_sharding)
+    functools.partial(jtrain.train_step, loss_config=loss_config(), steps_per_epoch=10**9),
+    in_shardings=(replicated, data_sharding, replicated),
+    out_shardings=(replicated, replicated),
+    donate_argnums=(0,),
+  )
+  p_eval = jax.jit(
+    jtrain.eval_step, in_shardings=(replicated, data_sharding), out_shardings=data_sharding
+  )
 
   holder = {"state": state}
 
@@ -183,24 +198,34 @@ def bench_jax(args, size: int, dtype: str) -> dict:
 
   first, times = _timed(train_once, args.steps, args.warmup, sync_train)
   train = _summary(first, times, args.batch_size, True)
-  efirst, etimes = _timed(lambda: p_eval(holder["state"], batch), args.steps, args.warmup,
-                          jax.block_until_ready)
+  efirst, etimes = _timed(
+    lambda: p_eval(holder["state"], batch), args.steps, args.warmup, jax.block_until_ready
+  )
   evals = _summary(efirst, etimes, args.batch_size, True)
   stats = device.memory_stats() if device.platform != "cpu" else None
   if stats and "peak_bytes_in_use" in stats:
     peak, kind = int(stats["peak_bytes_in_use"]), "jax peak_bytes_in_use (device)"
   else:
     peak, kind = max_rss_bytes(), "max RSS (process-wide)"
-  return {"framework": "jax", "variant": dtype, "platform": device.platform,
-          "device": getattr(device, "device_kind", str(device)), "params": n_params,
-          "train": train, "eval": evals, "peak_memory_bytes": peak, "peak_memory_kind": kind,
-          "final_loss": losses_seen[-1], "loss_finite": bool(np.all(np.isfinite(losses_seen)))}
+  return {
+    "framework": "jax",
+    "variant": dtype,
+    "platform": device.platform,
+    "device": getattr(device, "device_kind", str(device)),
+    "params": n_params,
+    "train": train,
+    "eval": evals,
+    "peak_memory_bytes": peak,
+    "peak_memory_kind": kind,
+    "final_loss": losses_seen[-1],
+    "loss_finite": bool(np.all(np.isfinite(losses_seen))),
+  }
 
 
 def bench_torch(args, size: int, variant: str) -> dict:
-  import torch
   from reference_torch import losses as tl
   from reference_torch import model as tmodel
+  import torch
 
   cuda = torch.cuda.is_available() and args.device != "cpu"
   if args.torch_threads:
@@ -261,11 +286,20 @@ def bench_torch(args, size: int, variant: str) -> dict:
     peak, kind = int(torch.cuda.max_memory_allocated(dev)), "torch.cuda.max_memory_allocated"
   else:
     peak, kind = max_rss_bytes(), "max RSS (process-wide)"
-  return {"framework": "torch", "variant": variant, "platform": "gpu" if cuda else "cpu",
-          "device": torch.cuda.get_device_name(dev) if cuda else "cpu", "params": n_params,
-          "torch_threads": torch.get_num_threads(),
-          "train": train, "eval": evals, "peak_memory_bytes": peak, "peak_memory_kind": kind,
-          "final_loss": losses_seen[-1], "loss_finite": bool(np.all(np.isfinite(losses_seen)))}
+  return {
+    "framework": "torch",
+    "variant": variant,
+    "platform": "gpu" if cuda else "cpu",
+    "device": torch.cuda.get_device_name(dev) if cuda else "cpu",
+    "params": n_params,
+    "torch_threads": torch.get_num_threads(),
+    "train": train,
+    "eval": evals,
+    "peak_memory_bytes": peak,
+    "peak_memory_kind": kind,
+    "final_loss": losses_seen[-1],
+    "loss_finite": bool(np.all(np.isfinite(losses_seen))),
+  }
 
 
 def run_row_inprocess(args, kind: str, size: int) -> dict:
@@ -280,16 +314,23 @@ def run_row(args, kind: str, size: int, argv: list[str]) -> dict:
     return run_row_inprocess(args, kind, size)
   with tempfile.TemporaryDirectory() as tmp:
     out = os.path.join(tmp, "row.json")
-    cmd = [sys.executable, os.path.abspath(__file__), *argv, f"--_row={kind}:{size}",
-           f"--_row_out={out}"]
+    cmd = [
+      sys.executable,
+      os.path.abspath(__file__),
+      *argv,
+      f"--_row={kind}:{size}",
+      f"--_row_out={out}",
+    ]
     t0 = time.perf_counter()
     env = dict(os.environ)
     if args.device == "cpu":
       env.update(JAX_PLATFORMS="cpu", CUDA_VISIBLE_DEVICES="")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
-      raise RuntimeError(f"row {kind} size {size} failed (rc {proc.returncode}):\n"
-                         f"{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+      raise RuntimeError(
+        f"row {kind} size {size} failed (rc {proc.returncode}):\n"
+        f"{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+      )
     with open(out) as f:
       row = json.load(f)
     row["process_wall_s"] = time.perf_counter() - t0
@@ -318,47 +359,59 @@ def _mib(b):
 
 def markdown(result: dict) -> str:
   meta = result["meta"]
-  lines = [f"# JAX vs PyTorch benchmark: {meta['model']}",
-           "",
-           f"- date: {meta['date']}",
-           f"- device: {meta['device']} ({meta['platform']}"
-           + (f", {meta['cpu_count']} CPU cores" if meta["platform"] == "cpu" else "") + ")",
-           f"- command: `{meta['command']}`",
-           f"- model: {meta['model']}, channels {meta['channels']}, blocks {meta['blocks']}, "
-           f"deep supervision, scale loss 'diff', Adam lr {meta['lr']}",
-           f"- batch size {meta['batch_size']}, {meta['warmup']} warm-up + {meta['steps']} "
-           f"timed steps, every step blocked on",
-           "- versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()),
-           f"- peak memory: {meta['memory_note']}",
-           f"- 1-minute load average before / after: {meta['load_average_1min']}",
-           ""]
-  lines += ["| size | row | params | train img/s | train step ms (median) | eval img/s | "
-            "eval step ms (median) | peak memory MiB | compile s (train / eval) |",
-            "|---:|---|---:|---:|---:|---:|---:|---:|---|"]
+  lines = [
+    f"# JAX vs PyTorch benchmark: {meta['model']}",
+    "",
+    f"- date: {meta['date']}",
+    f"- device: {meta['device']} ({meta['platform']}"
+    + (f", {meta['cpu_count']} CPU cores" if meta["platform"] == "cpu" else "")
+    + ")",
+    f"- command: `{meta['command']}`",
+    f"- model: {meta['model']}, channels {meta['channels']}, blocks {meta['blocks']}, "
+    f"deep supervision, scale loss 'diff', Adam lr {meta['lr']}",
+    f"- batch size {meta['batch_size']}, {meta['warmup']} warm-up + {meta['steps']} "
+    f"timed steps, every step blocked on",
+    "- versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()),
+    f"- peak memory: {meta['memory_note']}",
+    f"- 1-minute load average before / after: {meta['load_average_1min']}",
+    "",
+  ]
+  lines += [
+    "| size | row | params | train img/s | train step ms (median) | eval img/s | "
+    "eval step ms (median) | peak memory MiB | compile s (train / eval) |",
+    "|---:|---|---:|---:|---:|---:|---:|---:|---|",
+  ]
   for size_res in result["results"]:
     for row in size_res["rows"]:
       tc, ec = row["train"]["compile_s"], row["eval"]["compile_s"]
       comp = "-" if tc is None else f"{tc:.1f} / {ec:.1f}"
       lines.append(
-          f"| {row['size']} | {row['framework']} {row['variant']} | {row['params']:,} | "
-          f"{row['train']['images_per_s']:.2f} | {row['train']['step_ms_median']:.1f} | "
-          f"{row['eval']['images_per_s']:.2f} | {row['eval']['step_ms_median']:.1f} | "
-          f"{_mib(row['peak_memory_bytes']):.0f} | {comp} |")
-  lines += ["", "JAX / PyTorch images/s ratios (> 1: JAX faster):", "",
-            "| size | JAX row | vs torch row | train ratio | eval ratio |",
-            "|---:|---|---|---:|---:|"]
+        f"| {row['size']} | {row['framework']} {row['variant']} | {row['params']:,} | "
+        f"{row['train']['images_per_s']:.2f} | {row['train']['step_ms_median']:.1f} | "
+        f"{row['eval']['images_per_s']:.2f} | {row['eval']['step_ms_median']:.1f} | "
+        f"{_mib(row['peak_memory_bytes']):.0f} | {comp} |"
+      )
+  lines += [
+    "",
+    "JAX / PyTorch images/s ratios (> 1: JAX faster):",
+    "",
+    "| size | JAX row | vs torch row | train ratio | eval ratio |",
+    "|---:|---|---|---:|---:|",
+  ]
   for size_res in result["results"]:
     for r in size_res["ratios"]:
-      lines.append(f"| {size_res['size']} | {r['jax']} | {r['torch']} | "
-                   f"{r['train']:.2f} | {r['eval']:.2f} |")
+      lines.append(
+        f"| {size_res['size']} | {r['jax']} | {r['torch']} | {r['train']:.2f} | {r['eval']:.2f} |"
+      )
   for w in result.get("warnings", []):
     lines.append(f"\nWarning: {w}")
   return "\n".join(lines) + "\n"
 
 
 def parse_args(argv):
-  ap = argparse.ArgumentParser(description=__doc__,
-                               formatter_class=argparse.RawDescriptionHelpFormatter)
+  ap = argparse.ArgumentParser(
+    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+  )
   ap.add_argument("--model", default="l1_gp_rotated", help="config.model.name")
   ap.add_argument("--sizes", default="256,512", help="square input sizes, comma separated")
   ap.add_argument("--batch_size", type=int, default=8)
@@ -369,15 +422,29 @@ def parse_args(argv):
   ap.add_argument("--lr", type=float, default=1e-3)
   ap.add_argument("--seed", type=int, default=0)
   ap.add_argument("--bf16", action="store_true", help="extra JAX row with model dtype bfloat16")
-  ap.add_argument("--torch_compile", action="store_true",
-                  help="extra torch row with torch.compile (meant for GPU)")
+  ap.add_argument(
+    "--torch_compile",
+    action="store_true",
+    help="extra torch row with torch.compile (meant for GPU)",
+  )
   ap.add_argument("--no_torch", action="store_true", help="JAX rows only")
-  ap.add_argument("--device", default="auto", choices=("auto", "cpu"),
-                  help="cpu: force both frameworks onto the CPU")
-  ap.add_argument("--torch_threads", type=int, default=0,
-                  help="torch.set_num_threads (0: torch's default, all cores)")
-  ap.add_argument("--no_isolate", action="store_true",
-                  help="run all rows in this process (memory peaks then accumulate)")
+  ap.add_argument(
+    "--device",
+    default="auto",
+    choices=("auto", "cpu"),
+    help="cpu: force both frameworks onto the CPU",
+  )
+  ap.add_argument(
+    "--torch_threads",
+    type=int,
+    default=0,
+    help="torch.set_num_threads (0: torch's default, all cores)",
+  )
+  ap.add_argument(
+    "--no_isolate",
+    action="store_true",
+    help="run all rows in this process (memory peaks then accumulate)",
+  )
   ap.add_argument("--output_dir", default=os.path.join("runs", "benchmark"))
   ap.add_argument("--_row", default=None, help=argparse.SUPPRESS)
   ap.add_argument("--_row_out", default=None, help=argparse.SUPPRESS)
@@ -413,8 +480,11 @@ def main(argv=None) -> dict:
         last_line = str(e).strip().splitlines()[-1] if str(e).strip() else repr(e)
         warnings.append(f"row {kind} at size {size} failed: {last_line}")
       else:
-        print(f"[benchmark]   train {row['train']['images_per_s']:.2f} img/s, "
-              f"eval {row['eval']['images_per_s']:.2f} img/s", flush=True)
+        print(
+          f"[benchmark]   train {row['train']['images_per_s']:.2f} img/s, "
+          f"eval {row['eval']['images_per_s']:.2f} img/s",
+          flush=True,
+        )
         size_res["rows"].append(row)
         size_res["ratios"] = ratios(size_res["rows"])
       # Rewritten after every row: a run stopped part-way keeps what it measured.
@@ -428,9 +498,14 @@ def ratios(rows: list[dict]) -> list[dict]:
   out = []
   for j in (r for r in rows if r["framework"] == "jax"):
     for t in (r for r in rows if r["framework"] == "torch"):
-      out.append({"jax": f"jax {j['variant']}", "torch": f"torch {t['variant']}",
-                  "train": j["train"]["images_per_s"] / t["train"]["images_per_s"],
-                  "eval": j["eval"]["images_per_s"] / t["eval"]["images_per_s"]})
+      out.append(
+        {
+          "jax": f"jax {j['variant']}",
+          "torch": f"torch {t['variant']}",
+          "train": j["train"]["images_per_s"] / t["train"]["images_per_s"],
+          "eval": j["eval"]["images_per_s"] / t["eval"]["images_per_s"],
+        }
+      )
   return out
 
 
@@ -440,36 +515,48 @@ def write_report(args, argv, results, warnings, load_start) -> dict:
   all_rows = [r for s in results for r in s["rows"]]
   platforms = sorted({r["platform"] for r in all_rows})
   if len(platforms) > 1:
-    warnings.append(f"rows ran on different platforms {platforms}: not a like-for-like "
-                    "comparison")
+    warnings.append(f"rows ran on different platforms {platforms}: not a like-for-like comparison")
   if len({r["params"] for r in all_rows}) > 1:
-    warnings.append("JAX and torch parameter counts differ: "
-                    + ", ".join(f"{r['kind']}={r['params']}" for r in all_rows))
+    warnings.append(
+      "JAX and torch parameter counts differ: "
+      + ", ".join(f"{r['kind']}={r['params']}" for r in all_rows)
+    )
   gpu = next((r for r in all_rows if r["platform"] == "gpu"), None)
   on_cpu = gpu is None
   import multiprocessing
+
   meta = {
-      "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-      "command": "python tools/benchmark.py " + " ".join(shlex.quote(a) for a in argv),
-      "platform": "cpu" if on_cpu else "gpu",
-      "device": cpu_model() if on_cpu else gpu["device"],
-      "cpu_model": cpu_model(), "cpu_count": multiprocessing.cpu_count(),
-      "hostname_platform": platform.platform(),
-      "model": args.model, "channels": list(_ints(args.channels)),
-      "blocks": list(_ints(args.blocks)), "batch_size": args.batch_size,
-      "sizes": list(_ints(args.sizes)), "steps": args.steps, "warmup": args.warmup,
-      "lr": args.lr, "isolated_processes": not args.no_isolate,
-      # 1-minute load average before / after: > cpu_count means other jobs shared the CPU
-      "load_average_1min": [load_start and load_start[0],
-                            os.getloadavg()[0] if hasattr(os, "getloadavg") else None],
-      "memory_note": ("process max RSS from resource.getrusage: process-wide (Python, "
-                      "libraries, data, train and eval), one process per row"
-                      if on_cpu and not args.no_isolate else
-                      "process max RSS, process-wide and cumulative over rows (--no_isolate)"
-                      if on_cpu else
-                      "JAX: device memory_stats peak_bytes_in_use; torch: "
-                      "torch.cuda.max_memory_allocated (train and eval, one process per row)"),
-      "versions": versions(),
+    "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    "command": "python tools/benchmark.py " + " ".join(shlex.quote(a) for a in argv),
+    "platform": "cpu" if on_cpu else "gpu",
+    "device": cpu_model() if on_cpu else gpu["device"],
+    "cpu_model": cpu_model(),
+    "cpu_count": multiprocessing.cpu_count(),
+    "hostname_platform": platform.platform(),
+    "model": args.model,
+    "channels": list(_ints(args.channels)),
+    "blocks": list(_ints(args.blocks)),
+    "batch_size": args.batch_size,
+    "sizes": list(_ints(args.sizes)),
+    "steps": args.steps,
+    "warmup": args.warmup,
+    "lr": args.lr,
+    "isolated_processes": not args.no_isolate,
+    # 1-minute load average before / after: > cpu_count means other jobs shared the CPU
+    "load_average_1min": [
+      load_start and load_start[0],
+      os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+    ],
+    "memory_note": (
+      "process max RSS from resource.getrusage: process-wide (Python, "
+      "libraries, data, train and eval), one process per row"
+      if on_cpu and not args.no_isolate
+      else "process max RSS, process-wide and cumulative over rows (--no_isolate)"
+      if on_cpu
+      else "JAX: device memory_stats peak_bytes_in_use; torch: "
+      "torch.cuda.max_memory_allocated (train and eval, one process per row)"
+    ),
+    "versions": versions(),
   }
   result = {"meta": meta, "results": results, "warnings": warnings}
   os.makedirs(args.output_dir, exist_ok=True)

@@ -26,13 +26,13 @@ def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("--checkpoint", required=True, help="a workdir as irstd_jax.main writes")
   p.add_argument("--output", required=True, help="folder to write (created)")
-  p.add_argument("--latest", action="store_true",
-                 help="export the newest checkpoint instead of the best one")
+  p.add_argument(
+    "--latest", action="store_true", help="export the newest checkpoint instead of the best one"
+  )
   p.add_argument("--note", default="", help="free text stored in meta.json")
   args = p.parse_args(argv)
   try:
-    variables, meta = checkpointing.restore_variables(args.checkpoint,
-                                                      prefer_best=not args.latest)
+    variables, meta = checkpointing.restore_variables(args.checkpoint, prefer_best=not args.latest)
   except (FileNotFoundError, ValueError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
@@ -41,14 +41,19 @@ def main(argv=None) -> int:
     return 2
   meta = dict(meta)
   meta["exported_from"] = {
-      "checkpoint": args.checkpoint, "which": "latest" if args.latest else "best",
-      "date": datetime.datetime.now().isoformat(timespec="seconds"), "note": args.note}
+    "checkpoint": args.checkpoint,
+    "which": "latest" if args.latest else "best",
+    "date": datetime.datetime.now().isoformat(timespec="seconds"),
+    "note": args.note,
+  }
   checkpointing.export_variables(variables, meta, args.output)
   count = sum(np.asarray(x).size for x in jax.tree.leaves(variables["params"]))
   size = os.path.getsize(os.path.join(args.output, checkpointing.EXPORT_VARIABLES))
-  print(f"exported step {meta.get('step')} (epoch {meta.get('epoch')}, "
-        f"{'latest' if args.latest else 'best'}) of {args.checkpoint}: {count:,} parameters, "
-        f"{size / 2**20:.2f} MiB -> {args.output}")
+  print(
+    f"exported step {meta.get('step')} (epoch {meta.get('epoch')}, "
+    f"{'latest' if args.latest else 'best'}) of {args.checkpoint}: {count:,} parameters, "
+    f"{size / 2**20:.2f} MiB -> {args.output}"
+  )
   return 0
 
 

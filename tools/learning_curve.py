@@ -22,8 +22,10 @@ import matplotlib
 matplotlib.use("Agg")
 from matplotlib.figure import Figure  # noqa: E402
 
-_EVAL = re.compile(r"test @ epoch (\d+): mIoU ([\d.]+) nIoU ([\d.]+) Pd ([\d.]+) "
-                   r"Fa ([\d.]+)e-6(?: Fa_strict ([\d.]+)e-6)?")
+_EVAL = re.compile(
+  r"test @ epoch (\d+): mIoU ([\d.]+) nIoU ([\d.]+) Pd ([\d.]+) "
+  r"Fa ([\d.]+)e-6(?: Fa_strict ([\d.]+)e-6)?"
+)
 _PROGRESS = re.compile(r"^epoch (\d+)/(\d+) step (\d+)/(\d+) loss ([-\d.naninf]+)", re.M)
 
 
@@ -34,8 +36,13 @@ def parse_log(text: str) -> dict:
   """
   evals = {}
   for m in _EVAL.finditer(text):
-    row = {"epoch": int(m[1]), "miou": float(m[2]), "niou": float(m[3]), "pd": float(m[4]),
-           "fa": float(m[5]) * 1e-6}
+    row = {
+      "epoch": int(m[1]),
+      "miou": float(m[2]),
+      "niou": float(m[3]),
+      "pd": float(m[4]),
+      "fa": float(m[5]) * 1e-6,
+    }
     if m[6] is not None:
       row["fa_strict"] = float(m[6]) * 1e-6
     evals[row["epoch"]] = row
@@ -43,10 +50,8 @@ def parse_log(text: str) -> dict:
   for m in _PROGRESS.finditer(text):
     steps_total, epochs_total = int(m[4]), int(m[2])
     step = int(m[3])
-    losses[step] = {"step": step, "epoch": step * epochs_total / steps_total,
-                    "loss": float(m[5])}
-  return {"eval": [evals[k] for k in sorted(evals)],
-          "loss": [losses[k] for k in sorted(losses)]}
+    losses[step] = {"step": step, "epoch": step * epochs_total / steps_total, "loss": float(m[5])}
+  return {"eval": [evals[k] for k in sorted(evals)], "loss": [losses[k] for k in sorted(losses)]}
 
 
 def plot(curves: list[tuple[str, dict]], output: str, title: str = "") -> None:
@@ -57,10 +62,21 @@ def plot(curves: list[tuple[str, dict]], output: str, title: str = "") -> None:
     colour = colours[i % len(colours)]
     epochs = [r["epoch"] for r in curve["eval"]]
     for key, name, style in (("miou", "mIoU", "-"), ("niou", "nIoU", "--"), ("pd", "Pd", ":")):
-      left.plot(epochs, [r[key] for r in curve["eval"]], style, color=colour, marker=".",
-                label=f"{label} {name}")
-    right.plot([r["epoch"] for r in curve["loss"]], [r["loss"] for r in curve["loss"]],
-               color=colour, label=label, linewidth=1)
+      left.plot(
+        epochs,
+        [r[key] for r in curve["eval"]],
+        style,
+        color=colour,
+        marker=".",
+        label=f"{label} {name}",
+      )
+    right.plot(
+      [r["epoch"] for r in curve["loss"]],
+      [r["loss"] for r in curve["loss"]],
+      color=colour,
+      label=label,
+      linewidth=1,
+    )
   left.set_xlabel("epoch")
   left.set_ylabel("test metric")
   left.set_ylim(0, 1)
@@ -102,9 +118,11 @@ def main(argv=None) -> int:
       print(f"error: {path}: no 'test @ epoch' lines (is it a main.py log?)", file=sys.stderr)
       return 2
     best = max(curve["eval"], key=lambda r: r["miou"])
-    print(f"{label}: {len(curve['eval'])} evaluations, last epoch {curve['eval'][-1]['epoch']} "
-          f"mIoU {curve['eval'][-1]['miou']:.4f}; best mIoU {best['miou']:.4f} at epoch "
-          f"{best['epoch']}")
+    print(
+      f"{label}: {len(curve['eval'])} evaluations, last epoch {curve['eval'][-1]['epoch']} "
+      f"mIoU {curve['eval'][-1]['miou']:.4f}; best mIoU {best['miou']:.4f} at epoch "
+      f"{best['epoch']}"
+    )
     curves.append((label, curve))
   plot(curves, args.output, args.title)
   if args.json:

@@ -31,28 +31,45 @@ from irstd_jax import datasets  # noqa: E402  (light: no TensorFlow at import)
 _DATASET = flags.DEFINE_enum("dataset", None, list(datasets.REAL_DATASETS), "Data set.")
 _MANUAL_DIR = flags.DEFINE_string("manual_dir", None, "The downloaded data set's folder.")
 _DATA_DIR = flags.DEFINE_string("data_dir", "", "TFDS data dir (default ~/tensorflow_datasets).")
-_TRAIN_SPLIT = flags.DEFINE_string("train_split", "", "Train split file name (default: the "
-                                   "layout's official one, e.g. splits/train.txt).")
+_TRAIN_SPLIT = flags.DEFINE_string(
+  "train_split",
+  "",
+  "Train split file name (default: the layout's official one, e.g. splits/train.txt).",
+)
 _TEST_SPLIT = flags.DEFINE_string("test_split", "", "Test split file name.")
-_BINARIZE = flags.DEFINE_bool("binarize_masks", False, "Threshold non-binary masks at 128 "
-                              "instead of refusing them.")
-_FIX_SIZE = flags.DEFINE_bool("fix_mask_size", False, "Nearest-resize masks whose size differs "
-                              "from their image's (same aspect ratio) instead of refusing.")
+_BINARIZE = flags.DEFINE_bool(
+  "binarize_masks", False, "Threshold non-binary masks at 128 instead of refusing them."
+)
+_FIX_SIZE = flags.DEFINE_bool(
+  "fix_mask_size",
+  False,
+  "Nearest-resize masks whose size differs "
+  "from their image's (same aspect ratio) instead of refusing.",
+)
 _VALIDATE_ONLY = flags.DEFINE_bool("validate_only", False, "Only validate; write nothing.")
 flags.mark_flags_as_required(["dataset", "manual_dir"])
 
 
 def dataset_config():
   import ml_collections
-  return ml_collections.ConfigDict({
-      "name": _DATASET.value, "manual_dir": _MANUAL_DIR.value, "data_dir": _DATA_DIR.value,
-      "train_split": _TRAIN_SPLIT.value, "test_split": _TEST_SPLIT.value,
-      "binarize_masks": _BINARIZE.value, "fix_mask_size": _FIX_SIZE.value})
+
+  return ml_collections.ConfigDict(
+    {
+      "name": _DATASET.value,
+      "manual_dir": _MANUAL_DIR.value,
+      "data_dir": _DATA_DIR.value,
+      "train_split": _TRAIN_SPLIT.value,
+      "test_split": _TEST_SPLIT.value,
+      "binarize_masks": _BINARIZE.value,
+      "fix_mask_size": _FIX_SIZE.value,
+    }
+  )
 
 
 def pixel_stats(source) -> dict:
   """Mean and std over every pixel of every image of a source (float64 accumulation)."""
   import numpy as np
+
   total, total_sq, count = 0.0, 0.0, 0
   for i in range(len(source)):
     image = source[i]["image"].astype(np.float64)
@@ -60,35 +77,47 @@ def pixel_stats(source) -> dict:
     total_sq += np.square(image).sum()
     count += image.size
   mean = total / count
-  return {"mean": mean, "std": float(np.sqrt(max(total_sq / count - mean * mean, 0.0))),
-          "num_images": len(source), "num_pixels": int(count)}
+  return {
+    "mean": mean,
+    "std": float(np.sqrt(max(total_sq / count - mean * mean, 0.0))),
+    "num_images": len(source),
+    "num_pixels": int(count),
+  }
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  import tqdm
   from absl import logging
+  import tqdm
+
   from irstd_jax.datasets import manual
+
   logging.set_verbosity(logging.WARNING)  # TFDS logs every file it writes at INFO
   cfg = dataset_config()
   name = cfg.name
   start = time.time()
   print(f"validating {name} in {cfg.manual_dir} ...", flush=True)
   try:
-    plan = manual.scan(cfg.manual_dir, name, cfg.train_split, cfg.test_split,
-                       manual.Policy(cfg.binarize_masks, cfg.fix_mask_size),
-                       progress=lambda it, n: tqdm.tqdm(it, total=n, desc="checking files",
-                                                        unit=" pairs"))
+    plan = manual.scan(
+      cfg.manual_dir,
+      name,
+      cfg.train_split,
+      cfg.test_split,
+      manual.Policy(cfg.binarize_masks, cfg.fix_mask_size),
+      progress=lambda it, n: tqdm.tqdm(it, total=n, desc="checking files", unit=" pairs"),
+    )
   except datasets.BadInputError as e:
     print(f"error: {e.problems[0]}", file=sys.stderr)
     for problem in e.problems[1:]:
       print(f"error: {problem}", file=sys.stderr)
     print(f"{len(e.problems)} problem(s); nothing was written.", file=sys.stderr)
     return 2
-  print(f"layout {plan.layout.name!r}: train {len(plan.splits['train'])} "
-        f"({plan.split_files['train']}), test {len(plan.splits['test'])} "
-        f"({plan.split_files['test']})")
+  print(
+    f"layout {plan.layout.name!r}: train {len(plan.splits['train'])} "
+    f"({plan.split_files['train']}), test {len(plan.splits['test'])} "
+    f"({plan.split_files['test']})"
+  )
   for line in manual.summarize_warnings(plan.warnings, limit=10):
     print(f"warning: {line}")
   if _VALIDATE_ONLY.value:
@@ -96,6 +125,7 @@ def main(argv):
     return 0
 
   import tensorflow_datasets as tfds
+
   tfds.display_progress_bar(True)
   builder = datasets.get_builder(cfg)
   was_prepared = builder.is_prepared()
@@ -106,24 +136,32 @@ def main(argv):
     return 2
   builder = datasets.get_builder(cfg)  # re-read the written metadata
   prepare_s = time.time() - start
-  print(("already prepared" if was_prepared else f"prepared in {prepare_s:.1f} s") +
-        f": {builder.data_dir}")
+  print(
+    ("already prepared" if was_prepared else f"prepared in {prepare_s:.1f} s")
+    + f": {builder.data_dir}"
+  )
 
   stats = pixel_stats(builder.as_data_source("train"))
-  stats.update({
-      "dataset": name, "builder_config": builder.builder_config.name,
-      "split_files": plan.split_files, "layout": plan.layout.name,
+  stats.update(
+    {
+      "dataset": name,
+      "builder_config": builder.builder_config.name,
+      "split_files": plan.split_files,
+      "layout": plan.layout.name,
       "test_images": len(plan.splits["test"]),
       "prepare_seconds": None if was_prepared else round(prepare_s, 1),
       "measured_on": f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPU(s)",
       "date": datetime.date.today().isoformat(),
       "command": " ".join(["python", "tools/prepare_data.py"] + sys.argv[1:]),
-  })
+    }
+  )
   path = os.path.join(os.fspath(builder.data_dir), "normalization.json")
   with open(path, "w") as f:
     json.dump(stats, f, indent=2)
-  print(f"\n# {name}: train split ({stats['num_images']} images, {stats['num_pixels']} "
-        f"pixels) of {builder.builder_config.name!r}; from tools/prepare_data.py")
+  print(
+    f"\n# {name}: train split ({stats['num_images']} images, {stats['num_pixels']} "
+    f"pixels) of {builder.builder_config.name!r}; from tools/prepare_data.py"
+  )
   print(f"config.dataset.mean = {stats['mean']:.2f}")
   print(f"config.dataset.std = {stats['std']:.2f}")
   print(f"\n(also written to {path})")

@@ -23,15 +23,16 @@ class BadInputError(DataNotPreparedError):
   CLI prints one clean line and tools/prepare_data.py can list them all.
   """
 
-  def __init__(self, message: str, problems=None, root: str | None = None,
-               path: str | None = None):
+  def __init__(self, message: str, problems=None, root: str | None = None, path: str | None = None):
     message = " ".join(str(message).split("\n"))
     self.problems = [" ".join(str(p).split("\n")) for p in (problems or [message])]
     self.root, self.path = root, path
     more = len(self.problems) - 1
     if more:
-      message += (f" (and {more} more problem{'s' if more > 1 else ''}; "
-                  f"`python tools/prepare_data.py` lists them all)")
+      message += (
+        f" (and {more} more problem{'s' if more > 1 else ''}; "
+        f"`python tools/prepare_data.py` lists them all)"
+      )
     super().__init__(message)
 
 
@@ -41,36 +42,47 @@ def data_dir(dataset_config: ml_collections.ConfigDict) -> str:
 
 def _unknown_dataset(name: str) -> DataNotPreparedError:
   return DataNotPreparedError(
-      f"unknown data set {name!r}: expected 'synthetic' or one of {', '.join(REAL_DATASETS)}")
+    f"unknown data set {name!r}: expected 'synthetic' or one of {', '.join(REAL_DATASETS)}"
+  )
 
 
 def get_builder(dataset_config: ml_collections.ConfigDict):
   """The TFDS builder named by `dataset_config.name`, not yet prepared."""
   # Imported here: TFDS pulls in TensorFlow, which config parsing alone should not need.
   from irstd_jax.datasets import builders
+
   name = dataset_config.name
   if name == "synthetic":
     return builders.make_builder(
-        builders.SyntheticIrst,
-        builders.synthetic_config(dataset_config.seed, dataset_config.num_train,
-                                  dataset_config.num_test, dataset_config.image_size),
-        data_dir(dataset_config))
+      builders.SyntheticIrst,
+      builders.synthetic_config(
+        dataset_config.seed,
+        dataset_config.num_train,
+        dataset_config.num_test,
+        dataset_config.image_size,
+      ),
+      data_dir(dataset_config),
+    )
   if name in REAL_DATASETS:
     return builders.make_builder(
-        builders.REAL_BUILDERS[name],
-        builders.manual_config(
-            train_split=dataset_config.get("train_split", "") or "",
-            test_split=dataset_config.get("test_split", "") or "",
-            binarize_masks=bool(dataset_config.get("binarize_masks", False)),
-            fix_mask_size=bool(dataset_config.get("fix_mask_size", False))),
-        data_dir(dataset_config))
+      builders.REAL_BUILDERS[name],
+      builders.manual_config(
+        train_split=dataset_config.get("train_split", "") or "",
+        test_split=dataset_config.get("test_split", "") or "",
+        binarize_masks=bool(dataset_config.get("binarize_masks", False)),
+        fix_mask_size=bool(dataset_config.get("fix_mask_size", False)),
+      ),
+      data_dir(dataset_config),
+    )
   raise _unknown_dataset(name)
 
 
 def how_to_prepare(name: str) -> str:
-  return (f"get the {name} files (see docs/data.md for where), "
-          f"then pass --config.dataset.manual_dir=DIR or run "
-          f"`python tools/prepare_data.py --dataset={name} --manual_dir=DIR`")
+  return (
+    f"get the {name} files (see docs/data.md for where), "
+    f"then pass --config.dataset.manual_dir=DIR or run "
+    f"`python tools/prepare_data.py --dataset={name} --manual_dir=DIR`"
+  )
 
 
 def prepare(builder, dataset_config: ml_collections.ConfigDict) -> None:
@@ -88,15 +100,17 @@ def prepare(builder, dataset_config: ml_collections.ConfigDict) -> None:
     builder.download_and_prepare()
     return
   import tensorflow_datasets as tfds
+
   from irstd_jax.datasets import manual
+
   manual_dir = dataset_config.get("manual_dir", "") or ""
   if not manual_dir:
     raise DataNotPreparedError(
-        f"data set {name!r} is not prepared in {data_dir(dataset_config)} and "
-        f"config.dataset.manual_dir is empty: {how_to_prepare(name)}")
+      f"data set {name!r} is not prepared in {data_dir(dataset_config)} and "
+      f"config.dataset.manual_dir is empty: {how_to_prepare(name)}"
+    )
   root = manual.check_manual_dir(manual_dir, name)
-  builder.download_and_prepare(
-      download_config=tfds.download.DownloadConfig(manual_dir=root))
+  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=root))
 
 
 SOURCES = ("tfds", "memory")
@@ -115,27 +129,41 @@ def load_memory_sources(dataset_config: ml_collections.ConfigDict):
   55 MiB decoded) and for machines without TensorFlow.
   """
   import concurrent.futures
+
   from irstd_jax.datasets import manual
   from irstd_jax.datasets import synthetic
+
   name = dataset_config.name
   if name == "synthetic":
     size = dataset_config.image_size
     return tuple(
-        [_record(key, image, mask) for key, image, mask in synthetic.generate_split(
-            dataset_config.seed, split, count, size, size)]
-        for split, count in (("train", dataset_config.num_train),
-                             ("test", dataset_config.num_test)))
+      [
+        _record(key, image, mask)
+        for key, image, mask in synthetic.generate_split(
+          dataset_config.seed, split, count, size, size
+        )
+      ]
+      for split, count in (("train", dataset_config.num_train), ("test", dataset_config.num_test))
+    )
   if name not in REAL_DATASETS:
     raise _unknown_dataset(name)
   manual_dir = dataset_config.get("manual_dir", "") or ""
   if not manual_dir:
     raise DataNotPreparedError(
-        f"config.dataset.source='memory' reads {name!r} from config.dataset.manual_dir, "
-        f"which is empty: {how_to_prepare(name)}")
-  policy = manual.Policy(binarize_masks=bool(dataset_config.get("binarize_masks", False)),
-                         fix_mask_size=bool(dataset_config.get("fix_mask_size", False)))
-  plan = manual.scan(manual_dir, name, dataset_config.get("train_split", "") or "",
-                     dataset_config.get("test_split", "") or "", policy)
+      f"config.dataset.source='memory' reads {name!r} from config.dataset.manual_dir, "
+      f"which is empty: {how_to_prepare(name)}"
+    )
+  policy = manual.Policy(
+    binarize_masks=bool(dataset_config.get("binarize_masks", False)),
+    fix_mask_size=bool(dataset_config.get("fix_mask_size", False)),
+  )
+  plan = manual.scan(
+    manual_dir,
+    name,
+    dataset_config.get("train_split", "") or "",
+    dataset_config.get("test_split", "") or "",
+    policy,
+  )
 
   def load(entry):
     return _record(entry.id, *manual.load_pair(entry, policy))
@@ -159,6 +187,7 @@ def load_sources(dataset_config: ml_collections.ConfigDict):
     raise ValueError(f"dataset.source={source!r}: expected one of {SOURCES}")
   import jax
   from jax.experimental import multihost_utils
+
   builder = get_builder(dataset_config)
   if jax.process_index() == 0:
     prepare(builder, dataset_config)

@@ -24,11 +24,13 @@ Bad-input policy (see docs/data.md):
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Sequence
 import concurrent.futures
 import dataclasses
 import io
 import os
-from typing import Callable, Iterable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -45,6 +47,7 @@ MAX_LISTED_PROBLEMS = 50
 @dataclasses.dataclass(frozen=True)
 class Layout:
   """Where one layout keeps its files, relative to the manual directory."""
+
   name: str
   image_dirs: tuple[str, ...]  # the first that exists is used
   mask_dir: str
@@ -62,10 +65,12 @@ class Layout:
     return os.path.join(root, name)
 
   def matches(self, root: str) -> bool:
-    return (any(os.path.isdir(os.path.join(root, d)) for d in self.image_dirs)
-            and os.path.isdir(os.path.join(root, self.mask_dir))
-            and os.path.isfile(os.path.join(root, self.train_split))
-            and os.path.isfile(os.path.join(root, self.test_split)))
+    return (
+      any(os.path.isdir(os.path.join(root, d)) for d in self.image_dirs)
+      and os.path.isdir(os.path.join(root, self.mask_dir))
+      and os.path.isfile(os.path.join(root, self.train_split))
+      and os.path.isfile(os.path.join(root, self.test_split))
+    )
 
   def image_dir(self, root: str) -> str:
     for d in self.image_dirs:
@@ -75,39 +80,75 @@ class Layout:
 
 
 UNIFORM = Layout(
-    "uniform", ("images",), "masks", "splits/train.txt", "splits/test.txt",
-    split_dir="splits",
-    description="images/<id>.png, masks/<id>.png, splits/train.txt + splits/test.txt")
+  "uniform",
+  ("images",),
+  "masks",
+  "splits/train.txt",
+  "splits/test.txt",
+  split_dir="splits",
+  description="images/<id>.png, masks/<id>.png, splits/train.txt + splits/test.txt",
+)
 MSHNET = Layout(
-    "flat", ("images",), "masks", "trainval.txt", "test.txt",
-    description="images/<id>.png, masks/<id>.png, trainval.txt + test.txt (MSHNet/BasicIRSTD)")
+  "flat",
+  ("images",),
+  "masks",
+  "trainval.txt",
+  "test.txt",
+  description="images/<id>.png, masks/<id>.png, trainval.txt + test.txt (MSHNet/BasicIRSTD)",
+)
 DNANET = Layout(
-    "dnanet", ("images",), "masks", "50_50/train.txt", "50_50/test.txt", split_dir="50_50",
-    description="images/<id>.png, masks/<id>.png, 50_50/train.txt + 50_50/test.txt (DNANet)")
+  "dnanet",
+  ("images",),
+  "masks",
+  "50_50/train.txt",
+  "50_50/test.txt",
+  split_dir="50_50",
+  description="images/<id>.png, masks/<id>.png, 50_50/train.txt + 50_50/test.txt (DNANet)",
+)
 SIRST_427 = Layout(
-    "sirst_idx_427", ("images",), "masks", "idx_427/trainval.txt", "idx_427/test.txt",
-    mask_suffix="_pixels0", split_dir="idx_427",
-    description="images/<id>.png, masks/<id>_pixels0.png, idx_427/trainval.txt + test.txt "
-                "(YimianDai/sirst)")
+  "sirst_idx_427",
+  ("images",),
+  "masks",
+  "idx_427/trainval.txt",
+  "idx_427/test.txt",
+  mask_suffix="_pixels0",
+  split_dir="idx_427",
+  description="images/<id>.png, masks/<id>_pixels0.png, idx_427/trainval.txt + test.txt "
+  "(YimianDai/sirst)",
+)
 SIRST_320 = dataclasses.replace(
-    SIRST_427, name="sirst_idx_320", train_split="idx_320/trainval.txt",
-    test_split="idx_320/test.txt", split_dir="idx_320",
-    description="images/<id>.png, masks/<id>_pixels0.png, idx_320/trainval.txt + test.txt")
+  SIRST_427,
+  name="sirst_idx_320",
+  train_split="idx_320/trainval.txt",
+  test_split="idx_320/test.txt",
+  split_dir="idx_320",
+  description="images/<id>.png, masks/<id>_pixels0.png, idx_320/trainval.txt + test.txt",
+)
 ISNET = Layout(
-    "isnet", ("IRSTD1k_Img",), "IRSTD1k_Label", "trainval.txt", "test.txt",
-    description="IRSTD1k_Img/<id>.png, IRSTD1k_Label/<id>.png, trainval.txt + test.txt "
-                "(RuiZhang97/ISNet)")
+  "isnet",
+  ("IRSTD1k_Img",),
+  "IRSTD1k_Label",
+  "trainval.txt",
+  "test.txt",
+  description="IRSTD1k_Img/<id>.png, IRSTD1k_Label/<id>.png, trainval.txt + test.txt "
+  "(RuiZhang97/ISNet)",
+)
 UAVB = Layout(
-    "sirst_uavb", ("images/all", "images"), "masks", "train.txt", "val.txt",
-    description="images/all/<id>.jpg (or images/<id>.jpg), masks/<id>.jpg, train.txt + "
-                "val.txt (val used as the test split; JN-Yang/PConv-SDloss-Data)")
+  "sirst_uavb",
+  ("images/all", "images"),
+  "masks",
+  "train.txt",
+  "val.txt",
+  description="images/all/<id>.jpg (or images/<id>.jpg), masks/<id>.jpg, train.txt + "
+  "val.txt (val used as the test split; JN-Yang/PConv-SDloss-Data)",
+)
 
 # Tried in order; the first whose directories and default split files exist wins.
 LAYOUTS: dict[str, tuple[Layout, ...]] = {
-    "nuaa_sirst": (UNIFORM, SIRST_427, SIRST_320, DNANET, MSHNET),
-    "nudt_sirst": (UNIFORM, MSHNET, DNANET),
-    "irstd1k": (UNIFORM, ISNET, MSHNET),
-    "sirst_uavb": (UNIFORM, UAVB, MSHNET),
+  "nuaa_sirst": (UNIFORM, SIRST_427, SIRST_320, DNANET, MSHNET),
+  "nudt_sirst": (UNIFORM, MSHNET, DNANET),
+  "irstd1k": (UNIFORM, ISNET, MSHNET),
+  "sirst_uavb": (UNIFORM, UAVB, MSHNET),
 }
 
 
@@ -155,8 +196,9 @@ def check_manual_dir(root: str, dataset: str) -> str:
   """The absolute manual dir, or BadInputError when it is missing or empty."""
   root = os.path.abspath(os.path.expanduser(root))
   if not os.path.isdir(root):
-    raise BadInputError(f"{root}: manual_dir for {dataset!r} does not exist (or is not a "
-                        f"directory)", root=root)
+    raise BadInputError(
+      f"{root}: manual_dir for {dataset!r} does not exist (or is not a directory)", root=root
+    )
   if not os.listdir(root):
     raise BadInputError(f"{root}: manual_dir for {dataset!r} is empty", root=root)
   return root
@@ -166,15 +208,18 @@ def detect_layout(root: str, dataset: str, custom_splits: bool = False) -> Layou
   """The first layout of `dataset` found in root (custom_splits: only dirs need to exist)."""
   for layout in LAYOUTS[dataset]:
     if custom_splits:
-      if (any(os.path.isdir(os.path.join(root, d)) for d in layout.image_dirs)
-          and os.path.isdir(os.path.join(root, layout.mask_dir))
-          and (not layout.split_dir or os.path.isdir(os.path.join(root, layout.split_dir)))):
+      if (
+        any(os.path.isdir(os.path.join(root, d)) for d in layout.image_dirs)
+        and os.path.isdir(os.path.join(root, layout.mask_dir))
+        and (not layout.split_dir or os.path.isdir(os.path.join(root, layout.split_dir)))
+      ):
         return layout
     elif layout.matches(root):
       return layout
   expected = "; ".join(layout.description for layout in LAYOUTS[dataset])
-  raise BadInputError(f"{root}: no recognised {dataset} layout (expected one of: "
-                      f"{expected})", root=root)
+  raise BadInputError(
+    f"{root}: no recognised {dataset} layout (expected one of: {expected})", root=root
+  )
 
 
 def _split_text(path: str, problems: _Problems) -> str | None:
@@ -186,8 +231,10 @@ def _split_text(path: str, problems: _Problems) -> str | None:
   except UnicodeDecodeError as e:
     utf16 = data[:2] in (b"\xff\xfe", b"\xfe\xff")
     guess = ": it starts with a UTF-16 byte-order mark" if utf16 else ""
-    problems.add(f"{path}: split file is not UTF-8 text (byte 0x{data[e.start]:02x} at "
-                 f"offset {e.start}{guess}); save it as UTF-8, one id per line")
+    problems.add(
+      f"{path}: split file is not UTF-8 text (byte 0x{data[e.start]:02x} at "
+      f"offset {e.start}{guess}); save it as UTF-8, one id per line"
+    )
     return None
 
 
@@ -212,8 +259,7 @@ def read_split(path: str, problems: _Problems) -> list[str]:
     if ext.lower() in IMAGE_EXTS:
       name = stem
     if name in seen:
-      problems.add(f"{path}:{number}: id {name!r} is listed twice (first on line "
-                   f"{seen[name]})")
+      problems.add(f"{path}:{number}: id {name!r} is listed twice (first on line {seen[name]})")
       continue
     seen[name] = number
     ids.append(name)
@@ -241,8 +287,9 @@ def _open(path: str) -> Image.Image:
       return im.copy()
   except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, ... on bad files
     detail = str(e).splitlines()[0] if str(e) else type(e).__name__
-    raise BadInputError(f"{path}: cannot decode ({detail}): corrupt or truncated file?",
-                        path=path) from None
+    raise BadInputError(
+      f"{path}: cannot decode ({detail}): corrupt or truncated file?", path=path
+    ) from None
 
 
 _HIGH_DEPTH_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F", "I;32")
@@ -252,9 +299,12 @@ def load_image(path: str, notes: list[str] | None = None) -> np.ndarray:
   """(H, W) uint8 grayscale; colour images converted with PIL convert("L")."""
   im = _open(path)
   if im.mode in _HIGH_DEPTH_MODES:
-    raise BadInputError(f"{path}: {im.mode} image ({'16-bit' if '16' in im.mode else 'high '}"
-                        f"depth); this project stores 8-bit images: convert it to 8-bit "
-                        f"grayscale first", path=path)
+    raise BadInputError(
+      f"{path}: {im.mode} image ({'16-bit' if '16' in im.mode else 'high '}"
+      f"depth); this project stores 8-bit images: convert it to 8-bit "
+      f"grayscale first",
+      path=path,
+    )
   if im.mode != "L":
     if notes is not None:
       notes.append(f"{path}: {im.mode} image converted to grayscale with PIL convert('L')")
@@ -266,8 +316,10 @@ def load_mask(path: str, policy: Policy, notes: list[str] | None = None) -> np.n
   """(H, W) uint8 in {0, 1}, or BadInputError for values that are not a binary mask."""
   im = _open(path)
   if im.mode in _HIGH_DEPTH_MODES:
-    raise BadInputError(f"{path}: {im.mode} mask; expected an 8-bit mask with values "
-                        f"{{0, 255}} or {{0, 1}}", path=path)
+    raise BadInputError(
+      f"{path}: {im.mode} mask; expected an 8-bit mask with values {{0, 255}} or {{0, 1}}",
+      path=path,
+    )
   if im.mode == "P":
     values = np.asarray(im)  # palette indices: the usual way masks are stored as P
   else:
@@ -281,12 +333,16 @@ def load_mask(path: str, policy: Policy, notes: list[str] | None = None) -> np.n
     return (values > 0).astype(np.uint8)
   if policy.binarize_masks:
     if notes is not None:
-      notes.append(f"{path}: non-binary mask values {_describe(present)} thresholded at "
-                   f"{MASK_THRESHOLD}")
+      notes.append(
+        f"{path}: non-binary mask values {_describe(present)} thresholded at {MASK_THRESHOLD}"
+      )
     return (values >= MASK_THRESHOLD).astype(np.uint8)
-  raise BadInputError(f"{path}: mask is not binary: values {_describe(present)}, expected "
-                      f"{{0, 255}} or {{0, 1}} (set config.dataset.binarize_masks=True to "
-                      f"threshold at {MASK_THRESHOLD})", path=path)
+  raise BadInputError(
+    f"{path}: mask is not binary: values {_describe(present)}, expected "
+    f"{{0, 255}} or {{0, 1}} (set config.dataset.binarize_masks=True to "
+    f"threshold at {MASK_THRESHOLD})",
+    path=path,
+  )
 
 
 def _describe(values: np.ndarray) -> str:
@@ -294,8 +350,9 @@ def _describe(values: np.ndarray) -> str:
   return "{" + shown + (f", ... ({len(values)} distinct)" if len(values) > 8 else "") + "}"
 
 
-def load_pair(entry: Entry, policy: Policy, notes: list[str] | None = None
-              ) -> tuple[np.ndarray, np.ndarray]:
+def load_pair(
+  entry: Entry, policy: Policy, notes: list[str] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
   """The checked (image (H,W) uint8, mask (H,W) uint8 {0,1}) of one entry."""
   image = load_image(entry.image_path, notes)
   mask = load_mask(entry.mask_path, policy, notes)
@@ -304,25 +361,35 @@ def load_pair(entry: Entry, policy: Policy, notes: list[str] | None = None
     same_aspect = abs((iw / ih) / (mw / mh) - 1.0) <= ASPECT_TOLERANCE
     if policy.fix_mask_size and same_aspect:
       if notes is not None:
-        notes.append(f"{entry.mask_path}: mask {mw}x{mh} resized (nearest) to its image "
-                     f"{iw}x{ih}")
+        notes.append(f"{entry.mask_path}: mask {mw}x{mh} resized (nearest) to its image {iw}x{ih}")
       resized = Image.fromarray(mask * 255).resize((iw, ih), Image.NEAREST)
       mask = (np.asarray(resized) > 0).astype(np.uint8)
     else:
-      hint = (" (set config.dataset.fix_mask_size=True to resize it, nearest-neighbour)"
-              if same_aspect else " (aspect ratios differ too: not a resized mask)")
-      raise BadInputError(f"{entry.mask_path}: mask is {mw}x{mh} (WxH) but its image "
-                          f"{entry.image_path} is {iw}x{ih}{hint}", path=entry.mask_path)
+      hint = (
+        " (set config.dataset.fix_mask_size=True to resize it, nearest-neighbour)"
+        if same_aspect
+        else " (aspect ratios differ too: not a resized mask)"
+      )
+      raise BadInputError(
+        f"{entry.mask_path}: mask is {mw}x{mh} (WxH) but its image "
+        f"{entry.image_path} is {iw}x{ih}{hint}",
+        path=entry.mask_path,
+      )
   return image, mask
 
 
 # ------------------------------------------------------------------------------ scan
 
 
-def scan(manual_dir: str, dataset: str, train_split: str = "", test_split: str = "",
-         policy: Policy = Policy(),
-         progress: Callable[[Iterable, int], Iterable] | None = None,
-         num_threads: int = 4) -> Plan:
+def scan(
+  manual_dir: str,
+  dataset: str,
+  train_split: str = "",
+  test_split: str = "",
+  policy: Policy = Policy(),
+  progress: Callable[[Iterable, int], Iterable] | None = None,
+  num_threads: int = 4,
+) -> Plan:
   """Validates the whole manual directory; returns what to write or raises BadInputError.
 
   Every problem is collected (not just the first), so one run lists them all; the error's
@@ -335,10 +402,12 @@ def scan(manual_dir: str, dataset: str, train_split: str = "", test_split: str =
   layout = detect_layout(root, dataset, custom_splits=bool(train_split or test_split))
   problems = _Problems()
   split_files = {
-      "train": layout.split_path(root, train_split) if train_split
-               else os.path.join(root, layout.train_split),
-      "test": layout.split_path(root, test_split) if test_split
-              else os.path.join(root, layout.test_split),
+    "train": layout.split_path(root, train_split)
+    if train_split
+    else os.path.join(root, layout.train_split),
+    "test": layout.split_path(root, test_split)
+    if test_split
+    else os.path.join(root, layout.test_split),
   }
   image_dir, mask_dir = layout.image_dir(root), os.path.join(root, layout.mask_dir)
   splits: dict[str, list[Entry]] = {}
@@ -347,14 +416,18 @@ def scan(manual_dir: str, dataset: str, train_split: str = "", test_split: str =
     for name in read_split(path, problems):
       image_path = _find_file(image_dir, name)
       if image_path is None:
-        problems.add(f"{path}: id {name!r} has no image (looked for "
-                     f"{os.path.join(image_dir, name)}.png and other extensions)")
+        problems.add(
+          f"{path}: id {name!r} has no image (looked for "
+          f"{os.path.join(image_dir, name)}.png and other extensions)"
+        )
         continue
       mask_path = _find_file(mask_dir, name + layout.mask_suffix)
       if mask_path is None:
-        problems.add(f"{image_path}: image has no mask (looked for "
-                     f"{os.path.join(mask_dir, name + layout.mask_suffix)}.png and other "
-                     f"extensions)")
+        problems.add(
+          f"{image_path}: image has no mask (looked for "
+          f"{os.path.join(mask_dir, name + layout.mask_suffix)}.png and other "
+          f"extensions)"
+        )
         continue
       entries.append(Entry(name, image_path, mask_path))
     splits[split] = entries
@@ -362,8 +435,10 @@ def scan(manual_dir: str, dataset: str, train_split: str = "", test_split: str =
   warnings: list[str] = []
   overlap = sorted(set(e.id for e in splits["train"]) & set(e.id for e in splits["test"]))
   if overlap:
-    warnings.append(f"{len(overlap)} id(s) are in both the train and the test split "
-                    f"(e.g. {overlap[:3]}): test results would be optimistic")
+    warnings.append(
+      f"{len(overlap)} id(s) are in both the train and the test split "
+      f"(e.g. {overlap[:3]}): test results would be optimistic"
+    )
 
   def check(entry: Entry) -> tuple[list[str], str | None]:
     notes: list[str] = []

@@ -5,8 +5,7 @@ from __future__ import annotations
 import ml_collections
 
 
-def real_dataset_config(config: ml_collections.ConfigDict, name: str
-                        ) -> ml_collections.ConfigDict:
+def real_dataset_config(config: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
   """Sets the dataset fields of a real set and MSHNet's training recipe; returns config.
 
   Recipe: MSHNet's (Lliu666/MSHNet main.py: crop 256, batch 4, 400 epochs, Adagrad lr 0.05,

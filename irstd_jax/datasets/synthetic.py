@@ -26,6 +26,7 @@ _SPLIT_SALT = {"train": 0, "test": 1}
 @dataclasses.dataclass(frozen=True)
 class Target:
   """One target: centre (y, x) in pixels, sigmas along its own axes, angle in radians."""
+
   cy: float
   cx: float
   sigma_major: float
@@ -64,8 +65,7 @@ def target_profile(target: Target, height: int, width: int) -> np.ndarray:
   return target.amplitude * np.exp(-0.5 * (u * u + v * v))
 
 
-def _sample_target(rng: np.random.Generator, height: int, width: int,
-                   noise_std: float) -> Target:
+def _sample_target(rng: np.random.Generator, height: int, width: int, noise_std: float) -> Target:
   # Mask area ~ pi * 1.5^2 * s_major * s_minor; log-uniform area in [1, 80] px.
   area = float(np.exp(rng.uniform(np.log(1.0), np.log(80.0))))
   elongation = float(rng.uniform(1.0, 2.5))
@@ -74,12 +74,13 @@ def _sample_target(rng: np.random.Generator, height: int, width: int,
   s_minor = max(s_minor, 0.35)
   margin = 3.0 * s_major + 2.0
   return Target(
-      cy=float(rng.uniform(margin, height - 1 - margin)),
-      cx=float(rng.uniform(margin, width - 1 - margin)),
-      sigma_major=float(s_major), sigma_minor=float(s_minor),
-      angle=float(rng.uniform(0.0, np.pi)),
-      # SNR between ~4 and ~14 over the sensor noise: faint but findable.
-      amplitude=float(rng.uniform(4.0, 14.0) * noise_std + 12.0),
+    cy=float(rng.uniform(margin, height - 1 - margin)),
+    cx=float(rng.uniform(margin, width - 1 - margin)),
+    sigma_major=float(s_major),
+    sigma_minor=float(s_minor),
+    angle=float(rng.uniform(0.0, np.pi)),
+    # SNR between ~4 and ~14 over the sensor noise: faint but findable.
+    amplitude=float(rng.uniform(4.0, 14.0) * noise_std + 12.0),
   )
 
 
@@ -102,8 +103,15 @@ def _background(rng: np.random.Generator, height: int, width: int, noise_std: fl
   return level + clouds + edges + noise
 
 
-def generate_image(seed: int, split: str, index: int, height: int = 128, width: int = 128,
-                   max_targets: int = 3, empty_fraction: float = 0.1):
+def generate_image(
+  seed: int,
+  split: str,
+  index: int,
+  height: int = 128,
+  width: int = 128,
+  max_targets: int = 3,
+  empty_fraction: float = 0.1,
+):
   """One synthetic sample.
 
   Returns:
@@ -122,14 +130,13 @@ def generate_image(seed: int, split: str, index: int, height: int = 128, width: 
     targets.append(target)
   for _ in range(rng.integers(0, 6)):  # hot pixels: bright single-pixel distractors
     y, x = rng.integers(0, height), rng.integers(0, width)
-    if not mask[max(y - 2, 0):y + 3, max(x - 2, 0):x + 3].any():
+    if not mask[max(y - 2, 0) : y + 3, max(x - 2, 0) : x + 3].any():
       image[y, x] += rng.uniform(40.0, 90.0)
   image = np.clip(np.round(image), 0, 255).astype(np.uint8)
   return image, mask.astype(np.uint8), targets
 
 
-def generate_split(seed: int, split: str, num_images: int, height: int = 128,
-                   width: int = 128):
+def generate_split(seed: int, split: str, num_images: int, height: int = 128, width: int = 128):
   """Yields (id, image (H, W) uint8, mask (H, W) uint8 {0,1}) for a whole split."""
   for index in range(num_images):
     image, mask, _ = generate_image(seed, split, index, height, width)

@@ -41,28 +41,28 @@ import numpy as np
 
 Dtype = Any
 
-_DN = ('NHWC', 'HWIO', 'NHWC')
+_DN = ("NHWC", "HWIO", "NHWC")
 
 
 # --------------------------------------------------------------------------
 # Small pure functions.
 # --------------------------------------------------------------------------
 
+
 def softplus_inverse(y: float) -> float:
   """x such that softplus(x) = y (y > 0)."""
   y = float(y)
   if y <= 0:
-    raise ValueError(f'softplus_inverse needs y > 0, got {y}')
+    raise ValueError(f"softplus_inverse needs y > 0, got {y}")
   return y + math.log(-math.expm1(-y))
 
 
 def kernel_offsets(kernel_size: int):
   """(u, v) float32 offset grids of shape (k, k); u along W, v along H (down)."""
   if kernel_size % 2 != 1:
-    raise ValueError(f'kernel_size must be odd, got {kernel_size}')
+    raise ValueError(f"kernel_size must be odd, got {kernel_size}")
   c = kernel_size // 2
-  v, u = np.meshgrid(np.arange(kernel_size) - c, np.arange(kernel_size) - c,
-                     indexing='ij')
+  v, u = np.meshgrid(np.arange(kernel_size) - c, np.arange(kernel_size) - c, indexing="ij")
   return jnp.asarray(u, jnp.float32), jnp.asarray(v, jnp.float32)
 
 
@@ -77,7 +77,7 @@ def gaussian_prior(sigma, kernel_size: int):
   sigma: scalar -> (k, k); shape (C,) -> (k, k, C) (one Gaussian per channel).
   """
   u, v = kernel_offsets(kernel_size)
-  r2 = (u * u + v * v)
+  r2 = u * u + v * v
   sigma = jnp.asarray(sigma, jnp.float32)
   if sigma.ndim == 0:
     return jnp.exp(-r2 / (2.0 * sigma * sigma))
@@ -106,17 +106,25 @@ def straight_through_round(m):
   return m + jax.lax.stop_gradient(jnp.round(m) - m)
 
 
-def pinwheel_mask(theta, kernel_size: int, num_blades: int, twist: float,
-                  hard: bool = True):
+def pinwheel_mask(theta, kernel_size: int, num_blades: int, twist: float, hard: bool = True):
   """Rotated pinwheel mask; hard (binary forward, straight-through grad) or soft."""
   m = pinwheel_soft_mask(theta, kernel_size, num_blades, twist)
   return straight_through_round(m) if hard else m
 
 
-def gaussian_kernel_parts(rho, theta, amplitude, *, kernel_size: int,
-                          num_blades: int, twist: float, sigma_min: float,
-                          mask: str = 'rotated', prior: str = 'gaussian',
-                          hard: bool = True):
+def gaussian_kernel_parts(
+  rho,
+  theta,
+  amplitude,
+  *,
+  kernel_size: int,
+  num_blades: int,
+  twist: float,
+  sigma_min: float,
+  mask: str = "rotated",
+  prior: str = "gaussian",
+  hard: bool = True,
+):
   """Builds the Gaussian-pinwheel kernel K = A * G * M and its parts.
 
   Args:
@@ -133,24 +141,23 @@ def gaussian_kernel_parts(rho, theta, amplitude, *, kernel_size: int,
   """
   k = kernel_size
   sigma = sigma_from_rho(jnp.asarray(rho, jnp.float32), sigma_min)
-  if prior == 'gaussian':
+  if prior == "gaussian":
     g = gaussian_prior(sigma, k)
     if g.ndim == 2:
       g = jnp.broadcast_to(g[..., None], (k, k, 2))
-  elif prior == 'none':
+  elif prior == "none":
     g = jnp.ones((k, k, 2), jnp.float32)
   else:
-    raise ValueError(f'unknown prior {prior!r}')
-  if mask in ('rotated', 'fixed'):
+    raise ValueError(f"unknown prior {prior!r}")
+  if mask in ("rotated", "fixed"):
     soft = pinwheel_soft_mask(theta, k, num_blades, twist)
     m = straight_through_round(soft) if hard else soft
-  elif mask == 'none':
+  elif mask == "none":
     soft = m = jnp.ones((k, k), jnp.float32)
   else:
-    raise ValueError(f'unknown mask {mask!r}')
+    raise ValueError(f"unknown mask {mask!r}")
   kernel = jnp.asarray(amplitude, jnp.float32) * (g * m[..., None])[..., None]
-  return {'sigma': sigma, 'prior': g, 'soft_mask': soft, 'mask': m,
-          'kernel': kernel}
+  return {"sigma": sigma, "prior": g, "soft_mask": soft, "mask": m, "kernel": kernel}
 
 
 def spatial_descriptor(x):
@@ -164,12 +171,14 @@ def spatial_descriptor(x):
 # Modules.
 # --------------------------------------------------------------------------
 
+
 class ChannelAttention(nn.Module):
   """CBAM channel attention: x * sigmoid(MLP(avgpool x) + MLP(maxpool x)).
 
   Shared MLP without biases: ``fc1`` C -> max(C // ratio, 1), ReLU, ``fc2`` back
   to C (MSHNet uses ratio 16).
   """
+
   ratio: int = 16
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
@@ -178,10 +187,10 @@ class ChannelAttention(nn.Module):
   def __call__(self, x):
     c = x.shape[-1]
     hidden = max(c // self.ratio, 1)
-    fc1 = nn.Dense(hidden, use_bias=False, dtype=self.dtype,
-                   param_dtype=self.param_dtype, name='fc1')
-    fc2 = nn.Dense(c, use_bias=False, dtype=self.dtype,
-                   param_dtype=self.param_dtype, name='fc2')
+    fc1 = nn.Dense(
+      hidden, use_bias=False, dtype=self.dtype, param_dtype=self.param_dtype, name="fc1"
+    )
+    fc2 = nn.Dense(c, use_bias=False, dtype=self.dtype, param_dtype=self.param_dtype, name="fc2")
     avg = jnp.mean(x, axis=(1, 2), dtype=jnp.float32).astype(x.dtype)
     mx = jnp.max(x, axis=(1, 2))
     att = fc2(nn.relu(fc1(avg))) + fc2(nn.relu(fc1(mx)))
@@ -191,6 +200,7 @@ class ChannelAttention(nn.Module):
 
 class SpatialAttention(nn.Module):
   """CBAM spatial attention with a free k x k kernel (``conv/kernel`` HWIO)."""
+
   kernel_size: int = 7
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
@@ -198,9 +208,15 @@ class SpatialAttention(nn.Module):
   @nn.compact
   def __call__(self, x):
     d = spatial_descriptor(x)
-    att = nn.Conv(1, (self.kernel_size, self.kernel_size), padding='SAME',
-                  use_bias=False, dtype=self.dtype, param_dtype=self.param_dtype,
-                  name='conv')(d)
+    att = nn.Conv(
+      1,
+      (self.kernel_size, self.kernel_size),
+      padding="SAME",
+      use_bias=False,
+      dtype=self.dtype,
+      param_dtype=self.param_dtype,
+      name="conv",
+    )(d)
     return x * nn.sigmoid(att).astype(x.dtype)
 
 
@@ -223,14 +239,15 @@ class GaussianSpatialAttention(nn.Module):
     theta_init: initial (or, for mask='fixed', constant) theta in radians.
     learn_amplitude: if False, A is the constant amplitude_init (no param).
   """
+
   kernel_size: int = 7
   num_blades: int = 4
   twist: float = 0.3
   sigma_min: float = 0.5
   sigma_init: float = 1.5
   per_channel_sigma: bool = False
-  mask: str = 'rotated'
-  prior: str = 'gaussian'
+  mask: str = "rotated"
+  prior: str = "gaussian"
   amplitude_init: float = 1.0 / 14.0
   theta_init: float = 0.0
   learn_amplitude: bool = True
@@ -240,87 +257,104 @@ class GaussianSpatialAttention(nn.Module):
   def setup(self):
     k = self.kernel_size
     if self.sigma_init <= self.sigma_min:
-      raise ValueError('sigma_init must be > sigma_min')
+      raise ValueError("sigma_init must be > sigma_min")
     rho0 = softplus_inverse(self.sigma_init - self.sigma_min)
     shape = (2,) if self.per_channel_sigma else ()
-    if self.prior == 'gaussian':
-      self.rho = self.param('rho', nn.initializers.constant(rho0), shape,
-                            self.param_dtype)
+    if self.prior == "gaussian":
+      self.rho = self.param("rho", nn.initializers.constant(rho0), shape, self.param_dtype)
     else:
       self.rho = jnp.full(shape, rho0, jnp.float32)
-    if self.mask == 'rotated':
-      self.theta = self.param('theta', nn.initializers.constant(self.theta_init),
-                              (), self.param_dtype)
+    if self.mask == "rotated":
+      self.theta = self.param(
+        "theta", nn.initializers.constant(self.theta_init), (), self.param_dtype
+      )
     else:
       self.theta = jnp.asarray(self.theta_init, jnp.float32)
     if self.learn_amplitude:
       self.amplitude = self.param(
-          'amplitude', nn.initializers.constant(self.amplitude_init),
-          (k, k, 2, 1), self.param_dtype)
+        "amplitude", nn.initializers.constant(self.amplitude_init), (k, k, 2, 1), self.param_dtype
+      )
     else:
       self.amplitude = jnp.full((k, k, 2, 1), self.amplitude_init, jnp.float32)
 
   def kernel_parts(self, hard: bool = True):
     """The prior, mask and kernel as float32 arrays (see gaussian_kernel_parts)."""
     parts = gaussian_kernel_parts(
-        self.rho, self.theta, self.amplitude, kernel_size=self.kernel_size,
-        num_blades=self.num_blades, twist=self.twist, sigma_min=self.sigma_min,
-        mask=self.mask, prior=self.prior, hard=hard)
-    parts['theta'] = jnp.asarray(self.theta, jnp.float32)
+      self.rho,
+      self.theta,
+      self.amplitude,
+      kernel_size=self.kernel_size,
+      num_blades=self.num_blades,
+      twist=self.twist,
+      sigma_min=self.sigma_min,
+      mask=self.mask,
+      prior=self.prior,
+      hard=hard,
+    )
+    parts["theta"] = jnp.asarray(self.theta, jnp.float32)
     return parts
 
   def __call__(self, x):
-    kernel = self.kernel_parts()['kernel']
+    kernel = self.kernel_parts()["kernel"]
     d = spatial_descriptor(x)
     att = jax.lax.conv_general_dilated(
-        d.astype(self.dtype), kernel.astype(self.dtype), (1, 1), 'SAME',
-        dimension_numbers=_DN)
+      d.astype(self.dtype), kernel.astype(self.dtype), (1, 1), "SAME", dimension_numbers=_DN
+    )
     return x * nn.sigmoid(att).astype(x.dtype)
 
 
 @dataclasses.dataclass(frozen=True)
 class AttentionSpec:
   """Hashable copy of ``config.model.attention`` (safe as a Module attribute)."""
-  kind: str = 'gaussian'  # 'gaussian' | 'cbam' | 'none'
+
+  kind: str = "gaussian"  # 'gaussian' | 'cbam' | 'none'
   kernel_size: int = 7
   num_blades: int = 4
   twist: float = 0.3
   sigma_min: float = 0.5
   sigma_init: float = 1.5
   per_channel_sigma: bool = False
-  mask: str = 'rotated'  # 'rotated' | 'fixed' | 'none'
-  prior: str = 'gaussian'  # 'gaussian' | 'none'
+  mask: str = "rotated"  # 'rotated' | 'fixed' | 'none'
+  prior: str = "gaussian"  # 'gaussian' | 'none'
   amplitude_init: float = 1.0 / 14.0
   theta_init: float = 0.0
   learn_amplitude: bool = True
 
   @classmethod
-  def from_config(cls, cfg) -> 'AttentionSpec':
+  def from_config(cls, cfg) -> AttentionSpec:
     if isinstance(cfg, cls):
       return cfg
     if cfg is None:
       return cls()
     names = {f.name for f in dataclasses.fields(cls)}
-    d = dict(cfg.items()) if hasattr(cfg, 'items') else dict(cfg)
+    d = dict(cfg.items()) if hasattr(cfg, "items") else dict(cfg)
     unknown = set(d) - names
     if unknown:
-      raise ValueError(f'unknown attention config fields {sorted(unknown)}')
+      raise ValueError(f"unknown attention config fields {sorted(unknown)}")
     return cls(**d)
 
 
-def make_spatial_attention(spec, dtype, name='spatial_attention'):
+def make_spatial_attention(spec, dtype, name="spatial_attention"):
   """Builds the spatial attention module named by spec.kind, or None."""
   spec = AttentionSpec.from_config(spec)
-  if spec.kind == 'none':
+  if spec.kind == "none":
     return None
-  if spec.kind == 'cbam':
+  if spec.kind == "cbam":
     return SpatialAttention(kernel_size=spec.kernel_size, dtype=dtype, name=name)
-  if spec.kind == 'gaussian':
+  if spec.kind == "gaussian":
     return GaussianSpatialAttention(
-        kernel_size=spec.kernel_size, num_blades=spec.num_blades,
-        twist=spec.twist, sigma_min=spec.sigma_min, sigma_init=spec.sigma_init,
-        per_channel_sigma=spec.per_channel_sigma, mask=spec.mask,
-        prior=spec.prior, amplitude_init=spec.amplitude_init,
-        theta_init=spec.theta_init, learn_amplitude=spec.learn_amplitude,
-        dtype=dtype, name=name)
-  raise ValueError(f'unknown attention kind {spec.kind!r}')
+      kernel_size=spec.kernel_size,
+      num_blades=spec.num_blades,
+      twist=spec.twist,
+      sigma_min=spec.sigma_min,
+      sigma_init=spec.sigma_init,
+      per_channel_sigma=spec.per_channel_sigma,
+      mask=spec.mask,
+      prior=spec.prior,
+      amplitude_init=spec.amplitude_init,
+      theta_init=spec.theta_init,
+      learn_amplitude=spec.learn_amplitude,
+      dtype=dtype,
+      name=name,
+    )
+  raise ValueError(f"unknown attention kind {spec.kind!r}")

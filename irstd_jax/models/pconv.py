@@ -33,6 +33,7 @@ Dtype = Any
 
 class PinwheelConv(nn.Module):
   """PConv: (N, H, W, C_in) -> (N, H, W, features); features divisible by 4."""
+
   features: int
   kernel_size: int = 3
   bn_momentum: float = 0.9
@@ -43,22 +44,34 @@ class PinwheelConv(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool):
     if self.features % 4:
-      raise ValueError(f'PConv needs features divisible by 4, got {self.features}')
+      raise ValueError(f"PConv needs features divisible by 4, got {self.features}")
     k = self.kernel_size
     q = self.features // 4
 
     def conv(feat, ks, name):
-      return nn.Conv(feat, ks, padding='VALID', use_bias=False, dtype=self.dtype,
-                     param_dtype=self.param_dtype, name=name)
+      return nn.Conv(
+        feat,
+        ks,
+        padding="VALID",
+        use_bias=False,
+        dtype=self.dtype,
+        param_dtype=self.param_dtype,
+        name=name,
+      )
 
     def bn(name):
-      return nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
-                          epsilon=self.bn_epsilon, dtype=self.dtype,
-                          param_dtype=self.param_dtype, use_fast_variance=False,
-                          name=name)
+      return nn.BatchNorm(
+        use_running_average=not train,
+        momentum=self.bn_momentum,
+        epsilon=self.bn_epsilon,
+        dtype=self.dtype,
+        param_dtype=self.param_dtype,
+        use_fast_variance=False,
+        name=name,
+      )
 
-    conv_w, bn_w = conv(q, (1, k), 'conv_w'), bn('bn_w')
-    conv_h, bn_h = conv(q, (k, 1), 'conv_h'), bn('bn_h')
+    conv_w, bn_w = conv(q, (1, k), "conv_w"), bn("bn_w")
+    conv_h, bn_h = conv(q, (k, 1), "conv_h"), bn("bn_h")
     pads = [((1, 0), (k, 0)), ((0, 1), (0, k)), ((k, 0), (0, 1)), ((0, k), (1, 0))]
     outs = []
     for i, (ph, pw) in enumerate(pads):
@@ -66,5 +79,5 @@ class PinwheelConv(nn.Module):
       c, b = (conv_w, bn_w) if i < 2 else (conv_h, bn_h)
       outs.append(nn.silu(b(c(xi))))
     y = jnp.concatenate(outs, axis=-1)
-    y = conv(self.features, (2, 2), 'fuse')(y)
-    return nn.silu(bn('bn_fuse')(y))
+    y = conv(self.features, (2, 2), "fuse")(y)
+    return nn.silu(bn("bn_fuse")(y))

@@ -40,47 +40,56 @@ float32 even with bfloat16 compute; params and batch_stats are always float32.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 import math
-from typing import Any, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from irstd_jax.models.attention import (AttentionSpec, ChannelAttention,
-                                        make_spatial_attention)
+from irstd_jax.models.attention import AttentionSpec
+from irstd_jax.models.attention import ChannelAttention
+from irstd_jax.models.attention import make_spatial_attention
 from irstd_jax.models.pconv import PinwheelConv
 
 Dtype = Any
 
 
 def _bn(train, momentum, epsilon, dtype, name):
-  return nn.BatchNorm(use_running_average=not train, momentum=momentum,
-                      epsilon=epsilon, dtype=dtype, param_dtype=jnp.float32,
-                      # Two-pass variance, as PyTorch: the one-pass E[x^2] - E[x]^2
-                      # loses float32 precision (seen in the parity tests' gradients).
-                      use_fast_variance=False, name=name)
+  return nn.BatchNorm(
+    use_running_average=not train,
+    momentum=momentum,
+    epsilon=epsilon,
+    dtype=dtype,
+    param_dtype=jnp.float32,
+    # Two-pass variance, as PyTorch: the one-pass E[x^2] - E[x]^2
+    # loses float32 precision (seen in the parity tests' gradients).
+    use_fast_variance=False,
+    name=name,
+  )
 
 
 def maxpool2(x):
   """2x2/2 max pooling, ceil mode: (N, H, W, C) -> (N, ceil(H/2), ceil(W/2), C)."""
-  return nn.max_pool(x, (2, 2), strides=(2, 2), padding='SAME')
+  return nn.max_pool(x, (2, 2), strides=(2, 2), padding="SAME")
 
 
 def upsample(x, factor: int, size: Sequence[int]):
   """Bilinear upsampling by an integer factor (half-pixel centres), then crop
   the bottom/right to ``size`` = (h, w)."""
   n, h, w, c = x.shape
-  y = jax.image.resize(x, (n, h * factor, w * factor, c), method='bilinear')
-  return y[:, :size[0], :size[1], :]
+  y = jax.image.resize(x, (n, h * factor, w * factor, c), method="bilinear")
+  return y[:, : size[0], : size[1], :]
 
 
 class ResidualBlock(nn.Module):
   """conv-BN-ReLU-conv-BN + channel attention + spatial attention + shortcut."""
+
   features: int
   attention: Any  # AttentionSpec (or a model.attention ConfigDict)
   channel_attention: bool = True
-  block: str = 'basic'  # 'basic' | 'pconv'
+  block: str = "basic"  # 'basic' | 'pconv'
   bn_momentum: float = 0.9
   bn_epsilon: float = 1e-5
   dtype: Dtype = jnp.float32
@@ -88,24 +97,29 @@ class ResidualBlock(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool):
     bn = lambda name: _bn(train, self.bn_momentum, self.bn_epsilon, self.dtype, name)
-    conv = lambda f, k, name: nn.Conv(f, (k, k), padding='SAME', use_bias=True,
-                                      dtype=self.dtype, param_dtype=jnp.float32,
-                                      name=name)
+    conv = lambda f, k, name: nn.Conv(
+      f, (k, k), padding="SAME", use_bias=True, dtype=self.dtype, param_dtype=jnp.float32, name=name
+    )
     if x.shape[-1] != self.features:
-      residual = bn('shortcut_bn')(conv(self.features, 1, 'shortcut_conv')(x))
+      residual = bn("shortcut_bn")(conv(self.features, 1, "shortcut_conv")(x))
     else:
       residual = x
-    if self.block == 'basic':
-      y = nn.relu(bn('bn1')(conv(self.features, 3, 'conv1')(x)))
-    elif self.block == 'pconv':
-      y = PinwheelConv(self.features, kernel_size=3, bn_momentum=self.bn_momentum,
-                       bn_epsilon=self.bn_epsilon, dtype=self.dtype,
-                       name='pconv')(x, train)
+    if self.block == "basic":
+      y = nn.relu(bn("bn1")(conv(self.features, 3, "conv1")(x)))
+    elif self.block == "pconv":
+      y = PinwheelConv(
+        self.features,
+        kernel_size=3,
+        bn_momentum=self.bn_momentum,
+        bn_epsilon=self.bn_epsilon,
+        dtype=self.dtype,
+        name="pconv",
+      )(x, train)
     else:
-      raise ValueError(f'unknown block {self.block!r}')
-    y = bn('bn2')(conv(self.features, 3, 'conv2')(y))
+      raise ValueError(f"unknown block {self.block!r}")
+    y = bn("bn2")(conv(self.features, 3, "conv2")(y))
     if self.channel_attention:
-      y = ChannelAttention(dtype=self.dtype, name='channel_attention')(y)
+      y = ChannelAttention(dtype=self.dtype, name="channel_attention")(y)
     sa = make_spatial_attention(self.attention, self.dtype)
     if sa is not None:
       y = sa(y)
@@ -114,6 +128,7 @@ class ResidualBlock(nn.Module):
 
 class Stage(nn.Module):
   """``num_blocks`` residual blocks named ``block_0``, ``block_1``, ..."""
+
   features: int
   num_blocks: int
   block_kwargs: tuple  # ((field, value), ...) of ResidualBlock
@@ -122,7 +137,7 @@ class Stage(nn.Module):
   def __call__(self, x, train: bool):
     kw = dict(self.block_kwargs)
     for j in range(self.num_blocks):
-      x = ResidualBlock(self.features, name=f'block_{j}', **kw)(x, train)
+      x = ResidualBlock(self.features, name=f"block_{j}", **kw)(x, train)
     return x
 
 
@@ -133,11 +148,12 @@ class UNet(nn.Module):
   side_logits: tuple of (N, ceil(H/2^k), ceil(W/2^k), 1) float32, k = 0..3, or
   () without deep supervision).
   """
+
   channels: Sequence[int] = (16, 32, 64, 128, 256)
   blocks: Sequence[int] = (2, 2, 2, 2)
   attention: Any = None  # AttentionSpec; None -> AttentionSpec() defaults
   channel_attention: bool = True
-  block: str = 'basic'
+  block: str = "basic"
   deep_supervision: bool = True
   bn_momentum: float = 0.9
   bn_epsilon: float = 1e-5
@@ -148,46 +164,56 @@ class UNet(nn.Module):
     c = tuple(self.channels)
     b = tuple(self.blocks)
     if len(c) != 5 or len(b) != 4:
-      raise ValueError('channels needs 5 entries and blocks 4')
-    kw = dict(attention=AttentionSpec.from_config(self.attention), channel_attention=self.channel_attention,
-              block=self.block, bn_momentum=self.bn_momentum,
-              bn_epsilon=self.bn_epsilon, dtype=self.dtype)
-    conv = lambda f, k, name: nn.Conv(f, (k, k), padding='SAME', use_bias=True,
-                                      dtype=self.dtype, param_dtype=jnp.float32,
-                                      name=name)
+      raise ValueError("channels needs 5 entries and blocks 4")
+    kw = dict(
+      attention=AttentionSpec.from_config(self.attention),
+      channel_attention=self.channel_attention,
+      block=self.block,
+      bn_momentum=self.bn_momentum,
+      bn_epsilon=self.bn_epsilon,
+      dtype=self.dtype,
+    )
+    conv = lambda f, k, name: nn.Conv(
+      f, (k, k), padding="SAME", use_bias=True, dtype=self.dtype, param_dtype=jnp.float32, name=name
+    )
     stage = lambda f, n, name: Stage(f, n, tuple(kw.items()), name=name)
 
     x = images.astype(self.dtype)
-    e0 = stage(c[0], 1, 'encoder_0')(conv(c[0], 1, 'stem')(x), train)
-    e1 = stage(c[1], b[0], 'encoder_1')(maxpool2(e0), train)
-    e2 = stage(c[2], b[1], 'encoder_2')(maxpool2(e1), train)
-    e3 = stage(c[3], b[2], 'encoder_3')(maxpool2(e2), train)
-    m = stage(c[4], b[3], 'middle')(maxpool2(e3), train)
+    e0 = stage(c[0], 1, "encoder_0")(conv(c[0], 1, "stem")(x), train)
+    e1 = stage(c[1], b[0], "encoder_1")(maxpool2(e0), train)
+    e2 = stage(c[2], b[1], "encoder_2")(maxpool2(e1), train)
+    e3 = stage(c[3], b[2], "encoder_3")(maxpool2(e2), train)
+    m = stage(c[4], b[3], "middle")(maxpool2(e3), train)
 
     def up_cat(skip, deep):
       return jnp.concatenate([skip, upsample(deep, 2, skip.shape[1:3])], axis=-1)
 
-    d3 = stage(c[3], b[2], 'decoder_3')(up_cat(e3, m), train)
-    d2 = stage(c[2], b[1], 'decoder_2')(up_cat(e2, d3), train)
-    d1 = stage(c[1], b[0], 'decoder_1')(up_cat(e1, d2), train)
-    d0 = stage(c[0], 1, 'decoder_0')(up_cat(e0, d1), train)
+    d3 = stage(c[3], b[2], "decoder_3")(up_cat(e3, m), train)
+    d2 = stage(c[2], b[1], "decoder_2")(up_cat(e2, d3), train)
+    d1 = stage(c[1], b[0], "decoder_1")(up_cat(e1, d2), train)
+    d0 = stage(c[0], 1, "decoder_0")(up_cat(e0, d1), train)
 
-    out0 = conv(1, 1, 'output_0')(d0)
+    out0 = conv(1, 1, "output_0")(d0)
     if not self.deep_supervision:
       return out0.astype(jnp.float32), ()
-    sides = [out0, conv(1, 1, 'output_1')(d1), conv(1, 1, 'output_2')(d2),
-             conv(1, 1, 'output_3')(d3)]
+    sides = [
+      out0,
+      conv(1, 1, "output_1")(d1),
+      conv(1, 1, "output_2")(d2),
+      conv(1, 1, "output_3")(d3),
+    ]
     hw = images.shape[1:3]
     fused_in = jnp.concatenate(
-        [sides[0]] + [upsample(s, 2 ** k, hw) for k, s in enumerate(sides) if k],
-        axis=-1)
-    logits = conv(1, 3, 'final')(fused_in)
+      [sides[0]] + [upsample(s, 2**k, hw) for k, s in enumerate(sides) if k], axis=-1
+    )
+    logits = conv(1, 3, "final")(fused_in)
     return logits.astype(jnp.float32), tuple(s.astype(jnp.float32) for s in sides)
 
 
 # --------------------------------------------------------------------------
 # Model statistics (parameter count, MACs / FLOPs).
 # --------------------------------------------------------------------------
+
 
 def count_params(params) -> int:
   return int(sum(math.prod(p.shape) for p in jax.tree_util.tree_leaves(params)))
@@ -198,18 +224,18 @@ def _jaxpr_macs(jaxpr) -> int:
   total = 0
   for eqn in jaxpr.eqns:
     name = eqn.primitive.name
-    if name == 'conv_general_dilated':
+    if name == "conv_general_dilated":
       out = eqn.outvars[0].aval.shape
       rhs = eqn.invars[1].aval.shape
-      dn = eqn.params['dimension_numbers']
+      dn = eqn.params["dimension_numbers"]
       cout = rhs[dn.rhs_spec[0]]
       total += math.prod(out) * math.prod(rhs) // cout
-    elif name == 'dot_general':
-      (lc, _), _ = eqn.params['dimension_numbers']
+    elif name == "dot_general":
+      (lc, _), _ = eqn.params["dimension_numbers"]
       lhs = eqn.invars[0].aval.shape
       total += math.prod(eqn.outvars[0].aval.shape) * math.prod(lhs[d] for d in lc)
     for v in eqn.params.values():
-      for sub in (v if isinstance(v, (list, tuple)) else [v]):
+      for sub in v if isinstance(v, (list, tuple)) else [v]:
         if isinstance(sub, jax.extend.core.ClosedJaxpr):
           total += _jaxpr_macs(sub.jaxpr)
         elif isinstance(sub, jax.extend.core.Jaxpr):
@@ -217,23 +243,21 @@ def _jaxpr_macs(jaxpr) -> int:
   return total
 
 
-def model_stats(model, height: int = 256, width: int = 256, batch: int = 1,
-                xla_flops: bool = True):
+def model_stats(model, height: int = 256, width: int = 256, batch: int = 1, xla_flops: bool = True):
   """Params, conv/dense MACs (jaxpr count) and XLA-estimated FLOPs of one
   eval-mode forward pass on a (batch, height, width, 1) input."""
   x = jnp.zeros((batch, height, width, 1), jnp.float32)
   variables = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
   fwd = lambda v, x: model.apply(v, x, train=False)
   jaxpr = jax.make_jaxpr(fwd)(variables, x)
-  stats = {'params': count_params(variables['params']),
-           'macs': _jaxpr_macs(jaxpr.jaxpr)}
+  stats = {"params": count_params(variables["params"]), "macs": _jaxpr_macs(jaxpr.jaxpr)}
   if xla_flops:
     # HLO cost analysis of the lowered (uncompiled) program: cheap, counts
     # 2 FLOPs per multiply-add plus elementwise work.
     cost = jax.jit(fwd).lower(variables, x).cost_analysis()
     if isinstance(cost, (list, tuple)):
       cost = cost[0]
-    stats['xla_flops'] = float(cost.get('flops', float('nan'))) if cost else float('nan')
+    stats["xla_flops"] = float(cost.get("flops", float("nan"))) if cost else float("nan")
   return stats
 
 
@@ -242,12 +266,14 @@ def print_model_table(size: int = 256):
 
   python -c 'import irstd_jax.models as m; m.print_model_table(256)'
   """
-  from irstd_jax.models import MODEL_NAMES, create_model, default_model_config
-  print(f'input 1x{size}x{size}x1, eval mode, float32, default config per name')
+  from irstd_jax.models import MODEL_NAMES
+  from irstd_jax.models import create_model
+  from irstd_jax.models import default_model_config
+
+  print(f"input 1x{size}x{size}x1, eval mode, float32, default config per name")
   print(f"{'name':<16}{'params':>12}{'GMACs':>10}{'XLA GFLOPs':>12}")
   for name in MODEL_NAMES:
     cfg = default_model_config()
     cfg.name = name
     s = model_stats(create_model(cfg), size, size)
-    print(f"{name:<16}{s['params']:>12,d}{s['macs'] / 1e9:>10.3f}"
-          f"{s['xla_flops'] / 1e9:>12.3f}")
+    print(f"{name:<16}{s['params']:>12,d}{s['macs'] / 1e9:>10.3f}{s['xla_flops'] / 1e9:>12.3f}")

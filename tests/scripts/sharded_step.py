@@ -11,7 +11,9 @@ import optax
 
 sys.path.insert(0, sys.argv[1])  # tests/ (for conftest.tiny_config)
 from conftest import tiny_config  # noqa: E402
-from irstd_jax import models, train  # noqa: E402
+
+from irstd_jax import models  # noqa: E402
+from irstd_jax import train  # noqa: E402
 from irstd_jax.datasets import synthetic  # noqa: E402
 
 
@@ -28,28 +30,38 @@ def main():
   tx = train.make_optimizer(config.train, optax.constant_schedule(0.1))
   state0 = train.create_train_state(jax.random.key(0), model, tx, (32, 32))
   pairs = [synthetic.generate_image(1, "train", i, 32, 32) for i in range(8)]
-  batch = {"image": (np.stack([p[0] for p in pairs])[..., None].astype(np.float32) - 90) / 30,
-           "mask": np.stack([p[1] for p in pairs])[..., None].astype(np.float32)}
+  batch = {
+    "image": (np.stack([p[0] for p in pairs])[..., None].astype(np.float32) - 90) / 30,
+    "mask": np.stack([p[1] for p in pairs])[..., None].astype(np.float32),
+  }
   results = []
   for devices in (jax.devices()[:1], jax.devices()):
     mesh = train.make_mesh(devices)
     repl = jax.NamedSharding(mesh, jax.P())
     data = jax.NamedSharding(mesh, jax.P("data"))
-    step = jax.jit(functools.partial(train.train_step, loss_config=config.loss,
-                                     steps_per_epoch=10),
-                   in_shardings=(repl, data, repl), out_shardings=(repl, repl))
+    step = jax.jit(
+      functools.partial(train.train_step, loss_config=config.loss, steps_per_epoch=10),
+      in_shardings=(repl, data, repl),
+      out_shardings=(repl, repl),
+    )
     state = jax.device_put(state0, repl)
     sharded = train.shard_batch(batch, data)
     assert len(sharded["image"].addressable_shards) == len(devices)
     state, out = step(state, sharded, jax.random.key(0))
-    results.append((jax.device_get(state.params), jax.device_get(state.batch_stats),
-                    float(out["loss"])))
+    results.append(
+      (jax.device_get(state.params), jax.device_get(state.batch_stats), float(out["loss"]))
+    )
   (p1, b1, l1), (p8, b8, l8) = results
   gap = max(float(np.max(np.abs(a - b))) for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p8)))
   scale = max(float(np.max(np.abs(a))) for a in jax.tree.leaves(p1))
-  bn_gap = max(float(np.max(np.abs(a - b))) for a, b in zip(jax.tree.leaves(b1), jax.tree.leaves(b8)))
-  print(json.dumps({"param_gap": gap, "param_scale": scale, "bn_gap": bn_gap,
-                    "loss_1": l1, "loss_8": l8}))
+  bn_gap = max(
+    float(np.max(np.abs(a - b))) for a, b in zip(jax.tree.leaves(b1), jax.tree.leaves(b8))
+  )
+  print(
+    json.dumps(
+      {"param_gap": gap, "param_scale": scale, "bn_gap": bn_gap, "loss_1": l1, "loss_8": l8}
+    )
+  )
 
 
 if __name__ == "__main__":
