@@ -1,5 +1,6 @@
 """Shared test fixtures. Tests run on CPU; real data come from IRSTD_DATASETS."""
 
+import importlib.util
 import os
 import pathlib
 
@@ -29,14 +30,17 @@ def shared_datasets() -> pathlib.Path:
   return root
 
 
-def tiny_config(tmp_path, **overrides):
-  """A synthetic config small enough for a CPU test: 32x32 images, narrow model."""
-  import importlib.util
-
-  spec = importlib.util.spec_from_file_location("synthetic_cfg", REPO / "configs" / "synthetic.py")
+def load_module(path: pathlib.Path):
+  """Imports a script that is not part of the package (tools/*.py, configs/*.py) by path."""
+  spec = importlib.util.spec_from_file_location(path.stem, path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  config = module.get_config()
+  return module
+
+
+def tiny_config(tmp_path, **overrides):
+  """A synthetic config small enough for a CPU test: 32x32 images, narrow model."""
+  config = load_module(REPO / "configs" / "synthetic.py").get_config()
   config.dataset.data_dir = str(pathlib.Path(tmp_path) / "tfds")
   config.dataset.num_train = 16
   config.dataset.num_test = 6

@@ -1,12 +1,12 @@
 """tools/ablate.py: a two-row grid through main writes one table; a rerun skips done rows."""
 
-import importlib.util
 import json
 import os
 import subprocess
 import sys
 
 from conftest import REPO
+from conftest import load_module
 from conftest import set_field
 import pytest
 from test_main import TINY
@@ -15,10 +15,7 @@ from irstd_jax import checkpointing
 
 
 def _tool():
-  spec = importlib.util.spec_from_file_location("ablate", REPO / "tools" / "ablate.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return load_module(REPO / "tools" / "ablate.py")
 
 
 def _run(out, *extra):

@@ -2,12 +2,12 @@
 JSON with every number finite and positive, and the markdown table.  No speed is
 asserted."""
 
-import importlib.util
 import json
 import math
 import os
 
 from conftest import REPO
+from conftest import load_module
 import pytest
 
 if os.environ.get("CI"):
@@ -21,10 +21,7 @@ else:
 
 
 def _tool():
-  spec = importlib.util.spec_from_file_location("benchmark", REPO / "tools" / "benchmark.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return load_module(REPO / "tools" / "benchmark.py")
 
 
 def _positive(x):

@@ -1,12 +1,12 @@
 """tools/convert_torch_checkpoint.py: torch state_dict -> orbax -> restore_variables ->
 Flax forward == torch forward; and orbax -> torch state_dict back."""
 
-import importlib.util
 import os
 import subprocess
 import sys
 
 from conftest import REPO
+from conftest import load_module
 import numpy as np
 import pytest
 
@@ -28,19 +28,11 @@ TOL = 1e-5  # max abs error relative to max |torch output|
 
 
 def _tool():
-  spec = importlib.util.spec_from_file_location(
-    "convert_torch_checkpoint", REPO / "tools" / "convert_torch_checkpoint.py"
-  )
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return load_module(REPO / "tools" / "convert_torch_checkpoint.py")
 
 
 def _config():
-  spec = importlib.util.spec_from_file_location("synthetic_cfg", REPO / "configs" / "synthetic.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config()
+  config = load_module(REPO / "configs" / "synthetic.py").get_config()
   config.model.name = "l1_gp_rotated"
   config.model.channels = (4, 8, 8, 16, 16)
   config.model.blocks = (1, 1, 1, 1)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 from conftest import REPO
+from conftest import load_module
 from conftest import tiny_config
 import numpy as np
 import pytest
@@ -173,16 +174,10 @@ def test_mshnet_protocol_resizes_to_256_and_thresholds_logits_at_zero(tmp_path):
 
 def test_exported_weights_round_trip_and_evaluate_like_the_workdir(tiny_checkpoint, tmp_path):
   """tools/export_pretrained.py: same variables and meta, same metrics, clear bad-file error."""
-  import importlib.util
-
   from irstd_jax import checkpointing
   from irstd_jax import evaluate
 
-  spec = importlib.util.spec_from_file_location(
-    "export_pretrained", REPO / "tools" / "export_pretrained.py"
-  )
-  tool = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(tool)
+  tool = load_module(REPO / "tools" / "export_pretrained.py")
   workdir, _ = tiny_checkpoint
   export = tmp_path / "pretrained" / "tiny"
   assert tool.main([f"--checkpoint={workdir}", f"--output={export}", "--note=test"]) == 0

@@ -1,9 +1,9 @@
 """tools/learning_curve.py: parses main.py logs (both Fa formats, resumed runs), draws a PNG."""
 
-import importlib.util
 import json
 
 from conftest import REPO
+from conftest import load_module
 import pytest
 
 LOG = """training l1_gp_rotated on nuaa_sirst: 213 train / 214 test images, 26 steps/epoch
@@ -19,12 +19,7 @@ epoch 4/4 step 104/104 loss 0.7000 12.9 img/s ETA 0m00s
 
 
 def _tool():
-  spec = importlib.util.spec_from_file_location(
-    "learning_curve", REPO / "tools" / "learning_curve.py"
-  )
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return load_module(REPO / "tools" / "learning_curve.py")
 
 
 def test_parse_log_reads_both_fa_formats_and_keeps_the_last_of_a_repeated_epoch():
