@@ -29,7 +29,6 @@ import datetime
 import importlib.util
 import json
 import os
-import re
 import shlex
 import signal
 import subprocess
@@ -96,31 +95,19 @@ def read_result(workdir: str) -> dict | None:
     return json.load(f)
 
 
-_EVAL_LINE = re.compile(
-  r"test @ epoch (\d+): mIoU ([\d.]+) nIoU ([\d.]+) Pd ([\d.]+) "
-  r"Fa ([\d.]+)e-6 Fa_strict ([\d.]+)e-6"
-)
-
-
 def last_eval_from_log(path: str) -> dict | None:
   """The last periodic evaluation main printed, shaped like final_metrics.json."""
   if not os.path.exists(path):
     return None
+  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+  from learning_curve import parse_log  # the one parser of main's evaluation lines
+
   with open(path, errors="replace") as f:
-    found = _EVAL_LINE.findall(f.read())
-  if not found:
+    evals = parse_log(f.read())["eval"]
+  if not evals:
     return None
-  epoch, miou, niou, pd, fa, fa_strict = found[-1]
-  return {
-    "epochs": int(epoch),
-    "test": {
-      "miou": float(miou),
-      "niou": float(niou),
-      "pd": float(pd),
-      "fa": float(fa) * 1e-6,
-      "fa_strict": float(fa_strict) * 1e-6,
-    },
-  }
+  last = dict(evals[-1])
+  return {"epochs": last.pop("epoch"), "test": last}
 
 
 def _fmt(value, spec: str = "{:.4f}", scale: float = 1.0) -> str:
