@@ -318,8 +318,9 @@ def main(argv=None) -> int:
         "overrides": overrides + [f"seed={seed}"],
         "status": "pending",
       }
-      for name, overrides in grid
+      # Seed-major: a partly finished grid already compares the rows on the same seeds.
       for seed in seeds
+      for name, overrides in grid
     ]
   else:
     rows = [
