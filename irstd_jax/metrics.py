@@ -6,8 +6,8 @@ independent reference implementation can reproduce the numbers exactly.
 
 Per image (after cropping to its true size ``(h, w)``)::
 
-    pred   = prob > threshold            (strict; with logits: logit > log(t / (1 - t)),
-                                          i.e. logit > 0 for t = 0.5, as BasicIRSTD)
+    pred   = prob > threshold            (strict; logits work with a logit threshold:
+                                          logit > 0 is prob > 0.5, as BasicIRSTD)
     target = mask > 0.5
     I = #(pred & target),  P = #pred,  T = #target,  U = P + T - I,  A = h * w
 
@@ -48,12 +48,10 @@ limit of 80 px / 9x9), large = area >= 81.  Pd is reported per bin.
 Padding: ``sizes[i] = (h, w)`` crops ``[:h, :w]`` before anything (IoU, components,
 pixel count A); ``valid[i] = False`` drops image i entirely (filler in a padded batch).
 
-JAX/host split: :func:`pixel_counts` is jit-able (jax.numpy) and gives per-image
-intersection/union/pred/target/pixel counts inside a jitted eval step, enough for
-mIoU/nIoU (:func:`iou_from_counts`).  Pd/Fa need connected components, done on host in
-:class:`IRSTDMetrics` with numpy/scipy; its state is plain numpy: ``counts()`` is a
-dict of fixed-shape arrays that hosts sum elementwise (``from_counts()`` rebuilds), and
-``state()`` / ``from_state()`` / ``merge()`` also carry per-image/per-target arrays.
+Host side: connected components (Pd/Fa) need numpy/scipy, so :class:`IRSTDMetrics`
+accumulates on the host.  Its ``counts()`` is a dict of fixed-shape numpy arrays that
+processes sum elementwise; ``from_counts()`` rebuilds an accumulator with the same
+``compute()`` (multi-host evaluation, ``irstd_jax.train.merge_across_processes``).
 """
 
 from __future__ import annotations
@@ -69,6 +67,7 @@ from typing import Any
 
 import numpy as np
 from scipy import ndimage
+from scipy import spatial
 
 __all__ = [
   "DEFAULT_SIZE_EDGES",
@@ -78,9 +77,6 @@ __all__ = [
   "connected_components",
   "match_components",
   "analyse_image",
-  "pixel_counts",
-  "valid_pixel_mask",
-  "iou_from_counts",
   "IRSTDMetrics",
   "CurveMetrics",
   "default_thresholds",
@@ -155,9 +151,7 @@ def match_components(
     return match
   # Many blobs (e.g. noisy maps at low thresholds): same rule, candidates from a
   # KD-tree (slightly enlarged radius), then the exact strict test as above.
-  from scipy.spatial import cKDTree
-
-  tree = cKDTree(p)
+  tree = spatial.cKDTree(p)
   near = tree.query_ball_point(t, r=distance * (1 + 1e-9) + 1e-9)
   for i in range(t.shape[0]):
     cand = np.asarray(sorted(near[i]), dtype=np.int64)
@@ -219,97 +213,8 @@ def analyse_image(
   )
 
 
-# --------------------------------------------------------------------------- jax part
-def valid_pixel_mask(sizes, shape):
-  """(N, H, W) bool mask, True inside the true (h, w) of each image. jit-able."""
-  import jax.numpy as jnp
-
-  sizes = jnp.asarray(sizes)
-  h, w = shape[-2], shape[-1]
-  rows = jnp.arange(h)[None, :, None]
-  cols = jnp.arange(w)[None, None, :]
-  return (rows < sizes[:, 0, None, None]) & (cols < sizes[:, 1, None, None])
-
-
-def pixel_counts(
-  x, masks, pixel_valid=None, threshold: float = 0.5, from_logits: bool = False
-) -> dict[str, Any]:
-  """Per-image pixel counts in jax.numpy (jit-able; ``threshold``/``from_logits`` static).
-
-  x: (N, H, W) or (N, H, W, 1) probabilities, or logits when ``from_logits``
-  (pred = logit > log(t / (1 - t)); for t = 0.5: logit > 0).
-  masks: same shape, {0, 1}.  pixel_valid: optional (N, H, W[, 1]) bool (see
-  :func:`valid_pixel_mask`); pixels outside are ignored.
-  Returns dict of (N,) int32: 'intersection', 'union', 'pred', 'target', 'pixels'.
-  """
-  import jax.numpy as jnp
-
-  x = jnp.asarray(x)
-  masks = jnp.asarray(masks)
-  if x.ndim == 4:
-    x = x[..., 0]
-  if masks.ndim == 4:
-    masks = masks[..., 0]
-  if from_logits:
-    if threshold <= 0.0:
-      pred = jnp.ones(x.shape, bool)
-    elif threshold >= 1.0:
-      pred = jnp.zeros(x.shape, bool)
-    else:
-      pred = x > math.log(threshold / (1.0 - threshold))
-  else:
-    pred = x > threshold
-  tgt = masks > 0.5
-  if pixel_valid is None:
-    valid = jnp.ones(x.shape, bool)
-  else:
-    valid = jnp.asarray(pixel_valid, bool)
-    if valid.ndim == 4:
-      valid = valid[..., 0]
-    pred = pred & valid
-    tgt = tgt & valid
-  ax = (1, 2)
-  inter = jnp.sum(pred & tgt, axis=ax, dtype=jnp.int32)
-  npred = jnp.sum(pred, axis=ax, dtype=jnp.int32)
-  ntgt = jnp.sum(tgt, axis=ax, dtype=jnp.int32)
-  return {
-    "intersection": inter,
-    "union": npred + ntgt - inter,
-    "pred": npred,
-    "target": ntgt,
-    "pixels": jnp.sum(valid, axis=ax, dtype=jnp.int32),
-  }
-
-
-def iou_from_counts(
-  intersection, union, image_valid=None, niou_empty: str = "zero"
-) -> dict[str, float]:
-  """mIoU / nIoU from per-image counts (host, numpy). Arrays may be concatenated
-  over many batches.  Same definitions as :class:`IRSTDMetrics`."""
-  inter = np.asarray(intersection, np.int64).ravel()
-  union = np.asarray(union, np.int64).ravel()
-  if image_valid is not None:
-    keep = np.asarray(image_valid, bool).ravel()
-    inter, union = inter[keep], union[keep]
-  return {"miou": _miou(inter.sum(), union.sum()), "niou": _niou(inter, union, niou_empty)}
-
-
 def _miou(inter: int, union: int) -> float:
   return float(inter) / float(union) if union > 0 else 0.0
-
-
-def _niou(inter: np.ndarray, union: np.ndarray, niou_empty: str) -> float:
-  if niou_empty not in _NIOU_EMPTY:
-    raise ValueError(f"niou_empty must be one of {_NIOU_EMPTY}")
-  inter = np.asarray(inter, np.float64)
-  union = np.asarray(union, np.float64)
-  empty = union == 0
-  ious = np.where(empty, 0.0, inter / np.where(empty, 1.0, union))
-  if niou_empty == "one":
-    ious = np.where(empty, 1.0, ious)
-  elif niou_empty == "skip":
-    ious = ious[~empty]
-  return float(ious.mean()) if ious.size else 0.0
 
 
 # --------------------------------------------------------------------------- inputs
@@ -397,16 +302,11 @@ class IRSTDMetrics:
     niou_empty: per-image IoU when union = 0: 'zero' (community), 'one', 'skip'.
     size_edges: target-area bin edges (small < e0 <= medium < e1 <= large).
 
-  ``update(probs, masks, sizes=None, valid=None)`` then ``compute()``.  State is plain
-  numpy, in two forms:
-
-  * ``counts()``: fixed-shape arrays (int64 scalars, float64 ``iou_sum``, (3,) per-size
-    bins) that determine ``compute()`` and ``size_breakdown()`` completely; hosts can
-    sum them elementwise (e.g. ``process_allgather(...).sum(0)``) and rebuild with
-    ``IRSTDMetrics.from_counts(summed, **config)``.
-  * ``state()``: ``counts()`` plus variable-length per-image and per-target arrays
-    (for ``per_image_iou``); ``from_state`` / ``merge`` (sums counts, concatenates
-    arrays; the order of merging does not change the results).
+  ``update(probs, masks, sizes=None, valid=None)`` then ``compute()``.  The state is
+  ``counts()``: fixed-shape numpy arrays (int64 scalars, float64 ``iou_sum``, (3,)
+  per-size bins) that determine ``compute()`` and ``size_breakdown()`` completely;
+  processes sum them elementwise (``process_allgather(...).sum(0)``) and rebuild with
+  ``IRSTDMetrics.from_counts(summed, **config)``.
   """
 
   def __init__(
@@ -424,18 +324,12 @@ class IRSTDMetrics:
     self.distance = float(distance)
     self.niou_empty = niou_empty
     self.size_edges = tuple(int(e) for e in size_edges)
-    self.reset()
-
-  # -- state ---------------------------------------------------------------------
-  def reset(self) -> None:
     self._s = {k: 0 for k in _SCALARS}
     self._iou_sum = 0.0  # sum of I/U over images with U > 0
     self._size_targets = np.zeros((3,), np.int64)
     self._size_detected = np.zeros((3,), np.int64)
-    self._img_inter: list[int] = []
-    self._img_union: list[int] = []
-    self._tgt_area: list[np.ndarray] = []
-    self._tgt_detected: list[np.ndarray] = []
+
+  # -- state ---------------------------------------------------------------------
 
   def config(self) -> dict[str, Any]:
     return {
@@ -455,65 +349,14 @@ class IRSTDMetrics:
 
   @classmethod
   def from_counts(cls, counts: Mapping[str, Any], **config) -> IRSTDMetrics:
-    """Rebuild from (possibly host-summed) ``counts()``; no per-image arrays."""
+    """Rebuild from (possibly process-summed) ``counts()``."""
     m = cls(**config)
-    m._load_counts(counts)
-    return m
-
-  def _load_counts(self, counts: Mapping[str, Any]) -> None:
     for k in _SCALARS:
-      self._s[k] = int(np.asarray(counts[k]))
-    self._iou_sum = float(np.asarray(counts["iou_sum"]))
-    self._size_targets = np.asarray(counts["size_targets"], np.int64).reshape(3).copy()
-    self._size_detected = np.asarray(counts["size_detected"], np.int64).reshape(3).copy()
-
-  def state(self) -> dict[str, np.ndarray]:
-    """``counts()`` plus per-image (intersection, union) and per-target (area,
-    detected) arrays, all plain numpy."""
-    st = self.counts()
-    st["image_intersection"] = np.asarray(self._img_inter, np.int64)
-    st["image_union"] = np.asarray(self._img_union, np.int64)
-    st["target_area"] = (
-      np.concatenate(self._tgt_area).astype(np.int64)
-      if self._tgt_area
-      else np.zeros((0,), np.int64)
-    )
-    st["target_detected"] = (
-      np.concatenate(self._tgt_detected).astype(bool)
-      if self._tgt_detected
-      else np.zeros((0,), bool)
-    )
-    return st
-
-  @classmethod
-  def from_state(cls, state: Mapping[str, Any], **config) -> IRSTDMetrics:
-    m = cls(**config)
-    m.load_state(state)
+      m._s[k] = int(np.asarray(counts[k]))
+    m._iou_sum = float(np.asarray(counts["iou_sum"]))
+    m._size_targets = np.asarray(counts["size_targets"], np.int64).reshape(3).copy()
+    m._size_detected = np.asarray(counts["size_detected"], np.int64).reshape(3).copy()
     return m
-
-  def load_state(self, state: Mapping[str, Any]) -> None:
-    self.reset()
-    self._load_counts(state)
-    self._img_inter = np.asarray(state["image_intersection"], np.int64).tolist()
-    self._img_union = np.asarray(state["image_union"], np.int64).tolist()
-    self._tgt_area = [np.asarray(state["target_area"], np.int64)]
-    self._tgt_detected = [np.asarray(state["target_detected"], bool)]
-
-  def merge(self, other: IRSTDMetrics) -> IRSTDMetrics:
-    """Add ``other``'s accumulated state into self (in place); returns self."""
-    if other.config() != self.config():
-      raise ValueError(f"cannot merge {other.config()} into {self.config()}")
-    st = other.state()
-    for k in _SCALARS:
-      self._s[k] += int(st[k])
-    self._iou_sum += float(st["iou_sum"])
-    self._size_targets += st["size_targets"]
-    self._size_detected += st["size_detected"]
-    self._img_inter.extend(st["image_intersection"].tolist())
-    self._img_union.extend(st["image_union"].tolist())
-    self._tgt_area.append(st["target_area"])
-    self._tgt_detected.append(st["target_detected"])
-    return self
 
   # -- accumulation ----------------------------------------------------------------
   def update(self, probs, masks, sizes=None, valid=None) -> list[ImageMatch]:
@@ -552,10 +395,6 @@ class IRSTDMetrics:
     bins = _size_bin(r.target_cc.areas, self.size_edges)
     self._size_targets += np.bincount(bins, minlength=3)[:3]
     self._size_detected += np.bincount(bins[r.target_match >= 0], minlength=3)[:3]
-    self._img_inter.append(r.intersection)
-    self._img_union.append(r.union)
-    self._tgt_area.append(r.target_cc.areas.copy())
-    self._tgt_detected.append(r.target_match >= 0)
     return r
 
   # -- results ---------------------------------------------------------------------
@@ -603,13 +442,6 @@ class IRSTDMetrics:
       }
     return out
 
-  def per_image_iou(self) -> np.ndarray:
-    """(num_images,) per-image IoU in update order (NaN where union = 0)."""
-    inter = np.asarray(self._img_inter, np.float64)
-    union = np.asarray(self._img_union, np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-      return np.where(union > 0, inter / np.maximum(union, 1), np.nan)
-
   def summary(self) -> dict[str, Any]:
     """compute() + size breakdown + config, JSON-friendly (NaN -> None)."""
     return _jsonable(
@@ -648,8 +480,9 @@ class CurveMetrics:
       raise ValueError("need at least one threshold")
     self.thresholds = th
     self.distance = float(distance)
-    self._kw = dict(distance=distance, niou_empty=niou_empty, size_edges=size_edges)
-    self.metrics = [IRSTDMetrics(threshold=float(t), **self._kw) for t in th]
+    self.metrics = [
+      IRSTDMetrics(float(t), distance, niou_empty=niou_empty, size_edges=size_edges) for t in th
+    ]
     self.tp = np.zeros(th.size, np.int64)
     self.fp = np.zeros(th.size, np.int64)
     self.num_pos = 0
@@ -670,43 +503,6 @@ class CurveMetrics:
       self.fp += _count_above(idx_neg, k)
       self.num_pos += int(tgt.sum())
       self.num_neg += int((~tgt).sum())
-
-  def merge(self, other: CurveMetrics) -> CurveMetrics:
-    if not np.array_equal(self.thresholds, other.thresholds) or self._kw != other._kw:
-      raise ValueError("cannot merge curves with different settings")
-    for a, b in zip(self.metrics, other.metrics):
-      a.merge(b)
-    self.tp += other.tp
-    self.fp += other.fp
-    self.num_pos += other.num_pos
-    self.num_neg += other.num_neg
-    return self
-
-  def counts(self) -> dict[str, np.ndarray]:
-    """Fixed-shape summable state: each ``IRSTDMetrics.counts()`` key stacked over
-    thresholds (leading axis), plus 'tp', 'fp' (per threshold), 'num_pos', 'num_neg'."""
-    per = [m.counts() for m in self.metrics]
-    st = {k: np.stack([c[k] for c in per]) for k in per[0]}
-    st.update(
-      tp=self.tp.copy(),
-      fp=self.fp.copy(),
-      num_pos=np.asarray(self.num_pos, np.int64),
-      num_neg=np.asarray(self.num_neg, np.int64),
-    )
-    return st
-
-  @classmethod
-  def from_counts(cls, counts: Mapping[str, Any], thresholds, **config) -> CurveMetrics:
-    """Rebuild from (possibly host-summed) ``counts()`` and the same thresholds."""
-    c = cls(thresholds, **config)
-    keys = [k for k in counts if k not in ("tp", "fp", "num_pos", "num_neg")]
-    for i, m in enumerate(c.metrics):
-      m._load_counts({k: np.asarray(counts[k])[i] for k in keys})
-    c.tp = np.asarray(counts["tp"], np.int64).copy()
-    c.fp = np.asarray(counts["fp"], np.int64).copy()
-    c.num_pos = int(np.asarray(counts["num_pos"]))
-    c.num_neg = int(np.asarray(counts["num_neg"]))
-    return c
 
   def compute(self) -> dict[str, Any]:
     """Lists aligned with 'thresholds' (ascending): 'pd', 'fa', 'fa_strict', 'miou', 'niou',
