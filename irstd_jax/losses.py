@@ -98,19 +98,16 @@ returns float32.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from collections.abc import Sequence
 import math
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 
 __all__ = [
   "SCALE_WEIGHT_KINDS",
   "LOSS_NAMES",
-  "default_loss_config",
   "scale_weight",
   "region_sums",
   "soft_iou_from_sums",
@@ -131,68 +128,6 @@ __all__ = [
 SCALE_WEIGHT_KINDS = ("diff", "var", "mobius", "var_denominator")
 LOSS_NAMES = ("scale", "soft_iou", "dice", "bce", "focal", "sd")
 _LOC_SMOOTH = 1e-8  # MSHNet's LLoss constant (d above)
-
-
-def default_loss_config() -> ml_collections.ConfigDict:
-  """Default ``config.loss`` (the paper's diff-based scale loss).
-
-  Fields:
-    name: 'scale' | 'soft_iou' | 'dice' | 'bce' | 'focal' | 'sd'.
-    scale_weight: 'diff' | 'var' | 'mobius' | 'var_denominator'
-      (used by 'scale' and 'sd').
-    b_over, b_under: diff coefficients for over- (Ap > At) and
-      under-segmentation (Ap < At).  Note: b_over > 1 makes w < 0 once
-      Ap / At > (b_over + 1) / (b_over - 1).
-    smooth: s in the soft IoU / Dice.
-    eps: e in the scale weights and in the centroid denominator.
-    warm_epochs: epochs (0-based, epoch < warm_epochs) of plain soft IoU.
-    detach_weight: stop the gradient through w (MSHNet: False).
-    reduction: 'per_image' (1 - mean_b w_b IoU_b) or 'batch' (areas and
-      intersection summed over the batch first).
-    location_weight: weight of MSHNet's location loss for name='scale'
-      (MSHNet: 1.0; SPEC default 0.0).
-    location_warm_epochs: location loss only when epoch >=
-      location_warm_epochs (MSHNet: same as its warm-up, 5).
-    location_centroid: 'centroid' (true centroid, SPEC) | 'mshnet'
-      (MSHNet's unnormalised first moment mean(x * p)).
-    deep_supervision: average the loss over the fused output and the side
-      outputs (side logits resized bilinearly to the mask size).
-    focal_alpha, focal_gamma: focal loss parameters.
-    sd_delta, sd_ref_area, sd_ref_resolution: SD loss parameters (PConv:
-      0.5, 81 = 9x9 pixels, 512*512).
-  """
-  c = ml_collections.ConfigDict()
-  c.name = "scale"
-  c.scale_weight = "diff"
-  c.b_over = 1.0
-  c.b_under = 1.0
-  c.smooth = 1.0
-  c.eps = 1e-6
-  c.warm_epochs = 5
-  c.detach_weight = False
-  c.reduction = "per_image"
-  c.location_weight = 0.0
-  c.location_warm_epochs = 5
-  c.location_centroid = "centroid"
-  c.deep_supervision = True
-  c.focal_alpha = 0.25
-  c.focal_gamma = 2.0
-  c.sd_delta = 0.5
-  c.sd_ref_area = 81.0
-  c.sd_ref_resolution = 512.0 * 512.0
-  return c
-
-
-def _get(cfg: Any, name: str, default: Any) -> Any:
-  """Read a config field (ConfigDict, dict or object), with a default."""
-  if cfg is None:
-    return default
-  if isinstance(cfg, Mapping):
-    return cfg.get(name, default)
-  try:
-    return cfg[name]  # ConfigDict supports item access
-  except (KeyError, TypeError, AttributeError):
-    return getattr(cfg, name, default)
 
 
 def _compute_dtype(x: jax.Array) -> jnp.dtype:
@@ -398,7 +333,7 @@ def sd_beta(
   return jnp.mean(jnp.minimum(At * (delta * r / ref_area), delta))
 
 
-def sd_loss(logits, masks, cfg=None, *, weighted: Any = True):
+def sd_loss(logits, masks, cfg, *, weighted: Any = True):
   """SD (scale-based dynamic) loss, mask version; returns (loss, aux dict)."""
   _, p, g = _probs_and_masks(logits, masks)
   out = _scale_family(p, g, cfg, weighted, sd=True)
@@ -407,7 +342,7 @@ def sd_loss(logits, masks, cfg=None, *, weighted: Any = True):
 
 def _scale_family(p, g, cfg, weighted, location_on=None, sd=False):
   """Shared body of the 'scale' and 'sd' losses (p, g in compute dtype)."""
-  kind = _get(cfg, "scale_weight", "diff")
+  kind = cfg.scale_weight
   if kind not in SCALE_WEIGHT_KINDS:
     raise ValueError(f"unknown scale_weight {kind!r}")
   Ap, At, I = region_sums(p, g)
@@ -416,34 +351,34 @@ def _scale_family(p, g, cfg, weighted, location_on=None, sd=False):
     At,
     I,
     kind,
-    smooth=float(_get(cfg, "smooth", 1.0)),
-    eps=float(_get(cfg, "eps", 1e-6)),
-    b_over=float(_get(cfg, "b_over", 1.0)),
-    b_under=float(_get(cfg, "b_under", 1.0)),
-    reduction=_get(cfg, "reduction", "per_image"),
-    detach_weight=bool(_get(cfg, "detach_weight", False)),
+    smooth=float(cfg.smooth),
+    eps=float(cfg.eps),
+    b_over=float(cfg.b_over),
+    b_under=float(cfg.b_under),
+    reduction=cfg.reduction,
+    detach_weight=bool(cfg.detach_weight),
     weighted=weighted,
   )
   dt = p.dtype
   zero = jnp.zeros((), dt)
   aux = {"iou": iou, "scale_weight": w}
-  mode = _get(cfg, "location_centroid", "centroid")
-  eps = float(_get(cfg, "eps", 1e-6))
+  mode = cfg.location_centroid
+  eps = float(cfg.eps)
   if sd:
     hw = p.shape[1] * p.shape[2]
     beta = sd_beta(
       At,
       hw,
-      float(_get(cfg, "sd_delta", 0.5)),
-      float(_get(cfg, "sd_ref_area", 81.0)),
-      float(_get(cfg, "sd_ref_resolution", 512.0 * 512.0)),
+      float(cfg.sd_delta),
+      float(cfg.sd_ref_area),
+      float(cfg.sd_ref_resolution),
     )
     lloc = location_loss(p, g, mode, eps)
     dyn = (1.0 + beta) * ls + (1.0 - beta) * lloc
     loss = jnp.where(jnp.asarray(weighted), dyn, ls)  # ls is plain IoU when not weighted
     aux.update(location=lloc, sd_beta=beta.astype(dt))
     return loss, aux
-  lw = float(_get(cfg, "location_weight", 0.0))
+  lw = float(cfg.location_weight)
   if lw != 0.0:
     lloc = location_loss(p, g, mode, eps)
     on = True if location_on is None else location_on
@@ -466,7 +401,7 @@ def single_output_loss(logits, masks, loss_config, epoch=0):
   Args:
     logits: (N, H, W, 1) any float dtype.
     masks: (N, H, W, 1) {0, 1}.
-    loss_config: static config (see ``default_loss_config``).
+    loss_config: static config (``config.loss``; fields in ``default_config.loss_config``).
     epoch: int or traced int32 scalar (0-based).
   Returns:
     (loss scalar, aux dict of scalars) in the compute dtype; aux has keys
@@ -474,13 +409,13 @@ def single_output_loss(logits, masks, loss_config, epoch=0):
     reported even during warm-up), 'location' (raw location loss, 0 when
     not computed) and, for 'sd', 'sd_beta'.
   """
-  name = _get(loss_config, "name", "scale")
-  smooth = float(_get(loss_config, "smooth", 1.0))
+  name = loss_config.name
+  smooth = float(loss_config.smooth)
   z, p, g = _probs_and_masks(logits, masks)
   epoch = jnp.asarray(epoch)
   if name in ("scale", "sd"):
-    weighted = epoch >= int(_get(loss_config, "warm_epochs", 5))
-    loc_on = epoch >= int(_get(loss_config, "location_warm_epochs", 5))
+    weighted = epoch >= int(loss_config.warm_epochs)
+    loc_on = epoch >= int(loss_config.location_warm_epochs)
     return _scale_family(p, g, loss_config, weighted, loc_on, sd=(name == "sd"))
   Ap, At, I = region_sums(p, g)
   iou = jnp.mean(soft_iou_from_sums(Ap, At, I, smooth))
@@ -495,8 +430,8 @@ def single_output_loss(logits, masks, loss_config, epoch=0):
     loss = focal_loss(
       z,
       g,
-      float(_get(loss_config, "focal_alpha", 0.25)),
-      float(_get(loss_config, "focal_gamma", 2.0)),
+      float(loss_config.focal_alpha),
+      float(loss_config.focal_gamma),
     )
   else:
     raise ValueError(f"unknown loss name {name!r}; expected one of {LOSS_NAMES}")
@@ -531,7 +466,7 @@ def total_loss(logits, side_logits: Sequence[jax.Array], masks, loss_config, epo
     loss = (loss_main + sum_k loss_side_k) / (1 + K).
   """
   main, aux = single_output_loss(logits, masks, loss_config, epoch)
-  sides = tuple(side_logits) if _get(loss_config, "deep_supervision", True) else ()
+  sides = tuple(side_logits) if loss_config.deep_supervision else ()
   hw = masks.shape[1:3]
   side_losses = [
     single_output_loss(_resize_to(s.astype(_compute_dtype(s)), hw), masks, loss_config, epoch)[0]
@@ -544,8 +479,8 @@ def total_loss(logits, side_logits: Sequence[jax.Array], masks, loss_config, epo
   else:
     loss = main
     side_mean = jnp.zeros_like(main)
-  if _get(loss_config, "name", "scale") in ("scale", "sd"):
-    warm = jnp.asarray(epoch) < int(_get(loss_config, "warm_epochs", 5))
+  if loss_config.name in ("scale", "sd"):
+    warm = jnp.asarray(epoch) < int(loss_config.warm_epochs)
   else:
     warm = jnp.zeros((), jnp.float32)
   out = {"loss_main": main, "loss_side": side_mean}

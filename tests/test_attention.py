@@ -7,10 +7,22 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from irstd_jax import default_config
 from irstd_jax.models import attention as att
 
 K = 7
 TWIST = 0.3
+
+
+def gsa(**overrides):
+  """GaussianSpatialAttention with config.model.attention's defaults, then overrides."""
+  fields = dict(default_config.model_config().attention)
+  del fields["kind"]
+  return att.GaussianSpatialAttention(**{**fields, **overrides})
+
+
+def attention_spec(**overrides):
+  return att.AttentionSpec(**{**dict(default_config.model_config().attention), **overrides})
 
 
 def np_kernel(rho, theta, amplitude, n=4, twist=TWIST, sigma_min=0.5, k=K, hard=True, mask=True):
@@ -59,7 +71,7 @@ def gsa_params(rho=0.3, theta=0.4, seed=0, per_channel=False):
 
 
 def test_softplus_inverse_and_sigma_init():
-  m = att.GaussianSpatialAttention(sigma_init=1.7, sigma_min=0.5)
+  m = gsa(sigma_init=1.7, sigma_min=0.5)
   p = m.init(jax.random.key(0), jnp.zeros((1, 8, 8, 3)))["params"]
   assert set(p) == {"rho", "theta", "amplitude"}
   assert p["amplitude"].shape == (K, K, 2, 1)
@@ -83,7 +95,7 @@ def test_gaussian_prior_formula_and_max_one():
 @pytest.mark.parametrize("theta", [0.0, 0.4, -1.3])
 def test_built_kernel_equals_analytic_formula(theta, per_channel):
   params = gsa_params(theta=theta, per_channel=per_channel)
-  m = att.GaussianSpatialAttention(twist=TWIST, per_channel_sigma=per_channel)
+  m = gsa(twist=TWIST, per_channel_sigma=per_channel)
   parts = m.apply({"params": params}, method=m.kernel_parts)
   expected = np_kernel(np.asarray(params["rho"]), theta, np.asarray(params["amplitude"]))
   np.testing.assert_allclose(parts["kernel"], expected, rtol=1e-5, atol=1e-7)
@@ -119,7 +131,7 @@ def test_straight_through_gradient_equals_soft_gradient():
 
 def test_module_output_matches_numpy_and_gradients_nonzero():
   params = gsa_params(theta=0.25)
-  m = att.GaussianSpatialAttention(twist=TWIST)
+  m = gsa(twist=TWIST)
   x = jax.random.normal(jax.random.key(0), (2, 9, 13, 5))
   y = m.apply({"params": params}, x)
   xn = np.asarray(x, np.float64)
@@ -147,7 +159,7 @@ def test_rotation_equivariance():
   x = jax.random.normal(jax.random.key(2), (2, 11, 9, 4))
   rot = lambda a: np.rot90(np.asarray(a), axes=(1, 2))
   for n, shift in ((3, -np.pi / 2), (5, -np.pi / 2), (4, 0.0)):
-    m = att.GaussianSpatialAttention(num_blades=n, twist=TWIST)
+    m = gsa(num_blades=n, twist=TWIST)
     p = gsa_params(theta=0.35, seed=n)
     # Precondition: no soft-mask value near 0.5 (rounding is then stable).
     soft = np.asarray(att.pinwheel_soft_mask(0.35, K, n, TWIST))
@@ -178,29 +190,27 @@ def test_rotation_equivariance():
 
 def test_ablation_switches():
   x = jnp.ones((1, 8, 8, 3))
-  p = att.GaussianSpatialAttention(mask="fixed", theta_init=0.5).init(jax.random.key(0), x)[
-    "params"
-  ]
+  p = gsa(mask="fixed", theta_init=0.5).init(jax.random.key(0), x)["params"]
   assert set(p) == {"rho", "amplitude"}
-  m = att.GaussianSpatialAttention(mask="fixed", theta_init=0.5, twist=TWIST)
+  m = gsa(mask="fixed", theta_init=0.5, twist=TWIST)
   parts = m.apply({"params": p}, method=m.kernel_parts)
   np.testing.assert_array_equal(parts["mask"], att.pinwheel_mask(0.5, K, 4, TWIST))
 
-  m = att.GaussianSpatialAttention(mask="none")
+  m = gsa(mask="none")
   p = m.init(jax.random.key(0), x)["params"]
   parts = m.apply({"params": p}, method=m.kernel_parts)
   np.testing.assert_array_equal(parts["mask"], np.ones((K, K)))
   np.testing.assert_allclose(parts["kernel"][..., 0], parts["prior"] / 14, rtol=1e-6)
 
-  m = att.GaussianSpatialAttention(prior="none", learn_amplitude=False)
+  m = gsa(prior="none", learn_amplitude=False)
   p = m.init(jax.random.key(0), x)["params"]
   assert set(p) == {"theta"}
 
-  spec = att.AttentionSpec(kind="cbam", kernel_size=5)
+  spec = attention_spec(kind="cbam", kernel_size=5)
   sa = att.make_spatial_attention(spec, jnp.float32)
   p = sa.init(jax.random.key(0), x)["params"]
   assert p["conv"]["kernel"].shape == (5, 5, 2, 1) and "bias" not in p["conv"]
-  assert att.make_spatial_attention(att.AttentionSpec(kind="none"), jnp.float32) is None
+  assert att.make_spatial_attention(attention_spec(kind="none"), jnp.float32) is None
   with pytest.raises(ValueError):
     att.AttentionSpec.from_config({"kind": "cbam", "bogus": 1})
 
@@ -226,10 +236,10 @@ def test_cbam_spatial_and_channel_attention_formulas():
 
 def test_bfloat16_compute_keeps_float32_params():
   x = jax.random.normal(jax.random.key(4), (1, 10, 10, 4)).astype(jnp.bfloat16)
-  m = att.GaussianSpatialAttention(dtype=jnp.bfloat16)
+  m = gsa(dtype=jnp.bfloat16)
   p = m.init(jax.random.key(0), x)["params"]
   assert all(v.dtype == jnp.float32 for v in jax.tree_util.tree_leaves(p))
   y = m.apply({"params": p}, x)
   assert y.dtype == jnp.bfloat16 and bool(jnp.all(jnp.isfinite(y)))
-  y32 = att.GaussianSpatialAttention().apply({"params": p}, x.astype(jnp.float32))
+  y32 = gsa().apply({"params": p}, x.astype(jnp.float32))
   np.testing.assert_allclose(np.asarray(y, np.float32), y32, atol=5e-2)

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from irstd_jax import default_config
 from irstd_jax import losses as L
 
 KINDS = L.SCALE_WEIGHT_KINDS
@@ -20,7 +21,7 @@ SYMMETRIC = ("diff", "var", "var_denominator")
 
 
 def _cfg(**kw):
-  c = L.default_loss_config()
+  c = default_config.loss_config()
   for k, v in kw.items():
     c[k] = v
   return c
@@ -35,7 +36,7 @@ def _grid(n, dtype=np.float64):
 
 
 def test_default_config_fields():
-  c = L.default_loss_config()
+  c = default_config.loss_config()
   assert c.name == "scale" and c.scale_weight == "diff"
   assert (c.b_over, c.b_under, c.smooth, c.eps) == (1.0, 1.0, 1.0, 1e-6)
   assert c.warm_epochs == 5 and c.location_weight == 0.0 and c.location_warm_epochs == 5

@@ -6,6 +6,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from irstd_jax import default_config
 from irstd_jax import models
 from irstd_jax.models.unet import count_params
 from irstd_jax.models.unet import maxpool2
@@ -28,7 +29,7 @@ SMALL = dict(channels=(4, 8, 8, 8, 8), blocks=(1, 1, 1, 1))
 
 
 def make(name, **overrides):
-  cfg = models.default_model_config()
+  cfg = default_config.model_config()
   cfg.name = name
   for k, v in overrides.items():
     cfg[k] = v
@@ -41,7 +42,7 @@ def abstract_init(model, h=32, w=32):
 
 
 def test_model_names_and_default_config():
-  cfg = models.default_model_config()
+  cfg = default_config.model_config()
   assert cfg.name == "l1_gp_rotated"
   assert tuple(cfg.channels) == (16, 32, 64, 128, 256)
   assert tuple(cfg.blocks) == (2, 2, 2, 2)
@@ -94,7 +95,7 @@ def test_presets_decide_architecture():
   blk = abstract_init(make("pconv_unet", **SMALL))["params"]["encoder_2"]["block_0"]
   assert "pconv" in blk and "conv1" not in blk
   # Name decides: an attention.kind from the config is overridden ...
-  cfg = models.default_model_config()
+  cfg = default_config.model_config()
   cfg.name, cfg.attention.kind = "mshnet", "gaussian"
   assert models.resolve_model_config(cfg).attention.kind == "cbam"
   # ... other fields pass through, and 'custom' takes the config as is.
@@ -179,8 +180,17 @@ def test_bfloat16_train_step_and_bn_update(small_gp_run):
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
 def test_theta_and_sigma_get_gradients_through_a_residual_block(dtype):
-  spec = models.AttentionSpec(kind="gaussian", mask="rotated")
-  block = models.ResidualBlock(8, attention=spec, dtype=dtype)
+  cfg = default_config.model_config()
+  spec = models.AttentionSpec.from_config(cfg.attention)  # gaussian prior, rotated mask
+  block = models.ResidualBlock(
+    8,
+    attention=spec,
+    channel_attention=True,
+    block="basic",
+    bn_momentum=cfg.bn_momentum,
+    bn_epsilon=cfg.bn_epsilon,
+    dtype=dtype,
+  )
   x = jax.random.normal(jax.random.key(0), (2, 12, 10, 4))
   variables = block.init(jax.random.key(1), x, train=False)
 
@@ -228,8 +238,8 @@ def test_inspect_kernels_tool_draws_png(tmp_path):
   spec = importlib.util.spec_from_file_location("inspect_kernels", path)
   tool = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(tool)
-  cfg = models.resolve_model_config(models.default_model_config())
-  gsa = models.GaussianSpatialAttention(twist=cfg.attention.twist)
+  cfg = models.resolve_model_config(default_config.model_config())
+  gsa = models.GaussianSpatialAttention(**{k: v for k, v in cfg.attention.items() if k != "kind"})
   p = gsa.init(jax.random.key(0), jnp.ones((1, 8, 8, 2)))["params"]
   p = dict(p, theta=jnp.float32(0.3))
   params = {

@@ -182,7 +182,7 @@ def test_reference_builds_every_tensor_on_the_parameters_device(name):
   from reference_torch import losses as tl
   from reference_torch import model as tmodel
 
-  from irstd_jax import losses as jlosses
+  from irstd_jax import default_config
 
   cfg = parity.tiny_model_config(name if name != "no_prior_no_mask" else "gp_nomask")
   if name == "no_prior_no_mask":  # the Gaussian module with neither prior nor mask
@@ -190,7 +190,7 @@ def test_reference_builds_every_tensor_on_the_parameters_device(name):
   model = tmodel.create_model(cfg).to("meta")
   images = torch.zeros(2, 1, 32, 32, device="meta")
   logits, sides = model(images)
-  lcfg = jlosses.default_loss_config()
+  lcfg = default_config.loss_config()
   lcfg.location_weight, lcfg.warm_epochs = 1.0, 0
   loss = tl.total_loss(logits, sides, torch.zeros_like(images), lcfg, 10)[0]
   assert logits.device.type == loss.device.type == "meta"

@@ -83,9 +83,10 @@ def max_rss_bytes() -> int:
 
 
 def model_config(args, dtype: str = "float32"):
+  from irstd_jax import default_config
   from irstd_jax import models
 
-  cfg = models.default_model_config()
+  cfg = default_config.model_config()
   cfg.name = args.model
   cfg.channels = _ints(args.channels)
   cfg.blocks = _ints(args.blocks)
@@ -96,11 +97,11 @@ def model_config(args, dtype: str = "float32"):
 
 def loss_config():
   """The paper's loss: scale loss with the diff weight, deep supervision, no warm-up
-  (default_loss_config has 5 epochs of plain soft IoU first; the benchmark times the
+  (default_config.loss_config has 5 epochs of plain soft IoU first; the benchmark times the
   scale loss itself)."""
-  from irstd_jax import losses
+  from irstd_jax import default_config
 
-  c = losses.default_loss_config()
+  c = default_config.loss_config()
   c.name, c.scale_weight, c.warm_epochs, c.deep_supervision = "scale", "diff", 0, True
   return c
 

@@ -51,7 +51,9 @@ def load_variables(args):
   import jax
   import jax.numpy as jnp
 
-  cfg = models.default_model_config()
+  from irstd_jax import default_config
+
+  cfg = default_config.model_config()
   cfg.name = args.model_name
   cfg = models.resolve_model_config(cfg)
   model = models.create_model(cfg)

@@ -2,9 +2,8 @@
 
 Public API:
   create_model(model_config) -> flax.linen.Module (a :class:`UNet`)
-  default_model_config() -> ml_collections.ConfigDict
   MODEL_NAMES: the names ``config.model.name`` accepts
-  PRESETS: per-name settings that create_model applies
+  ARCHITECTURES: per-name settings that create_model applies
 
 Call convention (docs/INTERFACES.md):
   logits, side_logits = model.apply(variables, images, train=False)
@@ -12,7 +11,7 @@ Call convention (docs/INTERFACES.md):
       variables, images, train=True, mutable=['batch_stats'])
 
 Precedence: the model *name* decides the architecture switches listed in
-PRESETS (``block``, ``channel_attention``, ``attention.kind``, ``attention.mask``,
+ARCHITECTURES (``block``, ``channel_attention``, ``attention.kind``, ``attention.mask``,
 ``attention.prior``); a config value for those fields is overridden (logged when it
 differs).  Every other field (channels, blocks, dtype, deep_supervision, BN
 settings, kernel_size, num_blades, twist, sigma_min, sigma_init,
@@ -27,6 +26,7 @@ import logging
 import jax.numpy as jnp
 import ml_collections
 
+from irstd_jax import default_config
 from irstd_jax.models.attention import AttentionSpec
 from irstd_jax.models.attention import ChannelAttention
 from irstd_jax.models.attention import GaussianSpatialAttention
@@ -44,7 +44,7 @@ from irstd_jax.models.unet import print_model_table
 
 _GP = dict(block="basic", channel_attention=True, kind="gaussian", prior="gaussian")
 
-PRESETS = {
+ARCHITECTURES = {
   # Plain U-Net: the same residual U-Net without any attention.
   "unet": dict(block="basic", channel_attention=False, kind="none", mask="none", prior="gaussian"),
   # MSHNet (CVPR 2024): CBAM channel + free 7x7 spatial attention.
@@ -62,50 +62,21 @@ PRESETS = {
     block="pconv", channel_attention=True, kind="cbam", mask="none", prior="gaussian"
   ),
 }
-MODEL_NAMES = tuple(PRESETS) + ("custom",)
+MODEL_NAMES = tuple(ARCHITECTURES) + ("custom",)
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
-def default_model_config() -> ml_collections.ConfigDict:
-  """Default ``config.model`` (MSHNet-sized, the paper's model)."""
-  c = ml_collections.ConfigDict()
-  c.name = "l1_gp_rotated"
-  c.channels = (16, 32, 64, 128, 256)
-  c.blocks = (2, 2, 2, 2)
-  c.dtype = "float32"  # compute dtype; params / batch_stats stay float32
-  c.deep_supervision = True
-  c.bn_momentum = 0.9  # flax convention (PyTorch momentum 0.1)
-  c.bn_epsilon = 1e-5
-  c.block = "basic"  # 'basic' | 'pconv' (set by the name preset)
-  c.channel_attention = True  # (set by the name preset)
-  a = ml_collections.ConfigDict()
-  a.kind = "gaussian"  # 'gaussian' | 'cbam' | 'none' (set by the name preset)
-  a.kernel_size = 7
-  a.num_blades = 4
-  a.twist = 0.3  # radians of blade rotation per pixel of radius
-  a.sigma_min = 0.5
-  a.sigma_init = 1.5
-  a.per_channel_sigma = False  # one sigma per descriptor channel (mean, max)
-  a.mask = "rotated"  # 'rotated' | 'fixed' | 'none' (set by the name preset)
-  a.prior = "gaussian"  # 'gaussian' | 'none' (set by the name preset)
-  a.amplitude_init = 1.0 / 14.0
-  a.theta_init = 0.0  # radians; the constant theta of mask='fixed'
-  a.learn_amplitude = True
-  c.attention = a
-  return c
-
-
 def resolve_model_config(model_config) -> ml_collections.ConfigDict:
   """A copy of model_config with the name's preset applied (see module doc)."""
-  cfg = ml_collections.ConfigDict(default_model_config().to_dict())
+  cfg = default_config.model_config()
   cfg.update(model_config.to_dict() if hasattr(model_config, "to_dict") else dict(model_config))
   name = cfg.name
   if name not in MODEL_NAMES:
     raise ValueError(f"unknown model name {name!r}; choose from {MODEL_NAMES}")
   if name == "custom":
     return cfg
-  for key, value in PRESETS[name].items():
+  for key, value in ARCHITECTURES[name].items():
     target = cfg if key in ("block", "channel_attention") else cfg.attention
     if target[key] != value:
       logging.info("model %s: %s=%r overrides config value %r", name, key, value, target[key])
@@ -114,7 +85,7 @@ def resolve_model_config(model_config) -> ml_collections.ConfigDict:
 
 
 def create_model(model_config) -> UNet:
-  """Builds the model named by ``model_config.name`` (see PRESETS)."""
+  """Builds the model named by ``model_config.name`` (see ARCHITECTURES)."""
   cfg = resolve_model_config(model_config)
   if cfg.dtype not in _DTYPES:
     raise ValueError(f"dtype must be one of {tuple(_DTYPES)}, got {cfg.dtype!r}")
@@ -136,14 +107,13 @@ __all__ = [
   "ChannelAttention",
   "GaussianSpatialAttention",
   "MODEL_NAMES",
-  "PRESETS",
+  "ARCHITECTURES",
   "PinwheelConv",
   "ResidualBlock",
   "SpatialAttention",
   "UNet",
   "count_params",
   "create_model",
-  "default_model_config",
   "gaussian_kernel_parts",
   "gaussian_prior",
   "model_stats",

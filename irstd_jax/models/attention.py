@@ -121,8 +121,8 @@ def gaussian_kernel_parts(
   num_blades: int,
   twist: float,
   sigma_min: float,
-  mask: str = "rotated",
-  prior: str = "gaussian",
+  mask: str,
+  prior: str,
   hard: bool = True,
 ):
   """Builds the Gaussian-pinwheel kernel K = A * G * M and its parts.
@@ -201,7 +201,7 @@ class ChannelAttention(nn.Module):
 class SpatialAttention(nn.Module):
   """CBAM spatial attention with a free k x k kernel (``conv/kernel`` HWIO)."""
 
-  kernel_size: int = 7
+  kernel_size: int
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
@@ -240,17 +240,17 @@ class GaussianSpatialAttention(nn.Module):
     learn_amplitude: if False, A is the constant amplitude_init (no param).
   """
 
-  kernel_size: int = 7
-  num_blades: int = 4
-  twist: float = 0.3
-  sigma_min: float = 0.5
-  sigma_init: float = 1.5
-  per_channel_sigma: bool = False
-  mask: str = "rotated"
-  prior: str = "gaussian"
-  amplitude_init: float = 1.0 / 14.0
-  theta_init: float = 0.0
-  learn_amplitude: bool = True
+  kernel_size: int
+  num_blades: int
+  twist: float
+  sigma_min: float
+  sigma_init: float
+  per_channel_sigma: bool
+  mask: str
+  prior: str
+  amplitude_init: float
+  theta_init: float
+  learn_amplitude: bool
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
@@ -307,25 +307,23 @@ class GaussianSpatialAttention(nn.Module):
 class AttentionSpec:
   """Hashable copy of ``config.model.attention`` (safe as a Module attribute)."""
 
-  kind: str = "gaussian"  # 'gaussian' | 'cbam' | 'none'
-  kernel_size: int = 7
-  num_blades: int = 4
-  twist: float = 0.3
-  sigma_min: float = 0.5
-  sigma_init: float = 1.5
-  per_channel_sigma: bool = False
-  mask: str = "rotated"  # 'rotated' | 'fixed' | 'none'
-  prior: str = "gaussian"  # 'gaussian' | 'none'
-  amplitude_init: float = 1.0 / 14.0
-  theta_init: float = 0.0
-  learn_amplitude: bool = True
+  kind: str  # 'gaussian' | 'cbam' | 'none'
+  kernel_size: int
+  num_blades: int
+  twist: float
+  sigma_min: float
+  sigma_init: float
+  per_channel_sigma: bool
+  mask: str  # 'rotated' | 'fixed' | 'none'
+  prior: str  # 'gaussian' | 'none'
+  amplitude_init: float
+  theta_init: float
+  learn_amplitude: bool
 
   @classmethod
   def from_config(cls, cfg) -> AttentionSpec:
     if isinstance(cfg, cls):
       return cfg
-    if cfg is None:
-      return cls()
     names = {f.name for f in dataclasses.fields(cls)}
     d = dict(cfg.items()) if hasattr(cfg, "items") else dict(cfg)
     unknown = set(d) - names

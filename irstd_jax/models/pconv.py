@@ -35,9 +35,9 @@ class PinwheelConv(nn.Module):
   """PConv: (N, H, W, C_in) -> (N, H, W, features); features divisible by 4."""
 
   features: int
+  bn_momentum: float
+  bn_epsilon: float
   kernel_size: int = 3
-  bn_momentum: float = 0.9
-  bn_epsilon: float = 1e-5
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 

@@ -88,11 +88,11 @@ class ResidualBlock(nn.Module):
 
   features: int
   attention: Any  # AttentionSpec (or a model.attention ConfigDict)
-  channel_attention: bool = True
-  block: str = "basic"  # 'basic' | 'pconv'
-  bn_momentum: float = 0.9
-  bn_epsilon: float = 1e-5
-  dtype: Dtype = jnp.float32
+  channel_attention: bool
+  block: str  # 'basic' | 'pconv'
+  bn_momentum: float
+  bn_epsilon: float
+  dtype: Dtype
 
   @nn.compact
   def __call__(self, x, train: bool):
@@ -149,15 +149,15 @@ class UNet(nn.Module):
   () without deep supervision).
   """
 
-  channels: Sequence[int] = (16, 32, 64, 128, 256)
-  blocks: Sequence[int] = (2, 2, 2, 2)
-  attention: Any = None  # AttentionSpec; None -> AttentionSpec() defaults
-  channel_attention: bool = True
-  block: str = "basic"
-  deep_supervision: bool = True
-  bn_momentum: float = 0.9
-  bn_epsilon: float = 1e-5
-  dtype: Dtype = jnp.float32
+  channels: Sequence[int]
+  blocks: Sequence[int]
+  attention: Any  # AttentionSpec; None -> AttentionSpec() defaults
+  channel_attention: bool
+  block: str
+  deep_supervision: bool
+  bn_momentum: float
+  bn_epsilon: float
+  dtype: Dtype
 
   @nn.compact
   def __call__(self, images, train: bool = False):

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 
+from irstd_jax import default_config
 from irstd_jax import losses as jl
 from irstd_jax import metrics as jm
 from irstd_jax import models as jmodels
@@ -122,7 +123,7 @@ LOSS_CASES = {
 
 
 def _loss_cfg(**overrides):
-  cfg = jl.default_loss_config()
+  cfg = default_config.loss_config()
   cfg.update(overrides)
   return cfg
 
@@ -209,7 +210,7 @@ def _attention_case(spec: dict, seed, x):
 def attention_parity(seed=0) -> list[Record]:
   rs = np.random.RandomState(seed)
   x = rs.randn(2, 20, 18, 6).astype(np.float32)
-  base = dict(jmodels.default_model_config().attention.to_dict())
+  base = dict(default_config.model_config().attention.to_dict())
   cases = {
     "rotated mask": dict(base, mask="rotated"),
     "rotated mask, per-channel sigma": dict(base, mask="rotated", per_channel_sigma=True),
@@ -286,7 +287,7 @@ def cbam_parity(seed=0) -> list[Record]:
   out = []
   for cname, jmod, tmod in [
     ("channel attention", jatt.ChannelAttention(), tatt.ChannelAttention(32)),
-    ("CBAM spatial attention", jatt.SpatialAttention(), tatt.SpatialAttention()),
+    ("CBAM spatial attention", jatt.SpatialAttention(kernel_size=7), tatt.SpatialAttention()),
   ]:
     v = jmod.init(jax.random.key(seed), jnp.asarray(x))
     v = jax.tree.map(lambda a: a + 0.3 * rs.randn(*a.shape).astype(np.float32), v)
@@ -311,7 +312,7 @@ def cbam_parity(seed=0) -> list[Record]:
 
 # ------------------------------------------------------------------------------ model
 def tiny_model_config(name, deep_supervision=True, blocks=TINY_BLOCKS):
-  cfg = jmodels.default_model_config()
+  cfg = default_config.model_config()
   cfg.name = name
   cfg.channels = TINY_CHANNELS
   cfg.blocks = tuple(blocks)
