@@ -9,31 +9,23 @@ import json
 import pathlib
 import shutil
 
-import ml_collections
 import numpy as np
 from PIL import Image
 import pytest
 
 from irstd_jax import datasets
+from irstd_jax import default_config
 from irstd_jax import input_pipeline as ip
 from irstd_jax.datasets import manual
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-def _dataset_config(name, data_dir, manual_dir="", **extra):
-  return ml_collections.ConfigDict(
-    dict(
-      name=name,
-      data_dir=str(data_dir),
-      manual_dir=str(manual_dir),
-      train_split="",
-      test_split="",
-      binarize_masks=False,
-      fix_mask_size=False,
-      **extra,
-    )
-  )
+def _dataset_config(name, data_dir, manual_dir="", **fields):
+  """The default config.dataset with these fields set."""
+  config = default_config.base_config().dataset
+  config.update(name=name, data_dir=str(data_dir), manual_dir=str(manual_dir), **fields)
+  return config
 
 
 def _ids(path):
@@ -98,7 +90,9 @@ def test_real_nuaa_records_are_the_files_pixels(nuaa):
 
 def test_real_train_batch_shapes_dtypes_and_binary_masks(nuaa):
   train, _, _ = nuaa
-  cfg = ip.AugmentConfig(crop_size=256, target_crop_prob=1.0)
+  cfg = ip.AugmentConfig(
+    crop_size=256, flip=True, rot90=True, target_crop_prob=1.0, intensity_jitter=0.0
+  )
   batches = ip.TrainBatches(train, 4, cfg, mean=114.35, std=57.01, seed=0)
   assert batches.steps_per_epoch == 341 // 4
   for step in (0, 1):
@@ -544,6 +538,16 @@ def test_memory_source_equals_the_tfds_source_on_synthetic(tmp_path):
   _same_records(mem_train, tfds_train)
   _same_records(mem_test, tfds_test)
   assert not (tmp_path / "unused").exists()  # nothing written
+
+
+@pytest.mark.parametrize("source", ["tfds", "memory"])
+def test_a_missing_dataset_field_is_an_error_naming_it(tmp_path, source):
+  """No second default in the code: a field the config lacks is an AttributeError."""
+  cfg = _dataset_config("nudt_sirst", tmp_path / "tfds", _tiny_uniform(tmp_path / "set"))
+  cfg.source = source
+  del cfg["train_split"]
+  with pytest.raises(AttributeError, match="train_split"):
+    datasets.load_sources(cfg)
 
 
 def test_memory_source_reports_bad_input_like_tfds(tmp_path):

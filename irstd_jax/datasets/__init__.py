@@ -1,123 +1,68 @@
-"""Data set registry: config.dataset -> prepared TFDS builder -> random-access sources."""
+"""Data sets: `load_sources(config.dataset)` -> (train, test) random-access sources.
+
+`load_sources` is the one entry; each module below imports only the ones after it:
+  __init__.py   picks the source ('tfds' or 'memory') and the data set, reads the config.
+  builders.py   TFDS builders that write the sets as ArrayRecord (source 'tfds' only).
+  manual.py     reads and validates a real set's manual directory (numpy + PIL).
+  synthetic.py  generates the synthetic set (numpy + scipy).
+  errors.py     the errors every module raises.
+Data sets, layouts and the bad-input policy: docs/data.md.
+"""
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 
+import jax
+from jax.experimental import multihost_utils
 import ml_collections
 
-DEFAULT_DATA_DIR = os.path.join("~", "tensorflow_datasets")
+from irstd_jax.datasets import manual
+from irstd_jax.datasets import synthetic
+from irstd_jax.datasets.errors import BadInputError
+from irstd_jax.datasets.errors import DataNotPreparedError
+from irstd_jax.datasets.errors import how_to_prepare
 
+__all__ = [
+  "REAL_DATASETS",
+  "SOURCES",
+  "BadInputError",
+  "DataNotPreparedError",
+  "load_sources",
+  "load_memory_sources",
+  "get_builder",
+  "prepare",
+]
 
 REAL_DATASETS = ("nuaa_sirst", "nudt_sirst", "irstd1k", "sirst_uavb")
-
-
-class DataNotPreparedError(RuntimeError):
-  """A real data set was asked for, but its files are not where the config points."""
-
-
-class BadInputError(DataNotPreparedError):
-  """The manual directory of a real data set has a defect (one-line message, file first).
-
-  `problems` lists every defect found (the message shows the first one and a count), so a
-  CLI prints one clean line and tools/prepare_data.py can list them all.
-  """
-
-  def __init__(self, message: str, problems=None, root: str | None = None, path: str | None = None):
-    message = " ".join(str(message).split("\n"))
-    self.problems = [" ".join(str(p).split("\n")) for p in (problems or [message])]
-    self.root, self.path = root, path
-    more = len(self.problems) - 1
-    if more:
-      message += (
-        f" (and {more} more problem{'s' if more > 1 else ''}; "
-        f"`python tools/prepare_data.py` lists them all)"
-      )
-    super().__init__(message)
-
-
-def data_dir(dataset_config: ml_collections.ConfigDict) -> str:
-  return os.path.expanduser(dataset_config.get("data_dir") or DEFAULT_DATA_DIR)
-
-
-def _unknown_dataset(name: str) -> DataNotPreparedError:
-  return DataNotPreparedError(
-    f"unknown data set {name!r}: expected 'synthetic' or one of {', '.join(REAL_DATASETS)}"
-  )
-
-
-def get_builder(dataset_config: ml_collections.ConfigDict):
-  """The TFDS builder named by `dataset_config.name`, not yet prepared."""
-  # Imported here: TFDS pulls in TensorFlow, which config parsing alone should not need.
-  from irstd_jax.datasets import builders
-
-  name = dataset_config.name
-  if name == "synthetic":
-    return builders.make_builder(
-      builders.SyntheticIrst,
-      builders.synthetic_config(
-        dataset_config.seed,
-        dataset_config.num_train,
-        dataset_config.num_test,
-        dataset_config.image_size,
-      ),
-      data_dir(dataset_config),
-    )
-  if name in REAL_DATASETS:
-    return builders.make_builder(
-      builders.REAL_BUILDERS[name],
-      builders.manual_config(
-        train_split=dataset_config.get("train_split", "") or "",
-        test_split=dataset_config.get("test_split", "") or "",
-        binarize_masks=bool(dataset_config.get("binarize_masks", False)),
-        fix_mask_size=bool(dataset_config.get("fix_mask_size", False)),
-      ),
-      data_dir(dataset_config),
-    )
-  raise _unknown_dataset(name)
-
-
-def how_to_prepare(name: str) -> str:
-  return (
-    f"get the {name} files (see docs/data.md for where), "
-    f"then pass --config.dataset.manual_dir=DIR or run "
-    f"`python tools/prepare_data.py --dataset={name} --manual_dir=DIR`"
-  )
-
-
-def prepare(builder, dataset_config: ml_collections.ConfigDict) -> None:
-  """Writes the data set if it is not prepared yet (validating a real set's files first).
-
-  Raises DataNotPreparedError when a real set is not prepared and config.dataset.manual_dir
-  is empty, BadInputError (a subclass) when the manual directory is missing or defective.
-  Nothing is left behind by a failed prepare: TFDS writes into an `*.incomplete*` directory
-  that it renames only on success and deletes on error.
-  """
-  if builder.is_prepared():
-    return
-  name = dataset_config.name
-  if name not in REAL_DATASETS:
-    builder.download_and_prepare()
-    return
-  import tensorflow_datasets as tfds
-
-  from irstd_jax.datasets import manual
-
-  manual_dir = dataset_config.get("manual_dir", "") or ""
-  if not manual_dir:
-    raise DataNotPreparedError(
-      f"data set {name!r} is not prepared in {data_dir(dataset_config)} and "
-      f"config.dataset.manual_dir is empty: {how_to_prepare(name)}"
-    )
-  root = manual.check_manual_dir(manual_dir, name)
-  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=root))
-
-
 SOURCES = ("tfds", "memory")
+_DEFAULT_DATA_DIR = os.path.join("~", "tensorflow_datasets")  # what data_dir="" means
 
 
-def _record(key: str, image, mask) -> dict:
-  return {"image": image[..., None], "mask": mask[..., None], "id": key.encode()}
+def load_sources(dataset_config: ml_collections.ConfigDict):
+  """Prepares the data set if needed and returns (train_source, test_source).
+
+  Sources are random-access sequences of dicts {image (H,W,1) uint8, mask (H,W,1) uint8,
+  id bytes}. `dataset_config.source`: "tfds" (prepared once into data_dir, read through
+  ArrayRecord) or "memory" (`load_memory_sources`). With TFDS only process 0 writes; the
+  others wait for it (shared data_dir assumed).
+  """
+  source = dataset_config.source
+  if source == "memory":
+    return load_memory_sources(dataset_config)
+  if source != "tfds":
+    raise ValueError(f"dataset.source={source!r}: expected one of {SOURCES}")
+  builder = get_builder(dataset_config)
+  if jax.process_index() == 0:
+    prepare(builder, dataset_config)
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices("irstd_jax:data_prepared")
+    builder = get_builder(dataset_config)  # re-read the metadata process 0 wrote
+  return builder.as_data_source("train"), builder.as_data_source("test")
+
+
+# ------------------------------------------------------------------ source = "memory"
 
 
 def load_memory_sources(dataset_config: ml_collections.ConfigDict):
@@ -128,11 +73,6 @@ def load_memory_sources(dataset_config: ml_collections.ConfigDict):
   defect), so both sources hold identical records. Meant for small sets (NUAA-SIRST is
   55 MiB decoded) and for machines without TensorFlow.
   """
-  import concurrent.futures
-
-  from irstd_jax.datasets import manual
-  from irstd_jax.datasets import synthetic
-
   name = dataset_config.name
   if name == "synthetic":
     size = dataset_config.image_size
@@ -147,21 +87,17 @@ def load_memory_sources(dataset_config: ml_collections.ConfigDict):
     )
   if name not in REAL_DATASETS:
     raise _unknown_dataset(name)
-  manual_dir = dataset_config.get("manual_dir", "") or ""
-  if not manual_dir:
+  if not dataset_config.manual_dir:
     raise DataNotPreparedError(
       f"config.dataset.source='memory' reads {name!r} from config.dataset.manual_dir, "
       f"which is empty: {how_to_prepare(name)}"
     )
-  policy = manual.Policy(
-    binarize_masks=bool(dataset_config.get("binarize_masks", False)),
-    fix_mask_size=bool(dataset_config.get("fix_mask_size", False)),
-  )
+  policy = _mask_policy(dataset_config)
   plan = manual.scan(
-    manual_dir,
+    dataset_config.manual_dir,
     name,
-    dataset_config.get("train_split", "") or "",
-    dataset_config.get("test_split", "") or "",
+    dataset_config.train_split,
+    dataset_config.test_split,
     policy,
   )
 
@@ -172,26 +108,83 @@ def load_memory_sources(dataset_config: ml_collections.ConfigDict):
     return tuple(list(pool.map(load, plan.splits[split])) for split in ("train", "test"))
 
 
-def load_sources(dataset_config: ml_collections.ConfigDict):
-  """Prepares the data set if needed and returns (train_source, test_source).
+def _record(key: str, image, mask) -> dict:
+  """(H, W) uint8 image and mask -> the record a TFDS source returns."""
+  return {"image": image[..., None], "mask": mask[..., None], "id": key.encode()}
 
-  Sources are random-access sequences of dicts {image (H,W,1) uint8, mask (H,W,1) uint8,
-  id bytes}. `dataset_config.source`: "tfds" (default; prepared once into data_dir, read
-  through ArrayRecord) or "memory" (`load_memory_sources`). With TFDS only process 0
-  writes; the others wait for it (shared data_dir assumed).
+
+# --------------------------------------------------------------------- source = "tfds"
+
+
+def get_builder(dataset_config: ml_collections.ConfigDict):
+  """The TFDS builder named by `dataset_config.name`, not yet prepared."""
+  # Imported here, not at the top: TFDS is needed by source='tfds' only, so 'memory'
+  # runs on a machine without it (docs/data.md), and it adds ~0.5 s to this import.
+  from irstd_jax.datasets import builders
+
+  name = dataset_config.name
+  if name == "synthetic":
+    builder_config = builders.synthetic_config(
+      dataset_config.seed,
+      dataset_config.num_train,
+      dataset_config.num_test,
+      dataset_config.image_size,
+    )
+    return builders.make_builder(builders.SyntheticIrst, builder_config, _data_dir(dataset_config))
+  if name not in REAL_DATASETS:
+    raise _unknown_dataset(name)
+  policy = _mask_policy(dataset_config)
+  builder_config = builders.manual_config(
+    train_split=dataset_config.train_split,
+    test_split=dataset_config.test_split,
+    binarize_masks=policy.binarize_masks,
+    fix_mask_size=policy.fix_mask_size,
+  )
+  return builders.make_builder(
+    builders.REAL_BUILDERS[name], builder_config, _data_dir(dataset_config)
+  )
+
+
+def prepare(builder, dataset_config: ml_collections.ConfigDict) -> None:
+  """Writes the data set if it is not prepared yet (validating a real set's files first).
+
+  Raises DataNotPreparedError when a real set is not prepared and config.dataset.manual_dir
+  is empty, BadInputError (a subclass) when the manual directory is missing or defective.
+  Nothing is left behind by a failed prepare: TFDS writes into an `*.incomplete*` directory
+  that it renames only on success and deletes on error.
   """
-  source = dataset_config.get("source", "tfds")
-  if source == "memory":
-    return load_memory_sources(dataset_config)
-  if source != "tfds":
-    raise ValueError(f"dataset.source={source!r}: expected one of {SOURCES}")
-  import jax
-  from jax.experimental import multihost_utils
+  from irstd_jax.datasets import builders  # see get_builder
 
-  builder = get_builder(dataset_config)
-  if jax.process_index() == 0:
-    prepare(builder, dataset_config)
-  if jax.process_count() > 1:
-    multihost_utils.sync_global_devices("irstd_jax:data_prepared")
-    builder = get_builder(dataset_config)  # re-read the metadata process 0 wrote
-  return builder.as_data_source("train"), builder.as_data_source("test")
+  if builder.is_prepared():
+    return
+  name = dataset_config.name
+  if name not in REAL_DATASETS:
+    builder.download_and_prepare()
+    return
+  if not dataset_config.manual_dir:
+    raise DataNotPreparedError(
+      f"data set {name!r} is not prepared in {_data_dir(dataset_config)} and "
+      f"config.dataset.manual_dir is empty: {how_to_prepare(name)}"
+    )
+  root = manual.check_manual_dir(dataset_config.manual_dir, name)
+  builders.prepare_from_manual_dir(builder, root)
+
+
+def _data_dir(dataset_config: ml_collections.ConfigDict) -> str:
+  """The TFDS data directory, user-expanded."""
+  return os.path.expanduser(dataset_config.data_dir or _DEFAULT_DATA_DIR)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _mask_policy(dataset_config: ml_collections.ConfigDict) -> manual.Policy:
+  return manual.Policy(
+    binarize_masks=dataset_config.binarize_masks, fix_mask_size=dataset_config.fix_mask_size
+  )
+
+
+def _unknown_dataset(name: str) -> DataNotPreparedError:
+  return DataNotPreparedError(
+    f"unknown data set {name!r}: expected 'synthetic' or one of {', '.join(REAL_DATASETS)}"
+  )

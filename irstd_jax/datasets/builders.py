@@ -17,6 +17,8 @@ import numpy as np
 import PIL.Image
 import tensorflow_datasets as tfds
 
+from irstd_jax.datasets import errors
+from irstd_jax.datasets import manual
 from irstd_jax.datasets import synthetic
 
 FILE_FORMAT = "array_record"
@@ -154,19 +156,15 @@ class _ManualIrst(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     )
 
   def _manual_root(self, dl_manager) -> str:
-    from irstd_jax import datasets
-
     try:
       return os.fspath(dl_manager.manual_dir)
     except AssertionError as e:  # TFDS: manual dir not given, missing or empty
-      raise datasets.BadInputError(
+      raise errors.BadInputError(
         f"{self.name}: manual_dir missing or empty: "
-        f"{str(e).splitlines()[0]} ({datasets.how_to_prepare(self.name)})"
+        f"{str(e).splitlines()[0]} ({errors.how_to_prepare(self.name)})"
       ) from None
 
   def _split_generators(self, dl_manager):
-    from irstd_jax.datasets import manual
-
     cfg = self.builder_config
     policy = manual.Policy(binarize_masks=cfg.binarize_masks, fix_mask_size=cfg.fix_mask_size)
     # Everything is decoded and checked here, before TFDS writes a single record.
@@ -189,8 +187,6 @@ class _ManualIrst(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     }
 
   def _generate_examples(self, entries, policy):
-    from irstd_jax.datasets import manual
-
     for entry in entries:
       image, mask = manual.load_pair(entry, policy)
       yield entry.id, {"image": _png(image), "mask": _png(mask), "id": entry.id}
@@ -284,3 +280,8 @@ class SirstUavb(_ManualIrst):
 
 
 REAL_BUILDERS = {cls.name: cls for cls in (NuaaSirst, NudtSirst, Irstd1k, SirstUavb)}
+
+
+def prepare_from_manual_dir(builder: _ManualIrst, manual_dir: str) -> None:
+  """Validates the real set in `manual_dir` and writes it (nothing is kept on failure)."""
+  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))

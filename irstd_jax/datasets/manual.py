@@ -4,7 +4,7 @@ A manual directory is recognised in one of several layouts (`LAYOUTS`): the unif
 this project stages data in (images/, masks/, splits/{train,test}.txt) and each set's
 original published layout. `scan` resolves the split files, finds every image and mask,
 decodes every file and checks it, and either returns a `Plan` (what to write) or raises
-`BadInputError` listing every problem found, before anything is written.
+`errors.BadInputError` listing every problem found, before anything is written.
 
 Bad-input policy (see docs/data.md):
 - refused: manual_dir missing or empty; no recognised layout; split file missing, empty or
@@ -35,7 +35,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from irstd_jax.datasets import BadInputError
+from irstd_jax.datasets import errors
 
 IMAGE_EXTS = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
 LOSSY_EXTS = (".jpg", ".jpeg")
@@ -175,7 +175,7 @@ class Plan:
 
 
 class _Problems:
-  """Collects problems; raise() turns them into one BadInputError (first line first)."""
+  """Collects problems; raise_if_any() turns them into one BadInputError (first line first)."""
 
   def __init__(self):
     self.items: list[str] = []
@@ -186,7 +186,7 @@ class _Problems:
   def raise_if_any(self, root: str):
     if not self.items:
       return
-    raise BadInputError(self.items[0], problems=self.items, root=root)
+    raise errors.BadInputError(self.items[0], problems=self.items, root=root)
 
 
 # ------------------------------------------------------------------------------ layout
@@ -196,11 +196,11 @@ def check_manual_dir(root: str, dataset: str) -> str:
   """The absolute manual dir, or BadInputError when it is missing or empty."""
   root = os.path.abspath(os.path.expanduser(root))
   if not os.path.isdir(root):
-    raise BadInputError(
+    raise errors.BadInputError(
       f"{root}: manual_dir for {dataset!r} does not exist (or is not a directory)", root=root
     )
   if not os.listdir(root):
-    raise BadInputError(f"{root}: manual_dir for {dataset!r} is empty", root=root)
+    raise errors.BadInputError(f"{root}: manual_dir for {dataset!r} is empty", root=root)
   return root
 
 
@@ -217,7 +217,7 @@ def detect_layout(root: str, dataset: str, custom_splits: bool = False) -> Layou
     elif layout.matches(root):
       return layout
   expected = "; ".join(layout.description for layout in LAYOUTS[dataset])
-  raise BadInputError(
+  raise errors.BadInputError(
     f"{root}: no recognised {dataset} layout (expected one of: {expected})", root=root
   )
 
@@ -287,7 +287,7 @@ def _open(path: str) -> Image.Image:
       return im.copy()
   except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, ... on bad files
     detail = str(e).splitlines()[0] if str(e) else type(e).__name__
-    raise BadInputError(
+    raise errors.BadInputError(
       f"{path}: cannot decode ({detail}): corrupt or truncated file?", path=path
     ) from None
 
@@ -299,7 +299,7 @@ def load_image(path: str, notes: list[str] | None = None) -> np.ndarray:
   """(H, W) uint8 grayscale; colour images converted with PIL convert("L")."""
   im = _open(path)
   if im.mode in _HIGH_DEPTH_MODES:
-    raise BadInputError(
+    raise errors.BadInputError(
       f"{path}: {im.mode} image ({'16-bit' if '16' in im.mode else 'high '}"
       f"depth); this project stores 8-bit images: convert it to 8-bit "
       f"grayscale first",
@@ -316,7 +316,7 @@ def load_mask(path: str, policy: Policy, notes: list[str] | None = None) -> np.n
   """(H, W) uint8 in {0, 1}, or BadInputError for values that are not a binary mask."""
   im = _open(path)
   if im.mode in _HIGH_DEPTH_MODES:
-    raise BadInputError(
+    raise errors.BadInputError(
       f"{path}: {im.mode} mask; expected an 8-bit mask with values {{0, 255}} or {{0, 1}}",
       path=path,
     )
@@ -337,7 +337,7 @@ def load_mask(path: str, policy: Policy, notes: list[str] | None = None) -> np.n
         f"{path}: non-binary mask values {_describe(present)} thresholded at {MASK_THRESHOLD}"
       )
     return (values >= MASK_THRESHOLD).astype(np.uint8)
-  raise BadInputError(
+  raise errors.BadInputError(
     f"{path}: mask is not binary: values {_describe(present)}, expected "
     f"{{0, 255}} or {{0, 1}} (set config.dataset.binarize_masks=True to "
     f"threshold at {MASK_THRESHOLD})",
@@ -370,7 +370,7 @@ def load_pair(
         if same_aspect
         else " (aspect ratios differ too: not a resized mask)"
       )
-      raise BadInputError(
+      raise errors.BadInputError(
         f"{entry.mask_path}: mask is {mw}x{mh} (WxH) but its image "
         f"{entry.image_path} is {iw}x{ih}{hint}",
         path=entry.mask_path,
@@ -444,7 +444,7 @@ def scan(
     notes: list[str] = []
     try:
       load_pair(entry, policy, notes)
-    except BadInputError as e:
+    except errors.BadInputError as e:
       return notes, str(e)
     return notes, None
 
