@@ -7,16 +7,37 @@
 50/50 split (DNANet and later papers), with the uniform layout's split files:
   --config.dataset.train_split=train_50_50.txt --config.dataset.test_split=test_50_50.txt
 
-Recipe: MSHNet's (crop 256, batch 4, 400 epochs, Adagrad lr 0.05 constant, 6 warm-up epochs;
-see irstd_jax/datasets/presets.py) with the paper's model and loss from default_config.
+Also holds `mshnet_recipe`, the training recipe configs/{nudt_sirst,irstd1k,sirst_uavb}.py
+start from too.
 """
 
 from irstd_jax import default_config
-from irstd_jax.datasets.presets import real_dataset_config
+
+
+def mshnet_recipe(name: str):
+  """The base config with data set `name` and MSHNet's training recipe.
+
+  Recipe: MSHNet's (Lliu666/MSHNet main.py: crop 256, batch 4, 400 epochs, Adagrad lr 0.05,
+  constant learning rate, plain soft-IoU warm-up for epochs 0..5), with the paper's model
+  and loss from default_config. MSHNet resizes every image to 256x256 and random-scales it;
+  this pipeline keeps native pixels and pads (reflect) images smaller than the crop instead.
+  """
+  config = default_config.base_config()
+  config.dataset.name = name
+  config.dataset.crop_size = 256
+  config.train.num_epochs = 400
+  config.train.batch_size = 4
+  config.train.optimizer = "adagrad"
+  config.train.learning_rate = 0.05
+  config.train.schedule = "constant"
+  config.loss.warm_epochs = 6  # MSHNet: epochs 0..5 plain soft IoU (`epoch > warm_epoch`)
+  config.eval.batch_size = 8
+  config.eval.every_epochs = 5
+  return config
 
 
 def get_config():
-  config = real_dataset_config(default_config.base_config(), "nuaa_sirst")
+  config = mshnet_recipe("nuaa_sirst")
   # Measured by tools/prepare_data.py on the official train split (341 images, 23076353
   # pixels), CPU (2 cores, sandbox), 2026-11-25. 50/50 train split: 113.36 / 59.39.
   config.dataset.mean = 114.35

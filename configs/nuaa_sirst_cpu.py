@@ -12,11 +12,11 @@ epochs, data decoded into RAM (no TFDS).
 """
 
 from irstd_jax import default_config
-from irstd_jax.datasets.presets import real_dataset_config
 
 
 def get_config():
-  config = real_dataset_config(default_config.base_config(), "nuaa_sirst")
+  config = default_config.base_config()
+  config.dataset.name = "nuaa_sirst"
   config.dataset.source = "memory"
   config.dataset.train_split = "train_50_50.txt"
   config.dataset.test_split = "test_50_50.txt"
