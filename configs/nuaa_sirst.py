@@ -15,13 +15,8 @@ from irstd_jax import default_config
 
 
 def mshnet_recipe(name: str):
-  """The base config with data set `name` and MSHNet's training recipe.
-
-  Recipe: MSHNet's (Lliu666/MSHNet main.py: crop 256, batch 4, 400 epochs, Adagrad lr 0.05,
-  constant learning rate, plain soft-IoU warm-up for epochs 0..5), with the paper's model
-  and loss from default_config. MSHNet resizes every image to 256x256 and random-scales it;
-  this pipeline keeps native pixels and pads (reflect) images smaller than the crop instead.
-  """
+  """The base config (the paper's model and loss) with data set `name` and MSHNet's training
+  recipe (Lliu666/MSHNet main.py; docs/data.md says where this pipeline differs from it)."""
   config = default_config.base_config()
   config.dataset.name = name
   config.dataset.crop_size = 256
