@@ -119,7 +119,7 @@ def _record(key: str, image, mask) -> dict:
 def get_builder(dataset_config: ml_collections.ConfigDict):
   """The TFDS builder named by `dataset_config.name`, not yet prepared."""
   # Imported here, not at the top: TFDS is needed by source='tfds' only, so 'memory'
-  # runs on a machine without it (docs/data.md), and it adds ~0.5 s to this import.
+  # runs on a machine without it (docs/data.md); importing it also takes 0.25-0.37 s.
   from irstd_jax.datasets import builders
 
   name = dataset_config.name
