@@ -41,9 +41,12 @@ def _config():
 
 def _random_torch_model(config, seed=0):
   """Reference model with every parameter and BN statistic randomised in torch."""
-  tool = _tool()
+  from reference_torch import model as tmodel
+
+  from irstd_jax import models
+
   torch.manual_seed(seed)
-  model = tool.reference_model(config.model)
+  model = tmodel.create_model(models.resolve_model_config(config.model))
   with torch.no_grad():
     for _, p in model.named_parameters():
       p.add_(0.05 * torch.randn_like(p))

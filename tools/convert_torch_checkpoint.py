@@ -6,9 +6,9 @@ PyTorch state_dict -> orbax checkpoint usable by evaluation / prediction
   python tools/convert_torch_checkpoint.py --torch_checkpoint=model.pt \
       --config=configs/synthetic.py [--config.model.name=mshnet] --output=DIR
 
-The state_dict must come from ``reference_torch.model`` built with the same
-model config (names and shapes are checked against the Flax model; every mismatch is
-listed).  A file holding {'state_dict': ...} or {'model': ...}, and keys prefixed with
+The state_dict must come from the PyTorch reference model (tests/reference_torch/model.py)
+built with the same model config (names and shapes are checked against the Flax model;
+every mismatch is listed); the name mapping is tools/torch_weights.py.  A file holding {'state_dict': ...} or {'model': ...}, and keys prefixed with
 'module.' (DataParallel), are accepted.
 
 Written layout (what ``Checkpointer.save`` writes): ``DIR/checkpoints/<step>/`` with
@@ -28,16 +28,21 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 import sys
 
-# The PyTorch reference model is test-only code (tests/reference_torch), not installed.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
+import numpy as np  # noqa: E402
+import torch_weights  # noqa: E402  (sibling: tools/ is sys.path[0] when run as a script)
+
+from irstd_jax import checkpointing  # noqa: E402
+from irstd_jax import models  # noqa: E402
+from irstd_jax import train  # noqa: E402
 
 # Flags are defined only when run as a script, so that importing this file (tests) does
 # not clash with other absl flag definitions such as irstd_jax.main's --config.
@@ -60,7 +65,7 @@ def _define_flags():
 
 
 def load_torch_state_dict(path: str):
-  import torch
+  import torch  # optional: torch is a test extra, not a dependency of the package
 
   obj = torch.load(path, map_location="cpu", weights_only=True)
   for key in ("state_dict", "model"):
@@ -71,11 +76,6 @@ def load_torch_state_dict(path: str):
 
 def abstract_variables(model_config):
   """Shapes of the Flax variables of the configured model (no compute)."""
-  import jax
-  import jax.numpy as jnp
-
-  from irstd_jax import models
-
   model = models.create_model(model_config)
   x = jnp.zeros((1, 16, 16, 1), jnp.float32)
   return model, jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
@@ -83,15 +83,8 @@ def abstract_variables(model_config):
 
 def torch_to_orbax(state_dict, config, output_dir: str, step: int = 0, source: str = "") -> str:
   """Writes ``output_dir/checkpoints/<step>/``; returns the checkpoints directory."""
-  import jax
-  import numpy as np
-  from reference_torch import convert
-
-  from irstd_jax import checkpointing
-  from irstd_jax import train
-
   model, template = abstract_variables(config.model)
-  variables = convert.torch_state_dict_to_flax(state_dict, template=template)
+  variables = torch_weights.torch_state_dict_to_flax(state_dict, template=template)
   tx = train.make_optimizer(config.train, train.learning_rate_schedule(config.train, 1))
   ts = train.TrainState.create(
     apply_fn=model.apply, params=variables["params"], tx=tx, batch_stats=variables["batch_stats"]
@@ -115,31 +108,14 @@ def torch_to_orbax(state_dict, config, output_dir: str, step: int = 0, source: s
   return os.path.join(os.path.abspath(output_dir), checkpointing.LATEST_DIR)
 
 
-def orbax_to_torch_state_dict(checkpoint_dir: str, verify: bool = True):
+def orbax_to_torch_state_dict(checkpoint_dir: str):
   """(PyTorch state_dict, meta) of an orbax checkpoint (workdir, checkpoints dir or
-  step dir).  With ``verify`` the state_dict is loaded (strict) into the reference
-  model built from the checkpoint's config."""
-  from reference_torch import convert
-
-  from irstd_jax import checkpointing
-
+  step dir).  The state_dict is mapped back and must give the checkpoint's names and
+  shapes (ValueError lists every difference)."""
   variables, meta = checkpointing.restore_variables(checkpoint_dir)
-  state_dict = convert.flax_to_torch_state_dict(variables)
-  if verify:
-    reference_model(meta["config"]["model"]).load_state_dict(state_dict, strict=True)
+  state_dict = torch_weights.flax_to_torch_state_dict(variables)
+  torch_weights.torch_state_dict_to_flax(state_dict, template=variables)
   return state_dict, meta
-
-
-def reference_model(model_config):
-  """The PyTorch reference model of a (JAX-style, unresolved) model config."""
-  import ml_collections
-  from reference_torch import model as tmodel
-
-  from irstd_jax import models
-
-  if not isinstance(model_config, ml_collections.ConfigDict):
-    model_config = ml_collections.ConfigDict(model_config)
-  return tmodel.create_model(models.resolve_model_config(model_config))
 
 
 def main(argv):
@@ -148,7 +124,7 @@ def main(argv):
   if not _OUTPUT.value:
     raise app.UsageError("--output is required")
   if _FLAX.value:
-    import torch
+    import torch  # optional: torch is a test extra, not a dependency of the package
 
     state_dict, meta = orbax_to_torch_state_dict(_FLAX.value)
     torch.save(state_dict, _OUTPUT.value)
