@@ -17,30 +17,24 @@ import argparse
 import math
 from pathlib import Path
 import re
-import sys
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import jax
+import jax.numpy as jnp
+import matplotlib
 
-import matplotlib  # noqa: E402
-
-matplotlib.use("Agg")
+matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-
-def _models():
-  import irstd_jax.models as models
-
-  return models
+from irstd_jax import checkpointing  # noqa: E402
+from irstd_jax import default_config  # noqa: E402
+from irstd_jax import models  # noqa: E402
 
 
 def load_variables(args):
   """Returns (variables, resolved model config, source description)."""
-  models = _models()
   if args.checkpoint:
-    from irstd_jax.checkpointing import restore_variables  # lazy: optional dependency
-
-    variables, meta = restore_variables(args.checkpoint)
+    variables, meta = checkpointing.restore_variables(args.checkpoint)
     config = meta.get("config", meta) if isinstance(meta, dict) else meta
     model_cfg = config["model"] if isinstance(config, dict) else config.model
     cfg = models.resolve_model_config(model_cfg)
@@ -48,11 +42,6 @@ def load_variables(args):
     if isinstance(meta, dict) and "step" in meta:
       where += f" (step {meta['step']}, epoch {meta.get('epoch', '?')})"
     return variables, cfg, where
-  import jax
-  import jax.numpy as jnp
-
-  from irstd_jax import default_config
-
   cfg = default_config.model_config()
   cfg.name = args.model_name
   cfg = models.resolve_model_config(cfg)
@@ -89,9 +78,6 @@ def _natural_key(s):
 
 def kernel_parts(module_params, cfg):
   """numpy dict of sigma, theta, prior, soft_mask, mask, kernel for one module."""
-  import jax.numpy as jnp
-
-  models = _models()
   a = cfg.attention
   k = a.kernel_size
   if "conv" in module_params:  # CBAM free kernel

@@ -17,10 +17,7 @@ import os
 import re
 import sys
 
-import matplotlib
-
-matplotlib.use("Agg")
-from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.figure import Figure  # savefig picks the Agg canvas for .png by itself
 
 _EVAL = re.compile(
   r"test @ epoch (\d+): mIoU ([\d.]+) nIoU ([\d.]+) Pd ([\d.]+) "

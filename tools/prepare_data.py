@@ -23,10 +23,14 @@ import time
 
 from absl import app
 from absl import flags
+from absl import logging
+import ml_collections
+import numpy as np
+import tensorflow_datasets as tfds  # imports TensorFlow only when a builder needs it
+import tqdm
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from irstd_jax import datasets  # noqa: E402  (light: no TensorFlow at import)
+from irstd_jax import datasets
+from irstd_jax.datasets import manual
 
 _DATASET = flags.DEFINE_enum("dataset", None, list(datasets.REAL_DATASETS), "Data set.")
 _MANUAL_DIR = flags.DEFINE_string("manual_dir", None, "The downloaded data set's folder.")
@@ -51,8 +55,6 @@ flags.mark_flags_as_required(["dataset", "manual_dir"])
 
 
 def dataset_config():
-  import ml_collections
-
   return ml_collections.ConfigDict(
     {
       "name": _DATASET.value,
@@ -68,8 +70,6 @@ def dataset_config():
 
 def pixel_stats(source) -> dict:
   """Mean and std over every pixel of every image of a source (float64 accumulation)."""
-  import numpy as np
-
   total, total_sq, count = 0.0, 0.0, 0
   for i in range(len(source)):
     image = source[i]["image"].astype(np.float64)
@@ -88,11 +88,6 @@ def pixel_stats(source) -> dict:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  from absl import logging
-  import tqdm
-
-  from irstd_jax.datasets import manual
-
   logging.set_verbosity(logging.WARNING)  # TFDS logs every file it writes at INFO
   cfg = dataset_config()
   name = cfg.name
@@ -123,8 +118,6 @@ def main(argv):
   if _VALIDATE_ONLY.value:
     print(f"valid ({time.time() - start:.1f} s); --validate_only: nothing written")
     return 0
-
-  import tensorflow_datasets as tfds
 
   tfds.display_progress_bar(True)
   builder = datasets.get_builder(cfg)

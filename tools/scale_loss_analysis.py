@@ -34,11 +34,13 @@ import platform
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import matplotlib
 
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("JAX_PLATFORMS", "cpu")  # read when jax is imported
 import jax  # noqa: E402
 
 from irstd_jax import losses  # noqa: E402
@@ -341,11 +343,6 @@ def brute_vs_exact_3x3(kind, kw, smooth):
 
 
 def draw_figures(out_dir, dpi):
-  import matplotlib
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-
   paths = []
   g = np.linspace(0, 20, 161)
   AP, AT = np.meshgrid(g, g, indexing="xy")  # x axis Ap, y axis At
