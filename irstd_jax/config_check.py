@@ -26,7 +26,6 @@ from irstd_jax import datasets
 from irstd_jax import default_config
 from irstd_jax import losses
 from irstd_jax import models
-from irstd_jax.datasets import presets
 
 PURPOSES = ("train", "eval", "predict")
 OPTIMIZERS = ("adam", "adamw", "adagrad", "sgd")
@@ -55,13 +54,8 @@ def fail(message: Any, status: int = 2) -> NoReturn:
 
 
 def reference_config():
-  """Every field the project reads: the base config plus the real data sets' fields."""
-  config = default_config.base_config()
-  real = presets.real_dataset_config(default_config.base_config(), "nuaa_sirst")
-  for key in real.dataset:
-    if key not in config.dataset:
-      config.dataset[key] = real.dataset[key]
-  return config
+  """Every field the project reads: the base config (it holds every field's default)."""
+  return default_config.base_config()
 
 
 def _leaves(node, prefix: str = "") -> Iterable[tuple[str, Any]]:
@@ -185,9 +179,8 @@ def _number(
   low_open: bool = False,
   high_open: bool = False,
   integer: bool = False,
-  default: Any = None,
 ) -> None:
-  value = _get(config, path, default)
+  value = _get(config, path)
   if value is None:
     return
   lo = "" if low is None else f"{'>' if low_open else '>='} {low:g}"
@@ -209,8 +202,8 @@ def _number(
     raise ConfigError(path, f"{value!r} is too large", allowed)
 
 
-def _choice(config, path: str, choices: Iterable[str], what: str, default: Any = None) -> None:
-  value = _get(config, path, default)
+def _choice(config, path: str, choices: Iterable[str], what: str) -> None:
+  value = _get(config, path)
   if value is None:
     return
   choices = tuple(choices)
@@ -253,7 +246,7 @@ def check_directory(path: str, field: str) -> None:
 
 
 def _check_profile(config) -> None:
-  spec = str(_get(config, "train.profile", "") or "")
+  spec = str(_get(config, "train.profile") or "")
   if not spec:
     return
   parts = spec.split(":")
@@ -396,14 +389,16 @@ def state_changes(stored: Any, config) -> list[str]:
     old, new = _normalized(_get(stored, path, default)), _normalized(_get(config, path, default))
     if old != new:
       changes.append(f"{path} ({old!r} -> {new!r})")
-  old, new = _get(stored, "train.optimizer", "adam"), _get(config, "train.optimizer", "adam")
+  # A field missing from a stored config (written before it existed) had today's default.
+  path = "train.optimizer"
+  old, new = _get(stored, path, _get(reference, path)), _get(config, path)
   if old != new:
-    changes.append(f"train.optimizer ({old!r} -> {new!r})")
-  for path, default, what in (
-    ("train.grad_clip_norm", 0.0, "clipping"),
-    ("train.grad_accum_steps", 1, "accumulation"),
+    changes.append(f"{path} ({old!r} -> {new!r})")
+  for path, what in (
+    ("train.grad_clip_norm", "clipping"),
+    ("train.grad_accum_steps", "accumulation"),
   ):
-    old, new = _get(stored, path, default), _get(config, path, default)
+    old, new = _get(stored, path, _get(reference, path)), _get(config, path)
     on = (lambda v: bool(v) and v > 1) if path.endswith("steps") else bool
     if on(old) != on(new):
       changes.append(f"{path} ({old!r} -> {new!r}: {what} turned {'on' if on(new) else 'off'})")

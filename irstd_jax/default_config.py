@@ -22,6 +22,11 @@ def base_config() -> ml_collections.ConfigDict:
   config.dataset.source = "tfds"
   config.dataset.data_dir = ""  # TFDS data dir; empty = ~/tensorflow_datasets
   config.dataset.manual_dir = ""  # real sets: images/, masks/, splits/
+  # Real-only fields: split file names ("" = the layout's official split) and mask repairs.
+  config.dataset.train_split = ""
+  config.dataset.test_split = ""
+  config.dataset.binarize_masks = False  # True: threshold non-binary masks at 128, not refuse
+  config.dataset.fix_mask_size = False  # True: nearest-resize masks of another size, not refuse
   config.dataset.crop_size = 256  # training crop (pixels, square)
   config.dataset.mean = 0.0  # normalisation of uint8 intensities: (x - mean) / std
   config.dataset.std = 255.0

@@ -27,70 +27,27 @@ for the first --num_figures test images, images with targets first.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import os
 import re
 import sys
 import time
 from typing import Any
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF is only the TFDS backend here
 
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
 import numpy as np
+from PIL import Image
 
 from irstd_jax import config_check
-
-# ------------------------------------------------------------------ shared with predict.py
-
-
-def load_checkpoint(checkpoint: str, latest: bool = False):
-  """(variables, meta, config ConfigDict from meta) of the best (or newest) checkpoint."""
-  import ml_collections
-
-  from irstd_jax import checkpointing
-  from irstd_jax import default_config
-
-  variables, meta = checkpointing.restore_variables(checkpoint, prefer_best=not latest)
-  if "config" not in meta:
-    raise ValueError(f"{checkpoint}: the checkpoint meta holds no 'config'")
-  # The stored config over today's defaults: a checkpoint written before a field existed
-  # (e.g. eval.pad_multiple) evaluates with that field's default.
-  config = default_config.base_config()
-  config.update(ml_collections.ConfigDict(meta["config"]))
-  return variables, meta, config
-
-
-def make_predict_fn(
-  model_config, variables, output: str = "probs"
-) -> Callable[[np.ndarray], np.ndarray]:
-  """images (N, H, W, 1) normalised float32 -> (N, H, W, 1) float32 numpy of the fused
-  output: probabilities (`output='probs'`) or logits (`'logits'`).
-
-  One jitted function; JAX compiles it once per input shape and caches the executable.
-  """
-  if output not in ("probs", "logits"):
-    raise ValueError(f"output={output!r}: expected 'probs' or 'logits'")
-  import jax
-  import jax.numpy as jnp
-
-  from irstd_jax import models
-
-  model = models.create_model(model_config)
-  variables = jax.device_put(
-    {"params": variables["params"], "batch_stats": variables.get("batch_stats", {})}
-  )
-
-  @jax.jit
-  def forward(variables, images):
-    logits, _ = model.apply(variables, images, train=False)
-    logits = logits.astype(jnp.float32)
-    return logits if output == "logits" else jax.nn.sigmoid(logits)
-
-  def predict(images: np.ndarray) -> np.ndarray:
-    return np.asarray(forward(variables, jnp.asarray(images, jnp.float32)))
-
-  return predict
-
+from irstd_jax import datasets
+from irstd_jax import inference
+from irstd_jax import input_pipeline
+from irstd_jax import metrics as metrics_lib
+from irstd_jax import visualize
 
 PROTOCOLS = ("full", "mshnet")
 MSHNET_SIZE = 256  # MSHNet's base_size: test images are resized to it
@@ -98,8 +55,6 @@ MSHNET_SIZE = 256  # MSHNet's base_size: test images are resized to it
 
 def resize_for_mshnet(source, size: int = MSHNET_SIZE) -> list[dict]:
   """The test records resized as MSHNet's test loader does: image bilinear, mask nearest."""
-  from PIL import Image
-
   out = []
   for i in range(len(source)):
     record = source[i]
@@ -137,11 +92,6 @@ def run_evaluation(
   """
   if protocol not in PROTOCOLS:
     raise ValueError(f"protocol={protocol!r}: expected one of {PROTOCOLS}")
-  from irstd_jax import datasets
-  from irstd_jax import input_pipeline
-  from irstd_jax import metrics as metrics_lib
-  from irstd_jax import visualize
-
   os.makedirs(output, exist_ok=True)
   _, test_source = datasets.load_sources(config.dataset)
   num = len(test_source)
@@ -150,11 +100,11 @@ def run_evaluation(
   if protocol == "mshnet":
     test_source = resize_for_mshnet(test_source)
   buckets = input_pipeline.eval_buckets(test_source, config.eval.pad_multiple)
-  batch_size = int(config.eval.get("batch_size", 8))
-  threshold = float(config.eval.get("threshold", 0.5))
-  distance = float(config.eval.get("distance", 3.0))
+  batch_size = int(config.eval.batch_size)
+  threshold = float(config.eval.threshold)
+  distance = float(config.eval.distance)
   # MSHNet thresholds logits at 0; the default thresholds probabilities.
-  predict = make_predict_fn(
+  predict = inference.make_predict_fn(
     config.model, variables, output="logits" if protocol == "mshnet" else "probs"
   )
   score_threshold = 0.0 if protocol == "mshnet" else threshold
@@ -170,19 +120,14 @@ def run_evaluation(
   )[:num_figures]
   figure_data: dict[int, tuple] = {}  # index -> (id, image, mask, probs)
   num_batches = sum(-(-len(indices) // batch_size) for _, indices in buckets)
-  evaluated = 0
+  progress_state = {"batches": 0, "images": 0}
   start = time.time()
-  for b, batch in enumerate(
-    input_pipeline.eval_batches(
-      test_source, batch_size, config.eval.pad_multiple, config.dataset.mean, config.dataset.std
-    )
-  ):
-    scores = predict(batch["image"])
-    accumulator.update(scores, batch["mask"], sizes=batch["sizes"], valid=batch["valid"])
+
+  def on_batch(batch: dict[str, np.ndarray], scores: np.ndarray) -> None:
     probs = 1.0 / (1.0 + np.exp(-scores.astype(np.float64))) if protocol == "mshnet" else scores
     curve_acc.update(probs, batch["mask"], sizes=batch["sizes"], valid=batch["valid"])
     for slot in np.flatnonzero(batch["valid"]):
-      evaluated += 1
+      progress_state["images"] += 1
       h, w = batch["sizes"][slot]
       index = int(batch["index"][slot])
       if index in figure_indices:
@@ -192,11 +137,18 @@ def run_evaluation(
           batch["mask"][slot, :h, :w, 0],
           probs[slot, :h, :w, 0],
         )
+    progress_state["batches"] += 1
     if progress:
       print(
-        f"  batch {b + 1}/{num_batches}: {evaluated}/{num} images, {time.time() - start:.1f}s",
+        f"  batch {progress_state['batches']}/{num_batches}: {progress_state['images']}/{num} "
+        f"images, {time.time() - start:.1f}s",
         flush=True,
       )
+
+  inference.score_test_split(
+    predict, test_source, config.eval, config.dataset, [accumulator], on_batch=on_batch
+  )
+  evaluated = progress_state["images"]
   if evaluated != num:
     raise RuntimeError(f"evaluated {evaluated} images, the test split has {num}")
 
@@ -264,9 +216,6 @@ _PROTOCOL_TEXT = {
 
 
 def _define_flags():
-  from absl import flags
-  from ml_collections import config_flags
-
   config = config_flags.DEFINE_config_file(
     "config",
     None,
@@ -299,19 +248,13 @@ def _define_flags():
 
 
 def main(argv, config_flag=None) -> int:
-  from absl import app
-  from absl import flags
-  from absl import logging
-
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   FLAGS = flags.FLAGS
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
-  from irstd_jax import datasets
-
   try:
-    variables, meta, config = load_checkpoint(FLAGS.checkpoint, FLAGS.latest)
+    variables, meta, config = inference.load_checkpoint(FLAGS.checkpoint, FLAGS.latest)
   except (FileNotFoundError, ValueError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
@@ -323,13 +266,7 @@ def main(argv, config_flag=None) -> int:
   except config_check.ConfigError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
-  try:  # TF (TFDS) must not reserve accelerator memory JAX needs.
-    import tensorflow as tf
-
-    tf.config.set_visible_devices([], "GPU")
-    tf.config.set_visible_devices([], "TPU")
-  except Exception:  # pylint: disable=broad-except
-    pass
+  input_pipeline.hide_accelerators_from_tensorflow()
   step = meta.get("step")
   which = "latest" if FLAGS.latest else "best"
   print(
@@ -361,7 +298,5 @@ def main(argv, config_flag=None) -> int:
 
 
 if __name__ == "__main__":
-  from absl import app as _app
-
   _config_flag = _define_flags()
-  _app.run(lambda argv: main(argv, _config_flag), flags_parser=config_check.parse_flags)
+  app.run(lambda argv: main(argv, _config_flag), flags_parser=config_check.parse_flags)

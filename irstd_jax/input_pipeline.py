@@ -25,11 +25,23 @@ _NUM_THREADS = 8
 
 @dataclasses.dataclass(frozen=True)
 class AugmentConfig:
+  """The training augmentation fields of config.dataset (defaults: default_config)."""
+
   crop_size: int
-  flip: bool = True
-  rot90: bool = True
-  target_crop_prob: float = 0.5  # chance the crop is centred near a target pixel
-  intensity_jitter: float = 0.0  # multiplicative gain jitter, e.g. 0.1 = +-10 %
+  flip: bool
+  rot90: bool
+  target_crop_prob: float  # chance the crop is centred near a target pixel
+  intensity_jitter: float  # multiplicative gain jitter, e.g. 0.1 = +-10 %
+
+
+def hide_accelerators_from_tensorflow() -> None:
+  """TF (the TFDS and metric-writer backend) must not reserve GPU/TPU memory JAX needs."""
+  try:
+    import tensorflow as tf  # here, not at the top: optional, and slow to import
+  except ImportError:  # dataset.source='memory' and the JSON-lines writer need no TF
+    return
+  tf.config.set_visible_devices([], "GPU")
+  tf.config.set_visible_devices([], "TPU")
 
 
 def normalize(image_uint8: np.ndarray, mean: float, std: float) -> np.ndarray:

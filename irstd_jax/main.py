@@ -22,6 +22,9 @@ import jax
 from ml_collections import config_flags
 
 from irstd_jax import config_check
+from irstd_jax import datasets
+from irstd_jax import input_pipeline
+from irstd_jax import train
 
 _CONFIG = config_flags.DEFINE_config_file(
   "config", None, "Path to a configs/*.py file.", lock_config=True
@@ -54,22 +57,9 @@ def _initialize_distributed() -> None:
   )
 
 
-def _hide_accelerators_from_tensorflow() -> None:
-  """TF (used by TFDS and the metric writers) must not reserve GPU/TPU memory JAX needs."""
-  try:
-    import tensorflow as tf
-  except ImportError:  # dataset.source='memory' and the JSON-lines writer need no TF
-    return
-  tf.config.set_visible_devices([], "GPU")
-  tf.config.set_visible_devices([], "TPU")
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  from irstd_jax import datasets
-  from irstd_jax import train
-
   if not flags.FLAGS["verbosity"].present:
     # Orbax and TFDS log every file operation at INFO; the progress lines are printed.
     logging.set_verbosity(logging.WARNING)
@@ -78,7 +68,7 @@ def main(argv):
     config_check.validate_config(config, workdir=_WORKDIR.value, purpose="train")
   except config_check.ConfigError as e:
     return _error(e, 2)
-  _hide_accelerators_from_tensorflow()
+  input_pipeline.hide_accelerators_from_tensorflow()
   _initialize_distributed()
   workdir = os.path.abspath(os.path.expanduser(_WORKDIR.value))  # made once the checks pass
   logging.info(

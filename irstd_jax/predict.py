@@ -26,9 +26,17 @@ import os
 import sys
 import time
 
+from absl import app
+from absl import flags
+from absl import logging
 import numpy as np
+from PIL import Image
+from scipy import ndimage
 
 from irstd_jax import config_check
+from irstd_jax import inference
+from irstd_jax import input_pipeline
+from irstd_jax import metrics as metrics_lib
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -47,8 +55,6 @@ def list_inputs(path: str) -> list[str]:
 
 def read_grayscale_uint8(path: str) -> tuple[np.ndarray, list[str]]:
   """(H, W) uint8 and a list of notes (conversions made). Raises on unreadable files."""
-  from PIL import Image
-
   notes = []
   with Image.open(path) as im:
     im.load()  # decodes fully: truncated / corrupt files raise here
@@ -78,8 +84,6 @@ def read_grayscale_uint8(path: str) -> tuple[np.ndarray, list[str]]:
 
 def overlay_prediction(gray: np.ndarray, pred: np.ndarray) -> np.ndarray:
   """(H, W, 3) uint8: grey image, predicted pixels tinted red, blob outlines pure red."""
-  from scipy import ndimage
-
   rgb = np.repeat(gray[..., None], 3, axis=2).astype(np.float32)
   tint = np.array([255.0, 0.0, 0.0], np.float32)
   rgb[pred] = 0.5 * rgb[pred] + 0.5 * tint
@@ -98,10 +102,6 @@ def predict_files(
   files: list[str], output: str, predict, mean: float, std: float, threshold: float
 ) -> tuple[list[str], list[tuple[str, str]]]:
   """Writes the outputs of every readable file; returns (written stems, [(file, reason)])."""
-  from PIL import Image
-
-  from irstd_jax.input_pipeline import normalize
-
   os.makedirs(output, exist_ok=True)
   done, failed = [], []
   shapes = set()
@@ -119,7 +119,7 @@ def predict_files(
     start = time.time()
     new_shape = (h, w) not in shapes
     shapes.add((h, w))
-    probs = predict(normalize(gray, mean, std)[None, :, :, None])[0, :, :, 0]
+    probs = predict(input_pipeline.normalize(gray, mean, std)[None, :, :, None])[0, :, :, 0]
     pred = probs > threshold
     Image.fromarray(np.where(pred, 255, 0).astype(np.uint8)).save(
       os.path.join(output, f"{stem}_mask.png")
@@ -130,8 +130,6 @@ def predict_files(
     Image.fromarray(overlay_prediction(gray, pred)).save(
       os.path.join(output, f"{stem}_overlay.png")
     )
-    from irstd_jax import metrics as metrics_lib
-
     blobs = metrics_lib.connected_components(pred).num
     print(
       f"{path}: {w}x{h}, {blobs} blob(s), max prob {float(probs.max()):.3f}, "
@@ -143,12 +141,6 @@ def predict_files(
 
 
 def main(argv) -> int:
-  from absl import app
-  from absl import flags
-  from absl import logging
-
-  from irstd_jax import evaluate
-
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   FLAGS = flags.FLAGS
@@ -156,7 +148,7 @@ def main(argv) -> int:
     logging.set_verbosity(logging.WARNING)
   try:
     files = list_inputs(FLAGS.input)
-    variables, meta, config = evaluate.load_checkpoint(FLAGS.checkpoint, FLAGS.latest)
+    variables, meta, config = inference.load_checkpoint(FLAGS.checkpoint, FLAGS.latest)
   except (FileNotFoundError, ValueError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
@@ -172,11 +164,7 @@ def main(argv) -> int:
   if not files:
     print(f"error: no {'/'.join(EXTENSIONS)} files in {FLAGS.input}", file=sys.stderr)
     return 2
-  threshold = (
-    FLAGS.threshold
-    if FLAGS.threshold is not None
-    else float(config.get("eval", {}).get("threshold", 0.5))
-  )
+  threshold = FLAGS.threshold if FLAGS.threshold is not None else float(config.eval.threshold)
   mean, std = float(config.dataset.mean), float(config.dataset.std)
   print(
     f"checkpoint {FLAGS.checkpoint} (step {meta.get('step')}, model "
@@ -184,7 +172,7 @@ def main(argv) -> int:
     f"normalisation mean {mean:g} std {std:g}",
     flush=True,
   )
-  predict = evaluate.make_predict_fn(config.model, variables)
+  predict = inference.make_predict_fn(config.model, variables)
   done, failed = predict_files(files, FLAGS.output, predict, mean, std, threshold)
   print(f"{len(done)} image(s) written to {FLAGS.output}", flush=True)
   if failed:
@@ -196,17 +184,14 @@ def main(argv) -> int:
 
 
 if __name__ == "__main__":
-  from absl import app as _app
-  from absl import flags as _flags
-
-  _flags.DEFINE_string("checkpoint", None, "A workdir, or its checkpoints(_best)/ directory.")
-  _flags.DEFINE_string("input", None, "An image file or a folder of images.")
-  _flags.DEFINE_string("output", None, "Where <name>_mask/_prob/_overlay.png go.")
-  _flags.DEFINE_float(
+  flags.DEFINE_string("checkpoint", None, "A workdir, or its checkpoints(_best)/ directory.")
+  flags.DEFINE_string("input", None, "An image file or a folder of images.")
+  flags.DEFINE_string("output", None, "Where <name>_mask/_prob/_overlay.png go.")
+  flags.DEFINE_float(
     "threshold",
     None,
-    "Probability threshold (prob > t); default: the checkpoint's eval.threshold (0.5).",
+    "Probability threshold (prob > t); default: the checkpoint's eval.threshold.",
   )
-  _flags.DEFINE_bool("latest", False, "Use the newest checkpoint instead of the best one.")
-  _flags.mark_flags_as_required(["checkpoint", "input", "output"])
-  _app.run(main, flags_parser=config_check.parse_flags)
+  flags.DEFINE_bool("latest", False, "Use the newest checkpoint instead of the best one.")
+  flags.mark_flags_as_required(["checkpoint", "input", "output"])
+  app.run(main, flags_parser=config_check.parse_flags)

@@ -29,6 +29,7 @@ import optax
 from irstd_jax import checkpointing
 from irstd_jax import config_check
 from irstd_jax import datasets
+from irstd_jax import inference
 from irstd_jax import input_pipeline
 from irstd_jax import losses
 from irstd_jax import metrics as metrics_lib
@@ -47,8 +48,8 @@ def learning_rate_schedule(
 ) -> optax.Schedule:
   """`constant`, `cosine` (linear warm-up then cosine to 0) or `poly` (MSHNet-style)."""
   base = train_config.learning_rate
-  warmup = min(int(train_config.get("warmup_steps", 0)), max(total_steps - 1, 0))
-  kind = train_config.get("schedule", "cosine")
+  warmup = min(int(train_config.warmup_steps), max(total_steps - 1, 0))
+  kind = train_config.schedule
   if kind == "constant":
     main = optax.constant_schedule(base)
   elif kind == "cosine":
@@ -67,8 +68,8 @@ def learning_rate_schedule(
 def make_optimizer(
   train_config: ml_collections.ConfigDict, schedule: optax.Schedule
 ) -> optax.GradientTransformation:
-  name = train_config.get("optimizer", "adam")
-  wd = train_config.get("weight_decay", 0.0)
+  name = train_config.optimizer
+  wd = train_config.weight_decay
   if name == "adam":
     opt = optax.adam(schedule)
   elif name == "adamw":
@@ -76,15 +77,15 @@ def make_optimizer(
   elif name == "adagrad":  # MSHNet's optimiser
     opt = optax.adagrad(schedule)
   elif name == "sgd":
-    opt = optax.sgd(schedule, momentum=train_config.get("momentum", 0.9))
+    opt = optax.sgd(schedule, momentum=train_config.momentum)
   else:
     raise ValueError(f"train.optimizer={name!r}: expected adam, adamw, adagrad or sgd")
   chain = []
-  if train_config.get("grad_clip_norm", 0.0):
+  if train_config.grad_clip_norm:
     chain.append(optax.clip_by_global_norm(train_config.grad_clip_norm))
   chain.append(opt)
   tx = optax.chain(*chain)
-  accum = int(train_config.get("grad_accum_steps", 1))
+  accum = int(train_config.grad_accum_steps)
   return optax.MultiSteps(tx, accum) if accum > 1 else tx
 
 
@@ -215,10 +216,8 @@ def train_step(
 
 def eval_step(state: TrainState, batch: dict[str, jax.Array]) -> jax.Array:
   """Probabilities (B, H, W, 1) float32 of the fused output, BatchNorm in inference mode."""
-  logits, _ = state.apply_fn(
-    {"params": state.params, "batch_stats": state.batch_stats}, batch["image"], train=False
-  )
-  return jax.nn.sigmoid(logits.astype(jnp.float32))
+  variables = {"params": state.params, "batch_stats": state.batch_stats}
+  return inference.predict_scores(state.apply_fn, variables, batch["image"])
 
 
 # ------------------------------------------------------------------------------ sharding
@@ -257,24 +256,27 @@ def local_rows(array: jax.Array) -> np.ndarray:
 
 
 def evaluate(
-  p_eval_step: Callable, state: TrainState, source, eval_config, dataset_config, data_sharding
+  jit_eval_step: Callable, state: TrainState, source, eval_config, dataset_config, data_sharding
 ) -> dict[str, float]:
   """mIoU / nIoU / Pd / Fa / Fa_strict over the whole test split (each image once, at its
-  own size padded to a multiple of eval.pad_multiple)."""
+  own size padded to a multiple of eval.pad_multiple), summed over every process."""
   accumulator = metrics_lib.IRSTDMetrics(
     threshold=eval_config.threshold, distance=eval_config.distance
   )
-  for batch in input_pipeline.eval_batches(
+
+  def score(images: np.ndarray) -> np.ndarray:
+    batch = shard_batch({"image": images}, data_sharding, ("image",))
+    return local_rows(jit_eval_step(state, batch))
+
+  inference.score_test_split(
+    score,
     source,
-    eval_config.batch_size,
-    eval_config.pad_multiple,
-    dataset_config.mean,
-    dataset_config.std,
+    eval_config,
+    dataset_config,
+    [accumulator],
     jax.process_index(),
     jax.process_count(),
-  ):
-    probs = local_rows(p_eval_step(state, shard_batch(batch, data_sharding, ("image",))))
-    accumulator.update(probs, batch["mask"], sizes=batch["sizes"], valid=batch["valid"])
+  )
   return merge_across_processes(accumulator).compute()
 
 
@@ -395,7 +397,7 @@ class _DivergenceGuard:
 
   def __init__(self, train_config: ml_collections.ConfigDict):
     self.learning_rate = train_config.learning_rate
-    self.grad_clip_norm = train_config.get("grad_clip_norm", 0.0)
+    self.grad_clip_norm = train_config.grad_clip_norm
     self.last_finite: tuple[int, float] | None = None  # (step, loss)
     self._last = (math.nan, math.nan)  # (loss, grad_norm) of the newest step read
     self._state_checked_at: int | None = None
@@ -500,9 +502,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   model = models.create_model(config.model)
   init_variables = None
   if check_resume_config(config, workdir):
-    if config.train.get("init_from", "") and is_lead:
+    if config.train.init_from and is_lead:
       print(f"train.init_from ignored: resuming from the checkpoints in {workdir}", flush=True)
-  elif config.train.get("init_from", ""):
+  elif config.train.init_from:
     init_variables = load_init_variables(config, model)
   train_source, test_source = datasets.load_sources(config.dataset)
   if config.train.batch_size > len(train_source):
@@ -516,10 +518,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   augment_cfg = input_pipeline.AugmentConfig(
     crop_size=config.dataset.crop_size,
-    flip=config.dataset.get("flip", True),
-    rot90=config.dataset.get("rot90", True),
-    target_crop_prob=config.dataset.get("target_crop_prob", 0.5),
-    intensity_jitter=config.dataset.get("intensity_jitter", 0.0),
+    flip=config.dataset.flip,
+    rot90=config.dataset.rot90,
+    target_crop_prob=config.dataset.target_crop_prob,
+    intensity_jitter=config.dataset.intensity_jitter,
   )
   train_batches = input_pipeline.TrainBatches(
     train_source,
@@ -552,7 +554,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     else make_state(init_rng, init_variables=init_variables)
   )
 
-  checkpointer = checkpointing.Checkpointer(workdir, config.train.get("max_to_keep", 3))
+  checkpointer = checkpointing.Checkpointer(workdir, config.train.max_to_keep)
   meta_base = {"config": json.loads(config.to_json_best_effort())}
   # A damaged step is moved aside (one warning line) and the next older one is used.
   try:
@@ -571,13 +573,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       print(f"resumed from step {int(state.step)} (epoch {meta.get('epoch')})", flush=True)
   start_step = int(state.step)
 
-  p_train_step = jax.jit(
+  jit_train_step = jax.jit(
     functools.partial(train_step, loss_config=config.loss, steps_per_epoch=steps_per_epoch),
     in_shardings=(replicated, data_sharding, replicated),
     out_shardings=(replicated, replicated),
     donate_argnums=(0,),
   )
-  p_eval_step = jax.jit(
+  jit_eval_step = jax.jit(
     eval_step, in_shardings=(replicated, data_sharding), out_shardings=data_sharding
   )
 
@@ -596,7 +598,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   window_start, loop_start = time.time(), time.time()
   best_miou, last_eval = -1.0, None
   step = start_step
-  profile_steps = _profile_window(config.train.get("profile", ""), start_step, total_steps)
+  profile_steps = _profile_window(config.train.profile, start_step, total_steps)
   guard = _DivergenceGuard(config.train)
   try:
     with _Preemption() as preemption:
@@ -604,7 +606,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         if profile_steps and step == profile_steps[0] and is_lead:
           jax.profiler.start_trace(os.path.join(workdir, "profile"))
         step_rng = jax.random.fold_in(train_rng, step)
-        state, step_metrics = p_train_step(state, shard_batch(batch, data_sharding), step_rng)
+        state, step_metrics = jit_train_step(state, shard_batch(batch, data_sharding), step_rng)
         window.append(step_metrics)
         step += 1
         if profile_steps and step == profile_steps[1] and is_lead:
@@ -638,14 +640,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         epoch = step // steps_per_epoch
         meta = dict(meta_base, epoch=epoch, step=step)
         evaluate_now = epoch_done and (epoch % eval_every == 0 or step == total_steps)
-        save_now = epoch_done and epoch % config.train.get("checkpoint_every_epochs", 1) == 0
+        save_now = epoch_done and epoch % config.train.checkpoint_every_epochs == 0
         if preemption.requested and window:  # steps since the last log window
           guard.check_window(jax.device_get(window), step - len(window) + 1)
         if evaluate_now or save_now or preemption.requested:
           guard.check_state(state, step)  # nothing non-finite is evaluated or saved
         if evaluate_now:
           last_eval = evaluate(
-            p_eval_step, state, test_source, config.eval, config.dataset, data_sharding
+            jit_eval_step, state, test_source, config.eval, config.dataset, data_sharding
           )
           writer.write_scalars(
             step, {f"test/{k}": v for k, v in last_eval.items() if np.isscalar(v)}
@@ -678,7 +680,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     if last_eval is None:  # resumed at the end: nothing ran, evaluate the restored state
       guard.check_state(state, step)
       last_eval = evaluate(
-        p_eval_step, state, test_source, config.eval, config.dataset, data_sharding
+        jit_eval_step, state, test_source, config.eval, config.dataset, data_sharding
       )
     guard.check_state(state, step)  # (checked already when the last epoch ended)
   except TrainingDiverged:

@@ -176,6 +176,7 @@ def test_exported_weights_round_trip_and_evaluate_like_the_workdir(tiny_checkpoi
   """tools/export_pretrained.py: same variables and meta, same metrics, clear bad-file error."""
   from irstd_jax import checkpointing
   from irstd_jax import evaluate
+  from irstd_jax import inference
 
   tool = load_module(REPO / "tools" / "export_pretrained.py")
   workdir, _ = tiny_checkpoint
@@ -191,7 +192,7 @@ def test_exported_weights_round_trip_and_evaluate_like_the_workdir(tiny_checkpoi
     assert a.dtype == b.dtype and np.array_equal(a, b), key
   assert exported_meta["config"] == meta["config"]
   assert exported_meta["exported_from"]["note"] == "test"
-  config = evaluate.load_checkpoint(str(export))[2]
+  config = inference.load_checkpoint(str(export))[2]
   a = evaluate.run_evaluation(config, original, str(tmp_path / "a"), 0, progress=False)
   b = evaluate.run_evaluation(config, exported, str(tmp_path / "b"), 0, progress=False)
   np.testing.assert_equal(a["metrics"], b["metrics"])  # NaN (no target) equals NaN

@@ -48,8 +48,9 @@ def test_shipped_weights_are_small_and_name_their_split():
 @pytest.mark.parametrize("protocol", ["full", "mshnet"])
 def test_shipped_weights_reproduce_readme(shared_datasets, tmp_path, protocol):
   from irstd_jax import evaluate
+  from irstd_jax import inference
 
-  variables, _, config = evaluate.load_checkpoint(str(WEIGHTS))
+  variables, _, config = inference.load_checkpoint(str(WEIGHTS))
   config.dataset.source = "memory"
   config.dataset.manual_dir = str(shared_datasets / "nuaa_sirst")
   out = evaluate.run_evaluation(

@@ -40,7 +40,6 @@ from irstd_jax.models.unet import ResidualBlock
 from irstd_jax.models.unet import UNet
 from irstd_jax.models.unet import count_params
 from irstd_jax.models.unet import model_stats
-from irstd_jax.models.unet import print_model_table
 
 _GP = dict(block="basic", channel_attention=True, kind="gaussian", prior="gaussian")
 
@@ -100,6 +99,20 @@ def create_model(model_config) -> UNet:
     bn_epsilon=float(cfg.bn_epsilon),
     dtype=_DTYPES[cfg.dtype],
   )
+
+
+def print_model_table(size: int = 256):
+  """Prints params, GMACs and XLA GFLOPs of every model name at size x size.
+
+  python -c 'import irstd_jax.models as m; m.print_model_table(256)'
+  """
+  print(f"input 1x{size}x{size}x1, eval mode, float32, default config per name")
+  print(f"{'name':<16}{'params':>12}{'GMACs':>10}{'XLA GFLOPs':>12}")
+  for name in MODEL_NAMES:
+    cfg = default_config.model_config()
+    cfg.name = name
+    s = model_stats(create_model(cfg), size, size)
+    print(f"{name:<16}{s['params']:>12,d}{s['macs'] / 1e9:>10.3f}{s['xla_flops'] / 1e9:>12.3f}")
 
 
 __all__ = [

@@ -259,21 +259,3 @@ def model_stats(model, height: int = 256, width: int = 256, batch: int = 1, xla_
       cost = cost[0]
     stats["xla_flops"] = float(cost.get("flops", float("nan"))) if cost else float("nan")
   return stats
-
-
-def print_model_table(size: int = 256):
-  """Prints params, GMACs and XLA GFLOPs of every model name at size x size.
-
-  python -c 'import irstd_jax.models as m; m.print_model_table(256)'
-  """
-  from irstd_jax.models import MODEL_NAMES
-  from irstd_jax.models import create_model
-  from irstd_jax.models import default_model_config
-
-  print(f"input 1x{size}x{size}x1, eval mode, float32, default config per name")
-  print(f"{'name':<16}{'params':>12}{'GMACs':>10}{'XLA GFLOPs':>12}")
-  for name in MODEL_NAMES:
-    cfg = default_model_config()
-    cfg.name = name
-    s = model_stats(create_model(cfg), size, size)
-    print(f"{name:<16}{s['params']:>12,d}{s['macs'] / 1e9:>10.3f}{s['xla_flops'] / 1e9:>12.3f}")
