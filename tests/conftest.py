@@ -3,6 +3,7 @@
 import importlib.util
 import os
 import pathlib
+import sys
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -31,10 +32,18 @@ def shared_datasets() -> pathlib.Path:
 
 
 def load_module(path: pathlib.Path):
-  """Imports a script that is not part of the package (tools/*.py, configs/*.py) by path."""
+  """Imports a script that is not part of the package (tools/*.py, configs/*.py) by path.
+
+  As `python path` would, the script's own directory comes first on sys.path while its
+  top-level imports run, so a tool can import a sibling tool (ablate -> learning_curve).
+  """
   spec = importlib.util.spec_from_file_location(path.stem, path)
   module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  sys.path.insert(0, str(path.parent))
+  try:
+    spec.loader.exec_module(module)
+  finally:
+    sys.path.remove(str(path.parent))
   return module
 
 

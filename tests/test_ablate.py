@@ -119,7 +119,8 @@ def test_seeds_expand_every_row_and_table_gives_mean_and_sample_std(tmp_path, ca
   )
   commands = capsys.readouterr().out.strip().splitlines()
   assert len(commands) == 4
-  for command, (row, seed) in zip(commands, [(0, 0), (0, 2), (1, 0), (1, 2)]):
+  # Seed-major: every row runs seed 0 before any row runs seed 2.
+  for command, (row, seed) in zip(commands, [(0, 0), (1, 0), (0, 2), (1, 2)]):
     assert f"--config.seed={seed}" in command
     assert f"seed{seed}" in command.split("--workdir=")[1].split()[0]
     assert ("--config.model.name=mshnet" in command) == (row == 1)

@@ -36,10 +36,13 @@ import sys
 import threading
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)  # this checkout's irstd_jax, as the row runs (cwd=REPO) use
+# Sibling tools (tools/ is sys.path[0] when this file runs as a script).
+from benchmark import cpu_model  # the same CPU naming as the benchmark reports
+from learning_curve import parse_log  # the one parser of main's evaluation lines
 
-from irstd_jax import config_check  # noqa: E402
+from irstd_jax import config_check
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # The paper's model and loss, and the ablations its referee asked for: each scale weight,
 # CBAM instead of the Gaussian attention, rotated / fixed / no pinwheel mask, location loss.
@@ -99,9 +102,6 @@ def last_eval_from_log(path: str) -> dict | None:
   """The last periodic evaluation main printed, shaped like final_metrics.json."""
   if not os.path.exists(path):
     return None
-  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-  from learning_curve import parse_log  # the one parser of main's evaluation lines
-
   with open(path, errors="replace") as f:
     evals = parse_log(f.read())["eval"]
   if not evals:
@@ -267,9 +267,6 @@ def validate_rows(config_path: str, common: list[str], rows: list[dict], output_
 
 
 def machine_description() -> str:
-  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-  from benchmark import cpu_model  # the same CPU naming as the benchmark reports
-
   cpu = cpu_model()
   gpu = ""
   try:
