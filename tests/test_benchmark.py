@@ -1,43 +1,195 @@
-"""tools/benchmark.py: one tiny run (JAX float32 + torch eager, in-process) writes the
-JSON with every number finite and positive, and the markdown table.  No speed is
-asserted."""
+"""tools/benchmark.py and tools/torch_models.py.
+
+The idiomatic PyTorch models are the project's networks: the same parameter counts
+(4,065,481 for MSHNet's size), and with the JAX weights loaded (through the parity
+reference's converter) the same outputs, loss and gradients.  The benchmark itself runs
+tiny rows (in-process, and as separate processes) and writes a JSON whose every number
+is finite and positive, and the markdown table.  No speed is asserted.
+"""
 
 import json
 import math
 import os
+import subprocess
+import sys
 
 from conftest import REPO
 from conftest import load_module
+import jax
+import jax.numpy as jnp
+import numpy as np
 import pytest
 
+from irstd_jax import default_config
+from irstd_jax import losses
+from irstd_jax import models
+
 if os.environ.get("CI"):
-  import torch  # noqa: F401  CI installs torch==2.13.0; a missing torch must fail there
+  import torch  # CI installs torch==2.13.0; a missing torch must fail there
 else:
-  pytest.importorskip(
+  torch = pytest.importorskip(
     "torch",
     reason="PyTorch not installed: the benchmark compares "
-    "against the torch reference (torch==2.13.0)",
+    "against idiomatic PyTorch (torch==2.13.0)",
   )
+from reference_torch import convert  # noqa: E402  (needs torch)
+
+MODELS = ("mshnet", "l1_gp_rotated")
 
 
 def _tool():
   return load_module(REPO / "tools" / "benchmark.py")
 
 
+def _torch_models():
+  return load_module(REPO / "tools" / "torch_models.py")
+
+
 def _positive(x):
   return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0
+
+
+def _model_config(name, channels=(16, 32, 64, 128, 256), blocks=(2, 2, 2, 2)):
+  cfg = default_config.base_config().model
+  cfg.name, cfg.channels, cfg.blocks = name, channels, blocks
+  return models.resolve_model_config(cfg)
+
+
+def _jax_params(model, size):
+  x = jnp.zeros((1, size, size, 1), jnp.float32)
+  return jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))["params"]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_idiomatic_models_have_the_jax_parameter_counts(name):
+  cfg = _model_config(name)
+  n_jax = models.count_params(_jax_params(models.create_model(cfg), 32))
+  n_torch = sum(p.numel() for p in _torch_models().create_model(cfg).parameters())
+  assert n_torch == n_jax
+  if name == "mshnet":
+    assert n_jax == 4_065_481  # docs/models.md; MSHNet's own network built for 1 channel
+
+
+def _perturbed_variables(model, x, seed):
+  """Initial variables moved off their special values: weights, BN statistics, and the
+  attention's rho, theta (0 makes the pinwheel symmetric) and amplitude (constant)."""
+  variables = model.init(jax.random.key(seed), x, train=False)
+  leaves, tree = jax.tree.flatten(variables)
+  keys = jax.random.split(jax.random.key(seed + 1), len(leaves))
+  moved = []
+  for k, leaf in zip(keys, leaves):
+    noise = jax.random.uniform(k, leaf.shape, minval=-0.3, maxval=0.3)
+    moved.append(leaf * (1.0 + noise) + 0.05 * noise)
+  variables = jax.tree.unflatten(tree, moved)
+  variables["params"] = jax.tree_util.tree_map_with_path(  # theta: anywhere in +-1.5 rad
+    lambda p, v: v * 100.0 if p[-1].key == "theta" else v, variables["params"]
+  )
+  for path, leaf in jax.tree_util.tree_flatten_with_path(variables["batch_stats"])[0]:
+    assert path[-1].key in ("mean", "var") and leaf.ndim == 1
+  batch_stats = jax.tree.map(jnp.abs, variables["batch_stats"])  # var > 0 (mean too: fine)
+  return {"params": variables["params"], "batch_stats": batch_stats}
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_idiomatic_model_and_loss_are_the_project_function(name):
+  """JAX weights loaded into the idiomatic model: eval and train outputs (fused and side
+  logits), the benchmark recipe's loss, and its gradient wrt every parameter agree."""
+  tool, tm = _tool(), _torch_models()
+  cfg = _model_config(name, (4, 8, 8, 16, 16), (1, 2, 1, 1))
+  model = models.create_model(cfg)
+  image, mask = tool.make_batch(2, 32, seed=3)
+  variables = _perturbed_variables(model, jnp.asarray(image), seed=5)
+  if name == "l1_gp_rotated":
+    thetas = [
+      leaf
+      for p, leaf in jax.tree_util.tree_flatten_with_path(variables["params"])[0]
+      if p[-1].key == "theta"
+    ]
+    assert len(thetas) == 11 and max(abs(float(t)) for t in thetas) > 0.5
+  tmodel = tm.create_model(cfg)
+  tmodel.load_state_dict(convert.flax_to_torch_state_dict(variables), strict=True)
+  x = torch.from_numpy(image.transpose(0, 3, 1, 2).copy())
+  m = torch.from_numpy(mask.transpose(0, 3, 1, 2).copy())
+  close = lambda a, t: np.testing.assert_allclose(
+    np.asarray(a)[..., 0], t.detach().numpy()[:, 0], rtol=1e-4, atol=2e-5
+  )
+
+  tmodel.eval()
+  logits, sides = model.apply(variables, jnp.asarray(image), train=False)
+  tlogits, tsides = tmodel(x)
+  close(logits, tlogits)
+  assert len(sides) == len(tsides) == 4
+  for s, ts in zip(sides, tsides):
+    assert ts.shape == (s.shape[0], 1, *s.shape[1:3])
+    close(s, ts)
+
+  lcfg = tool.loss_config(name)
+  assert (lcfg.scale_weight, lcfg.location_weight) == (
+    ("var", 1.0) if name == "mshnet" else ("diff", 0.0)
+  )
+
+  def jax_loss(params):
+    (y, s), _ = model.apply(
+      {"params": params, "batch_stats": variables["batch_stats"]},
+      jnp.asarray(image),
+      train=True,
+      mutable=["batch_stats"],
+    )
+    return losses.total_loss(y, s, jnp.asarray(mask), lcfg, 0)[0], (y, s)
+
+  (loss, (y, s)), grads = jax.value_and_grad(jax_loss, has_aux=True)(variables["params"])
+  tmodel.train()
+  ty, ts = tmodel(x)
+  close(y, ty)
+  for a, b in zip(s, ts):
+    close(a, b)
+  tloss = tm.deep_supervision_loss(ty, ts, m, **tm.loss_kwargs(lcfg))
+  np.testing.assert_allclose(float(loss), float(tloss.detach()), rtol=1e-5)
+  tloss.backward()
+  expected = convert.flax_to_torch_state_dict({"params": grads}, as_torch=False)
+  named = dict(tmodel.named_parameters())
+  assert set(named) == set(expected)
+  for key, g in expected.items():
+    got = named[key].grad.numpy()
+    scale = max(float(np.abs(g).max()), 1e-3)
+    assert np.abs(got - g).max() <= 2e-3 * scale, key
+
+
+def test_idiomatic_models_refuse_what_they_do_not_implement():
+  tm = _torch_models()
+  with pytest.raises(ValueError, match="no idiomatic PyTorch model"):
+    tm.create_model(_model_config("pconv_unet"))
+  with pytest.raises(ValueError, match="paper's setting only"):
+    tm.create_model(_model_config("gp_fixed"))
+  lcfg = default_config.base_config().loss
+  lcfg.name = "sd"
+  with pytest.raises(ValueError, match="plain scale loss only"):
+    tm.loss_kwargs(lcfg)
+
+
+def _check_phase(phase, repeats):
+  for key in ("images_per_s", "images_per_s_min", "images_per_s_max", "step_ms_median"):
+    assert _positive(phase[key]), (key, phase[key])
+  assert _positive(phase["step_ms_min"]) and _positive(phase["first_call_s"])
+  rates = phase["images_per_s_repeats"]
+  assert len(rates) == repeats and all(_positive(r) for r in rates)
+  assert phase["images_per_s_min"] <= phase["images_per_s"] <= phase["images_per_s_max"]
 
 
 def test_tiny_benchmark_writes_json_and_table(tmp_path):
   out = tmp_path / "bench"
   result = _tool().main(
     [
+      "--model=mshnet",
       "--sizes=32",
       "--batch_size=2",
       "--channels=4,4,8,8,8",
       "--blocks=1,1,1,1",
+      "--rows=jax_float32,torch_idiomatic_eager",
       "--steps=1",
       "--warmup=0",
+      "--repeats=2",
+      "--settle_s=0",
       "--device=cpu",
       "--torch_threads=1",
       "--no_isolate",
@@ -47,72 +199,166 @@ def test_tiny_benchmark_writes_json_and_table(tmp_path):
   data = json.loads((out / "benchmark.json").read_text())
   assert data == json.loads(json.dumps(result))
   meta = data["meta"]
-  for key in ("date", "command", "device", "versions", "platform"):
+  for key in ("date", "command", "device", "versions", "platform", "cpu_count"):
     assert meta[key], key
   assert meta["platform"] == "cpu" and "--sizes=32" in meta["command"]
+  assert meta["repeats"] == 2 and meta["rows"] == ["jax_float32", "torch_idiomatic_eager"]
   assert {"jax", "torch"} <= set(meta["versions"])
-  assert data["warnings"] == []
+  assert all("unreliable" in w for w in data["warnings"])  # a busy machine may warn
 
-  (size_res,) = data["results"]
-  assert size_res["size"] == 32
-  rows = {r["kind"]: r for r in size_res["rows"]}
-  assert set(rows) == {"jax_float32", "torch_eager"}
-  assert rows["jax_float32"]["params"] == rows["torch_eager"]["params"]
+  (group,) = data["results"]
+  assert (group["model"], group["size"]) == ("mshnet", 32)
+  rows = {r["kind"]: r for r in group["rows"]}
+  assert list(rows) == ["jax_float32", "torch_idiomatic_eager"]
+  assert rows["jax_float32"]["params"] == rows["torch_idiomatic_eager"]["params"]
+  assert rows["jax_float32"]["implementation"].startswith("project JAX")
+  assert rows["torch_idiomatic_eager"]["implementation"].startswith("idiomatic PyTorch")
   for kind, row in rows.items():
     assert row["loss_finite"] and math.isfinite(row["final_loss"]), kind
     assert _positive(row["peak_memory_bytes"]) and row["peak_memory_kind"], kind
+    assert row["recipe"] == "scale loss 'var' + location x1, deep supervision, adagrad lr 0.05"
+    assert row["unreliable"] == (row["load_average_1min_before"] > os.cpu_count())
     for phase in ("train", "eval"):
-      for key in ("images_per_s", "step_ms_median", "step_ms_min", "first_call_s"):
-        assert _positive(row[phase][key]), (kind, phase, key, row[phase][key])
+      _check_phase(row[phase], 2)
   for phase in ("train", "eval"):  # JAX always compiles; eager torch has no compile time
     assert _positive(rows["jax_float32"][phase]["compile_s"])
-    assert rows["torch_eager"][phase]["compile_s"] is None
-  (ratio,) = size_res["ratios"]
+    assert rows["torch_idiomatic_eager"][phase]["compile_s"] is None
+  (ratio,) = group["ratios"]
+  assert (ratio["jax"], ratio["torch"]) == ("jax_float32", "torch_idiomatic_eager")
   assert _positive(ratio["train"]) and _positive(ratio["eval"])
 
   md = (out / "benchmark.md").read_text()
-  assert "| size | row | params | train img/s" in md
-  assert "| 32 | jax float32 |" in md and "| 32 | torch eager |" in md
-  assert "train ratio" in md
+  assert "| model | size | row | params | train img/s" in md
+  assert "| mshnet | 32 | jax_float32 | 10,075 |" in md
+  assert "| mshnet | 32 | torch_idiomatic_eager (1 thread) | 10,075 |" in md
+  assert "`torch_idiomatic_eager`: idiomatic PyTorch (tools/torch_models.py), eager" in md
+  assert "| mshnet | 32 | jax_float32 | torch_idiomatic_eager |" in md
 
 
-def test_a_failed_row_is_reported_and_the_measured_rows_are_kept(tmp_path, monkeypatch):
+def test_rows_run_as_processes_and_the_reference_imports_without_sys_path(tmp_path):
+  """The real protocol (one process per row) with the parity reference's row: the
+  script finds tools/torch_models.py and tests/reference_torch by their file paths."""
+  out = tmp_path / "bench"
+  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH="")
+  proc = subprocess.run(
+    [
+      sys.executable,
+      str(REPO / "tools" / "benchmark.py"),
+      "--model=l1_gp_rotated",
+      "--sizes=16",
+      "--batch_size=2",
+      "--channels=4,4,8,8,8",
+      "--blocks=1,1,1,1",
+      "--rows=torch_idiomatic_eager",
+      "--reference",
+      "--steps=1",
+      "--warmup=0",
+      "--repeats=1",
+      "--settle_s=0",
+      "--device=cpu",
+      "--torch_threads=1",
+      f"--output_dir={out}",
+    ],
+    cwd=tmp_path,
+    env=env,
+    capture_output=True,
+    text=True,
+  )
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  data = json.loads((out / "benchmark.json").read_text())
+  assert data["meta"]["isolated_processes"]
+  (group,) = data["results"]
+  rows = {r["kind"]: r for r in group["rows"]}
+  assert list(rows) == ["torch_idiomatic_eager", "torch_reference_eager"]
+  assert rows["torch_reference_eager"]["implementation"].startswith("PyTorch reference")
+  assert rows["torch_idiomatic_eager"]["params"] == rows["torch_reference_eager"]["params"]
+  for row in rows.values():
+    assert _positive(row["process_wall_s"])
+    _check_phase(row["train"], 1)
+  assert group["ratios"] == []  # no JAX row
+
+
+def test_a_failed_row_is_reported_and_a_loaded_machine_marks_rows_unreliable(tmp_path, monkeypatch):
   tool = _tool()
   phase = {
     "images_per_s": 4.0,
+    "images_per_s_min": 3.5,
+    "images_per_s_max": 4.5,
+    "images_per_s_repeats": [3.5, 4.0, 4.5],
     "step_ms_median": 500.0,
     "step_ms_min": 490.0,
     "first_call_s": 3.0,
     "compile_s": 2.5,
   }
 
-  def run_row(args, kind, size, argv):  # a measured JAX row; the torch row breaks
-    if kind == "torch_eager":
-      raise RuntimeError("row torch_eager size 32 failed (rc 1):\nRuntimeError: boom")
+  def run_row(args, kind, model_name, size, argv):  # a measured JAX row; the torch row breaks
+    if kind == "torch_idiomatic_eager":
+      raise RuntimeError("row torch_idiomatic_eager failed (rc 1):\nRuntimeError: boom")
     return {
       "kind": kind,
-      "size": size,
+      "implementation": tool.IMPLEMENTATIONS["jax"],
       "framework": "jax",
       "variant": "float32",
+      "model": model_name,
+      "size": size,
+      "recipe": "r",
       "platform": "cpu",
       "device": "cpu",
       "params": 10,
+      "threads": None,
       "train": phase,
       "eval": phase,
       "peak_memory_bytes": 2**20,
       "peak_memory_kind": "rss",
     }
 
+  cores = os.cpu_count()
   monkeypatch.setattr(tool, "run_row", run_row)
+  monkeypatch.setattr(tool, "load_average", lambda: cores + 0.5)
   out = tmp_path / "bench"
-  tool.main(["--sizes=32,48", "--device=cpu", f"--output_dir={out}"])
+  tool.main(
+    [
+      "--model=mshnet",
+      "--sizes=32,48",
+      "--rows=jax_float32,torch_idiomatic_eager",
+      "--settle_s=0",
+      f"--output_dir={out}",
+    ]
+  )
   data = json.loads((out / "benchmark.json").read_text())
-  for size, size_res in zip((32, 48), data["results"]):
-    assert [(r["kind"], r["size"]) for r in size_res["rows"]] == [("jax_float32", size)]
-    assert size_res["ratios"] == []
+  for size, group in zip((32, 48), data["results"]):
+    assert [(r["kind"], r["size"]) for r in group["rows"]] == [("jax_float32", size)]
+    assert group["rows"][0]["unreliable"] and group["ratios"] == []
   assert data["warnings"] == [
-    f"row torch_eager at size {s} failed: RuntimeError: boom" for s in (32, 48)
+    f"row torch_idiomatic_eager of mshnet at size {s} failed: RuntimeError: boom" for s in (32, 48)
+  ] + [
+    f"mshnet at {s}, jax_float32: unreliable, the 1-minute load average before it was "
+    f"{cores + 0.5:.2f} > {cores} cores"
+    for s in (32, 48)
   ]
   md = (out / "benchmark.md").read_text()
-  assert "| 48 | jax float32 | 10 | 4.00 |" in md
-  assert "Warning: row torch_eager at size 32 failed: RuntimeError: boom" in md
+  assert "| mshnet | 48 | jax_float32 | 10 | 4.00 (3.50..4.50) | 500.0 |" in md
+  assert f"| {cores + 0.5:.2f} | UNRELIABLE |" in md
+  assert "Warning: row torch_idiomatic_eager of mshnet at size 32 failed: RuntimeError: boom" in md
+
+
+def test_row_selection():
+  tool = _tool()
+  kinds = lambda *a: tool.row_kinds(tool.parse_args(list(a)))
+  assert kinds() == ["jax_float32", "torch_idiomatic_eager", "torch_idiomatic_compile"]
+  assert kinds("--bf16", "--reference") == [
+    "jax_float32",
+    "jax_bfloat16",
+    "torch_idiomatic_eager",
+    "torch_idiomatic_compile",
+    "torch_reference_eager",
+    "torch_reference_compile",
+  ]
+  assert kinds("--rows=jax_float32,torch_idiomatic_eager", "--reference") == [
+    "jax_float32",
+    "torch_idiomatic_eager",
+    "torch_reference_eager",
+  ]
+  assert kinds("--no_torch", "--bf16") == ["jax_float32", "jax_bfloat16"]
+  with pytest.raises(SystemExit):
+    tool.parse_args(["--rows=torch_eager"])

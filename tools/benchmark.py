@@ -1,41 +1,66 @@
-"""JAX vs PyTorch-reference speed benchmark (issue #10): same model, batch and input size.
+"""Speed of the project's JAX train and eval steps against PyTorch (issues #10, #14).
 
-  python tools/benchmark.py                                   # MSHNet size, 256 and 512
-  python tools/benchmark.py --sizes=64 --batch_size=2 --channels=8,16,32,64,128 --steps=3
-  python tools/benchmark.py --bf16 --torch_compile            # on a GPU
+  # the CPU comparison: both models, 128 and 256, batch 4
+  python tools/benchmark.py --model=mshnet,l1_gp_rotated --sizes=128,256 --batch_size=4 \\
+      --steps=3 --warmup=1 --repeats=3 --device=cpu
+  # a smoke run
+  python tools/benchmark.py --model=mshnet --sizes=32 --channels=4,4,8,8,8 --blocks=1,1,1,1 \\
+      --steps=1 --warmup=0 --repeats=1 --settle_s=0
+  python tools/benchmark.py --sizes=256,512 --batch_size=8 --bf16     # on a GPU
 
-For every input size it measures, on the same device (one device: a GPU when both
-JAX and torch see one, else the CPU):
+Rows (``--rows``; the report names each row's implementation):
 
-* ``jax float32``: the project's ``train.train_step`` (forward, scale loss 'diff' with
-  deep supervision, backward, Adam via ``train.make_optimizer``) jitted as in
-  ``train.train_and_evaluate`` (state replicated / batch sharded over a 1-device mesh,
-  state donated), and ``train.eval_step`` (fused probabilities, BatchNorm inference).
-* ``jax bfloat16`` (``--bf16``): the same with ``config.model.dtype='bfloat16'``.
-* ``torch eager``: the PyTorch reference model (``reference_torch``), built
-  from the same resolved model config, same loss (``reference_torch.losses.total_loss``),
-  ``torch.optim.Adam``; eval under ``torch.no_grad`` in ``model.eval()``.
-* ``torch compile`` (``--torch_compile``): forward + loss (and through AOTAutograd the
-  backward) under ``torch.compile``; the Adam step stays eager.  Eval model compiled too.
+* ``jax_float32`` -- project JAX: the project's ``train.train_step`` (forward, loss with
+  deep supervision, backward, optimizer) jitted as in ``train.train_and_evaluate``
+  (state replicated / batch sharded over a 1-device mesh, state donated), and
+  ``train.eval_step`` (fused probabilities, BatchNorm inference).
+* ``jax_bfloat16`` (``--bf16``) -- the same with ``config.model.dtype='bfloat16'``.
+* ``torch_idiomatic_eager`` -- idiomatic PyTorch (tools/torch_models.py): the network
+  as a PyTorch user writes it (MSHNet's own structure for ``mshnet``, the same style
+  for ``l1_gp_rotated``: ``nn.BatchNorm2d``, the attention kernel built once per forward
+  from precomputed buffers, ``F.conv2d``); eval under ``torch.inference_mode``.
+* ``torch_idiomatic_compile`` -- the same under ``torch.compile`` (default mode): the
+  forward + loss (and through AOTAutograd the backward) is one compiled function, the
+  eval forward another; the optimizer step stays eager.  The inductor cache is a fresh
+  directory per row process, so the compile time is a cold compile, as JAX's.
+* ``torch_reference_eager`` / ``torch_reference_compile`` (``--reference``) -- the
+  parity reference (tests/reference_torch): the anchor for correctness, written for
+  exact agreement, not for speed.
 
-Per row: train and eval images/s over ``--steps`` timed steps after ``--warmup``
-steps (each step blocked on: ``jax.block_until_ready`` / ``torch.cuda.synchronize``),
-median step time, compile time (first call minus the median steady step; JAX always,
-torch only with ``--torch_compile``), peak memory and parameter count.  Peak memory is
-``memory_stats()['peak_bytes_in_use']`` of the JAX device / ``torch.cuda.max_memory_allocated``
-on a GPU and the process's max RSS (``resource.getrusage``, process-wide: interpreter,
-libraries and both train and eval included) on the CPU.  Unless ``--no_isolate``, every
-row runs in its own Python process, so memory peaks and allocator state are not shared
-between rows (and JAX's GPU preallocation does not starve torch).
+The PyTorch rows use the default memory format on the CPU and channels_last on a GPU
+(``--channels_last`` overrides), and torch's default thread count (``--torch_threads``).
+
+Training recipe, the same on every row of a model: ``mshnet`` trains as MSHNet's
+script does -- scale loss with the 'var' weight (MSHNet's SLS IoU) plus its location
+loss (weight 1), deep supervision, Adagrad (lr 0.05); every other model with the
+paper's recipe -- scale loss 'diff', deep supervision, Adam (lr 1e-3).  The timed loss
+is the post-warm-up one (weighted, with the location term where the recipe has it).
+
+Protocol: rows run one at a time, each in its own Python process (``--no_isolate``:
+all in this one), so memory peaks, allocators and thread pools are not shared.  Before
+each row the 1-minute load average is read, after waiting up to ``--settle_s`` seconds
+for it to fall to the core count (``os.cpu_count()``; the previous row's own threads
+keep it up for a while); a row that starts above the core count is marked unreliable
+(other jobs shared the CPU).  Inside a row: the first call (compilation, timed), then
+``--warmup`` untimed steps, then ``--repeats`` blocks of ``--steps`` timed steps, every
+step blocked on (``jax.block_until_ready`` / the loss read back / ``torch.cuda.synchronize``).
+Images/s is computed per block; the report gives the median and the spread (min..max)
+over the blocks, the median step time, the compile time (first call minus the median
+step; JAX always, torch only compiled), peak memory and the parameter count.  Peak
+memory is ``memory_stats()['peak_bytes_in_use']`` of the JAX device /
+``torch.cuda.max_memory_allocated`` on a GPU, and the process's max RSS
+(``resource.getrusage``, process-wide: interpreter, libraries, train and eval) on the CPU.
 
 Writes ``benchmark.json`` and ``benchmark.md`` to ``--output_dir`` (default
-runs/benchmark) with the device name, date, command line and library versions.
+runs/benchmark) after every row, with the device, date, command line and versions.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import importlib
+import importlib.util
 import json
 import os
 import platform
@@ -46,23 +71,45 @@ import sys
 import tempfile
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# The PyTorch reference is test-only code (tests/reference_torch), not installed.
-sys.path.insert(0, os.path.join(REPO, "tests"))
+import numpy as np
 
-import numpy as np  # noqa: E402
+TOOLS = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(TOOLS)
 
+IMPLEMENTATIONS = {
+  "jax": "project JAX (irstd_jax, jitted train_step / eval_step)",
+  "idiomatic": "idiomatic PyTorch (tools/torch_models.py)",
+  "reference": "PyTorch reference (parity, tests/reference_torch)",
+}
+# row kind -> (implementation, variant)
 ROW_KINDS = {
   "jax_float32": ("jax", "float32"),
   "jax_bfloat16": ("jax", "bfloat16"),
-  "torch_eager": ("torch", "eager"),
-  "torch_compile": ("torch", "compile"),
+  "torch_idiomatic_eager": ("idiomatic", "eager"),
+  "torch_idiomatic_compile": ("idiomatic", "compile"),
+  "torch_reference_eager": ("reference", "eager"),
+  "torch_reference_compile": ("reference", "compile"),
 }
+DEFAULT_ROWS = ("jax_float32", "torch_idiomatic_eager", "torch_idiomatic_compile")
+
+# Training recipe per model name (loss settings of config.loss, optimizer, learning rate).
+_PAPER = dict(scale_weight="diff", location_weight=0.0, optimizer="adam", lr=1e-3)
+RECIPES = {
+  "mshnet": dict(scale_weight="var", location_weight=1.0, optimizer="adagrad", lr=0.05),
+}
+
+
+def recipe(model: str) -> dict:
+  return RECIPES.get(model, _PAPER)
 
 
 # ----------------------------------------------------------------------------- helpers
 def _ints(text: str) -> tuple[int, ...]:
   return tuple(int(t) for t in str(text).replace("(", "").replace(")", "").split(",") if t.strip())
+
+
+def _names(text: str) -> tuple[str, ...]:
+  return tuple(t.strip() for t in str(text).split(",") if t.strip())
 
 
 def cpu_model() -> str:
@@ -76,18 +123,63 @@ def cpu_model() -> str:
   return platform.processor() or platform.machine()
 
 
+def load_average() -> float | None:
+  """1-minute load average (None where the OS has none)."""
+  return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+
+
+def wait_for_quiet(cpu_count: int, max_wait_s: float, poll_s: float = 2.0) -> float | None:
+  """Waits until the 1-minute load average is <= cpu_count, at most max_wait_s; returns it."""
+  deadline = time.monotonic() + max_wait_s
+  load = load_average()
+  while load is not None and load > cpu_count and time.monotonic() < deadline:
+    time.sleep(poll_s)
+    load = load_average()
+  return load
+
+
 def max_rss_bytes() -> int:
   """Process max resident set size (Linux reports KiB, macOS bytes)."""
   r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
   return int(r if sys.platform == "darwin" else r * 1024)
 
 
-def model_config(args, dtype: str = "float32"):
+def _sibling_module(name: str):
+  """tools/<name>.py, imported by file path: works when this file runs as a script and
+  when a test loads it by path, without touching sys.path."""
+  if name not in sys.modules:
+    spec = importlib.util.spec_from_file_location(name, os.path.join(TOOLS, f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+  return sys.modules[name]
+
+
+def _reference_torch():
+  """(model, losses) modules of tests/reference_torch, test-only code that is not
+  installed: the package is imported by file path and registered under its own name,
+  because its modules import each other as ``reference_torch.*``."""
+  if "reference_torch" not in sys.modules:
+    pkg = os.path.join(REPO, "tests", "reference_torch")
+    spec = importlib.util.spec_from_file_location(
+      "reference_torch", os.path.join(pkg, "__init__.py"), submodule_search_locations=[pkg]
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["reference_torch"] = module
+    spec.loader.exec_module(module)
+  return (
+    importlib.import_module("reference_torch.model"),
+    importlib.import_module("reference_torch.losses"),
+  )
+
+
+def model_config(args, model: str, dtype: str = "float32"):
+  """The resolved project model config of one benchmarked model."""
   from irstd_jax import default_config
   from irstd_jax import models
 
-  cfg = default_config.model_config()
-  cfg.name = args.model
+  cfg = default_config.base_config().model
+  cfg.name = model
   cfg.channels = _ints(args.channels)
   cfg.blocks = _ints(args.blocks)
   cfg.dtype = dtype
@@ -95,14 +187,15 @@ def model_config(args, dtype: str = "float32"):
   return models.resolve_model_config(cfg)
 
 
-def loss_config():
-  """The paper's loss: scale loss with the diff weight, deep supervision, no warm-up
-  (default_config.loss_config has 5 epochs of plain soft IoU first; the benchmark times the
-  scale loss itself)."""
+def loss_config(model: str):
+  """config.loss of the model's recipe, post-warm-up: the scale loss weighted (and the
+  location term on) from the first step, since the benchmark times the steady state."""
   from irstd_jax import default_config
 
-  c = default_config.loss_config()
-  c.name, c.scale_weight, c.warm_epochs, c.deep_supervision = "scale", "diff", 0, True
+  c = default_config.base_config().loss
+  r = recipe(model)
+  c.name, c.scale_weight, c.location_weight = "scale", r["scale_weight"], r["location_weight"]
+  c.warm_epochs, c.location_warm_epochs, c.deep_supervision = 0, 0, True
   return c
 
 
@@ -119,28 +212,36 @@ def make_batch(batch_size: int, size: int, seed: int = 0):
   return image, mask
 
 
-def _timed(fn, steps: int, warmup: int, sync):
-  """First call (compile) time, then `warmup` calls, then `steps` timed calls, each
-  blocked on via `sync(result)`.  Returns (first_s, per-step seconds list)."""
+def _timed(fn, steps: int, warmup: int, repeats: int, sync):
+  """The first call (compilation) timed, `warmup` untimed calls, then `repeats` blocks of
+  `steps` timed calls, each blocked on via `sync(result)`.
+  Returns (first call seconds, [per-step seconds of each block])."""
   t0 = time.perf_counter()
   sync(fn())
   first = time.perf_counter() - t0
   for _ in range(warmup):
     sync(fn())
-  times = []
-  for _ in range(steps):
-    t0 = time.perf_counter()
-    sync(fn())
-    times.append(time.perf_counter() - t0)
-  return first, times
+  blocks = []
+  for _ in range(repeats):
+    times = []
+    for _ in range(steps):
+      t0 = time.perf_counter()
+      sync(fn())
+      times.append(time.perf_counter() - t0)
+    blocks.append(times)
+  return first, blocks
 
 
-def _summary(first, times, batch_size, compiled: bool):
-  med = float(np.median(times))
+def _summary(first: float, blocks: list[list[float]], batch_size: int, compiled: bool) -> dict:
+  per_block = [batch_size * len(t) / float(np.sum(t)) for t in blocks]
+  med = float(np.median(np.concatenate(blocks)))
   return {
-    "images_per_s": batch_size * len(times) / float(np.sum(times)),
+    "images_per_s": float(np.median(per_block)),  # median over the repeats
+    "images_per_s_min": float(np.min(per_block)),
+    "images_per_s_max": float(np.max(per_block)),
+    "images_per_s_repeats": per_block,
     "step_ms_median": 1e3 * med,
-    "step_ms_min": 1e3 * float(np.min(times)),
+    "step_ms_min": 1e3 * float(np.min(np.concatenate(blocks))),
     "first_call_s": first,
     # compile time: first call minus a steady step (None when nothing is compiled)
     "compile_s": max(first - med, 0.0) if compiled else None,
@@ -148,12 +249,12 @@ def _summary(first, times, batch_size, compiled: bool):
 
 
 # -------------------------------------------------------------------------------- rows
-def bench_jax(args, size: int, dtype: str) -> dict:
+def bench_jax(args, model_name: str, size: int, dtype: str) -> dict:
   import functools
 
   import jax
-  import ml_collections
 
+  from irstd_jax import default_config
   from irstd_jax import models
   from irstd_jax import train as jtrain
 
@@ -161,11 +262,11 @@ def bench_jax(args, size: int, dtype: str) -> dict:
   mesh = jtrain.make_mesh([device])
   replicated = jax.NamedSharding(mesh, jax.P())
   data_sharding = jax.NamedSharding(mesh, jax.P("data"))
-  cfg = model_config(args, dtype)
-  model = models.create_model(cfg)
-  tcfg = ml_collections.ConfigDict(
-    dict(optimizer="adam", learning_rate=args.lr, schedule="constant", warmup_steps=0)
-  )
+  model = models.create_model(model_config(args, model_name, dtype))
+  r = recipe(model_name)
+  tcfg = default_config.base_config().train
+  tcfg.optimizer, tcfg.learning_rate = r["optimizer"], r["lr"]
+  tcfg.schedule, tcfg.warmup_steps = "constant", 0
   tx = jtrain.make_optimizer(tcfg, jtrain.learning_rate_schedule(tcfg, 10**6))
   state = jax.jit(
     functools.partial(jtrain.create_train_state, model=model, tx=tx, image_shape=(size, size)),
@@ -176,7 +277,9 @@ def bench_jax(args, size: int, dtype: str) -> dict:
   batch = jtrain.shard_batch({"image": image, "mask": mask}, data_sharding)
   rng = jax.device_put(jax.random.key(1), replicated)
   p_train = jax.jit(
-    functools.partial(jtrain.train_step, loss_config=loss_config(), steps_per_epoch=10**9),
+    functools.partial(
+      jtrain.train_step, loss_config=loss_config(model_name), steps_per_epoch=10**9
+    ),
     in_shardings=(replicated, data_sharding, replicated),
     out_shardings=(replicated, replicated),
     donate_argnums=(0,),
@@ -197,23 +300,27 @@ def bench_jax(args, size: int, dtype: str) -> dict:
     jax.block_until_ready(res)
     losses_seen.append(float(res[1]["loss"]))
 
-  first, times = _timed(train_once, args.steps, args.warmup, sync_train)
-  train = _summary(first, times, args.batch_size, True)
-  efirst, etimes = _timed(
-    lambda: p_eval(holder["state"], batch), args.steps, args.warmup, jax.block_until_ready
+  first, blocks = _timed(train_once, args.steps, args.warmup, args.repeats, sync_train)
+  train = _summary(first, blocks, args.batch_size, True)
+  efirst, eblocks = _timed(
+    lambda: p_eval(holder["state"], batch),
+    args.steps,
+    args.warmup,
+    args.repeats,
+    jax.block_until_ready,
   )
-  evals = _summary(efirst, etimes, args.batch_size, True)
+  evals = _summary(efirst, eblocks, args.batch_size, True)
   stats = device.memory_stats() if device.platform != "cpu" else None
   if stats and "peak_bytes_in_use" in stats:
     peak, kind = int(stats["peak_bytes_in_use"]), "jax peak_bytes_in_use (device)"
   else:
     peak, kind = max_rss_bytes(), "max RSS (process-wide)"
   return {
-    "framework": "jax",
-    "variant": dtype,
     "platform": device.platform,
     "device": getattr(device, "device_kind", str(device)),
     "params": n_params,
+    "threads": None,
+    "memory_format": "NHWC (XLA's choice)",
     "train": train,
     "eval": evals,
     "peak_memory_bytes": peak,
@@ -223,9 +330,9 @@ def bench_jax(args, size: int, dtype: str) -> dict:
   }
 
 
-def bench_torch(args, size: int, variant: str) -> dict:
-  from reference_torch import losses as tl
-  from reference_torch import model as tmodel
+def bench_torch(args, model_name: str, size: int, implementation: str, variant: str) -> dict:
+  # torch is imported here, not at the top: tools/ablate.py imports this module for
+  # cpu_model() and should not pay for torch.
   import torch
 
   cuda = torch.cuda.is_available() and args.device != "cpu"
@@ -233,32 +340,47 @@ def bench_torch(args, size: int, variant: str) -> dict:
     torch.set_num_threads(args.torch_threads)
   dev = torch.device("cuda" if cuda else "cpu")
   torch.manual_seed(args.seed)
-  model = tmodel.create_model(model_config(args, "float32")).to(dev)
+  cfg = model_config(args, model_name)
+  lcfg = loss_config(model_name)
+  if implementation == "idiomatic":
+    tm = _sibling_module("torch_models")
+    model = tm.create_model(cfg)
+    kwargs = tm.loss_kwargs(lcfg)
+    loss_of = lambda y, sides, m: tm.deep_supervision_loss(y, sides, m, **kwargs)
+    channels_last = args.channels_last == "on" or (args.channels_last == "auto" and cuda)
+  else:
+    ref_model, ref_losses = _reference_torch()
+    model = ref_model.create_model(cfg)
+    loss_of = lambda y, sides, m: ref_losses.total_loss(y, sides, m, lcfg, 0)[0]
+    channels_last = False  # the reference as the parity tests run it
+  fmt = torch.channels_last if channels_last else torch.contiguous_format
+  model = model.to(dev, memory_format=fmt)
   n_params = int(sum(p.numel() for p in model.parameters()))
-  opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.999), eps=1e-8)
-  lcfg = loss_config()
+  r = recipe(model_name)
+  optimizer = {"adam": torch.optim.Adam, "adagrad": torch.optim.Adagrad}[r["optimizer"]]
+  opt = optimizer(model.parameters(), lr=r["lr"])
   image, mask = make_batch(args.batch_size, size, args.seed)
-  x = torch.from_numpy(image.transpose(0, 3, 1, 2).copy()).to(dev)
+  x = torch.from_numpy(image.transpose(0, 3, 1, 2).copy()).to(dev, memory_format=fmt)
   m = torch.from_numpy(mask.transpose(0, 3, 1, 2).copy()).to(dev)
   if cuda:
     torch.cuda.reset_peak_memory_stats(dev)
 
-  def fwd_loss(x, m):
-    y, sides = model(x)
-    return tl.total_loss(y, sides, m, lcfg, 0)[0]
+  def train_loss(x, m):
+    logits, sides = model(x)
+    return loss_of(logits, sides, m)
 
   def predict(x):
     return torch.sigmoid(model(x)[0])
 
   compiled = variant == "compile"
   if compiled:
-    fwd_loss = torch.compile(fwd_loss)
+    train_loss = torch.compile(train_loss)
     predict = torch.compile(predict)
 
   def train_once():
     model.train()
     opt.zero_grad(set_to_none=True)
-    loss = fwd_loss(x, m)
+    loss = train_loss(x, m)
     loss.backward()
     opt.step()
     return loss
@@ -272,28 +394,27 @@ def bench_torch(args, size: int, variant: str) -> dict:
 
   def eval_once():
     model.eval()
-    with torch.no_grad():
+    with torch.inference_mode():
       return predict(x)
 
   def sync(_):
     if cuda:
       torch.cuda.synchronize(dev)
 
-  first, times = _timed(train_once, args.steps, args.warmup, sync_train)
-  train = _summary(first, times, args.batch_size, compiled)
-  efirst, etimes = _timed(eval_once, args.steps, args.warmup, sync)
-  evals = _summary(efirst, etimes, args.batch_size, compiled)
+  first, blocks = _timed(train_once, args.steps, args.warmup, args.repeats, sync_train)
+  train = _summary(first, blocks, args.batch_size, compiled)
+  efirst, eblocks = _timed(eval_once, args.steps, args.warmup, args.repeats, sync)
+  evals = _summary(efirst, eblocks, args.batch_size, compiled)
   if cuda:
     peak, kind = int(torch.cuda.max_memory_allocated(dev)), "torch.cuda.max_memory_allocated"
   else:
     peak, kind = max_rss_bytes(), "max RSS (process-wide)"
   return {
-    "framework": "torch",
-    "variant": variant,
     "platform": "gpu" if cuda else "cpu",
     "device": torch.cuda.get_device_name(dev) if cuda else "cpu",
     "params": n_params,
-    "torch_threads": torch.get_num_threads(),
+    "threads": torch.get_num_threads(),
+    "memory_format": "channels_last" if channels_last else "contiguous (NCHW)",
     "train": train,
     "eval": evals,
     "peak_memory_bytes": peak,
@@ -303,33 +424,51 @@ def bench_torch(args, size: int, variant: str) -> dict:
   }
 
 
-def run_row_inprocess(args, kind: str, size: int) -> dict:
-  framework, variant = ROW_KINDS[kind]
-  row = (bench_jax if framework == "jax" else bench_torch)(args, size, variant)
-  row.update(kind=kind, size=size, batch_size=args.batch_size)
+def run_row_inprocess(args, kind: str, model_name: str, size: int) -> dict:
+  implementation, variant = ROW_KINDS[kind]
+  if implementation == "jax":
+    row = bench_jax(args, model_name, size, variant)
+  else:
+    row = bench_torch(args, model_name, size, implementation, variant)
+  r = recipe(model_name)
+  row.update(
+    kind=kind,
+    implementation=IMPLEMENTATIONS[implementation],
+    framework="jax" if implementation == "jax" else "torch",
+    variant=variant,
+    model=model_name,
+    size=size,
+    batch_size=args.batch_size,
+    recipe=f"scale loss '{r['scale_weight']}'"
+    + (f" + location x{r['location_weight']:g}" if r["location_weight"] else "")
+    + f", deep supervision, {r['optimizer']} lr {r['lr']:g}",
+    load_average_1min_after=load_average(),
+  )
   return row
 
 
-def run_row(args, kind: str, size: int, argv: list[str]) -> dict:
+def run_row(args, kind: str, model_name: str, size: int, argv: list[str]) -> dict:
   if args.no_isolate:
-    return run_row_inprocess(args, kind, size)
+    return run_row_inprocess(args, kind, model_name, size)
   with tempfile.TemporaryDirectory() as tmp:
     out = os.path.join(tmp, "row.json")
     cmd = [
       sys.executable,
       os.path.abspath(__file__),
       *argv,
-      f"--_row={kind}:{size}",
+      f"--_row={kind}:{model_name}:{size}",
       f"--_row_out={out}",
     ]
     t0 = time.perf_counter()
-    env = dict(os.environ)
+    # A fresh inductor cache per row: torch.compile's compile time is then a cold
+    # compile, like JAX's (no persistent compilation cache is configured for JAX here).
+    env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=os.path.join(tmp, "inductor"))
     if args.device == "cpu":
       env.update(JAX_PLATFORMS="cpu", CUDA_VISIBLE_DEVICES="")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
       raise RuntimeError(
-        f"row {kind} size {size} failed (rc {proc.returncode}):\n"
+        f"row {kind} {model_name} size {size} failed (rc {proc.returncode}):\n"
         f"{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
       )
     with open(out) as f:
@@ -350,59 +489,83 @@ def versions() -> dict:
   return out
 
 
-def _fmt(v, spec="{:.1f}"):
-  return "-" if v is None else spec.format(v)
-
-
 def _mib(b):
   return b / 2**20
+
+
+def _rate(phase: dict) -> str:
+  return (
+    f"{phase['images_per_s']:.2f} ({phase['images_per_s_min']:.2f}.."
+    f"{phase['images_per_s_max']:.2f})"
+  )
+
+
+def _row_name(row: dict) -> str:
+  n = row.get("threads")
+  return f"{row['kind']} ({n} thread{'s' if n != 1 else ''})" if n else row["kind"]
 
 
 def markdown(result: dict) -> str:
   meta = result["meta"]
   lines = [
-    f"# JAX vs PyTorch benchmark: {meta['model']}",
+    "# JAX vs PyTorch benchmark",
     "",
     f"- date: {meta['date']}",
-    f"- device: {meta['device']} ({meta['platform']}"
-    + (f", {meta['cpu_count']} CPU cores" if meta["platform"] == "cpu" else "")
-    + ")",
+    f"- device: {meta['device']} ({meta['platform']}, {meta['cpu_count']} CPU cores)",
     f"- command: `{meta['command']}`",
-    f"- model: {meta['model']}, channels {meta['channels']}, blocks {meta['blocks']}, "
-    f"deep supervision, scale loss 'diff', Adam lr {meta['lr']}",
-    f"- batch size {meta['batch_size']}, {meta['warmup']} warm-up + {meta['steps']} "
-    f"timed steps, every step blocked on",
+    f"- models: {', '.join(meta['models'])}; channels {meta['channels']}, blocks "
+    f"{meta['blocks']}; batch size {meta['batch_size']}",
+    f"- protocol: each row {'in its own process' if meta['isolated_processes'] else 'in one process'}"
+    f", one at a time; first call (compile) + {meta['warmup']} warm-up steps, then "
+    f"{meta['repeats']} repeats of {meta['steps']} timed steps, every step blocked on; "
+    "img/s: median (min..max) over the repeats",
+    f"- a row is unreliable when the 1-minute load average before it exceeds the "
+    f"{meta['cpu_count']} cores (waited up to {meta['settle_s']:g} s for it to settle)",
     "- versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()),
     f"- peak memory: {meta['memory_note']}",
-    f"- 1-minute load average before / after: {meta['load_average_1min']}",
+    "",
+    "Implementations:",
     "",
   ]
+  lines += [f"- `{k}`: {IMPLEMENTATIONS[ROW_KINDS[k][0]]}, {ROW_KINDS[k][1]}" for k in meta["rows"]]
+  lines += ["", "Training recipes:", ""]
+  seen = {}
+  for group in result["results"]:
+    for row in group["rows"]:
+      seen.setdefault(row["model"], row["recipe"])
+  lines += [f"- `{m}`: {r}" for m, r in seen.items()]
   lines += [
-    "| size | row | params | train img/s | train step ms (median) | eval img/s | "
-    "eval step ms (median) | peak memory MiB | compile s (train / eval) |",
-    "|---:|---|---:|---:|---:|---:|---:|---:|---|",
+    "",
+    "| model | size | row | params | train img/s | train step ms (median) | eval img/s | "
+    "eval step ms (median) | peak memory MiB | compile s (train / eval) | load 1 min before | "
+    "reliable |",
+    "|---|---:|---|---:|---:|---:|---:|---:|---:|---|---:|---|",
   ]
-  for size_res in result["results"]:
-    for row in size_res["rows"]:
+  for group in result["results"]:
+    for row in group["rows"]:
       tc, ec = row["train"]["compile_s"], row["eval"]["compile_s"]
       comp = "-" if tc is None else f"{tc:.1f} / {ec:.1f}"
+      load = row.get("load_average_1min_before")
       lines.append(
-        f"| {row['size']} | {row['framework']} {row['variant']} | {row['params']:,} | "
-        f"{row['train']['images_per_s']:.2f} | {row['train']['step_ms_median']:.1f} | "
-        f"{row['eval']['images_per_s']:.2f} | {row['eval']['step_ms_median']:.1f} | "
-        f"{_mib(row['peak_memory_bytes']):.0f} | {comp} |"
+        f"| {row['model']} | {row['size']} | {_row_name(row)} | {row['params']:,} | "
+        f"{_rate(row['train'])} | {row['train']['step_ms_median']:.1f} | "
+        f"{_rate(row['eval'])} | {row['eval']['step_ms_median']:.1f} | "
+        f"{_mib(row['peak_memory_bytes']):.0f} | {comp} | "
+        f"{'-' if load is None else f'{load:.2f}'} | "
+        f"{'UNRELIABLE' if row.get('unreliable') else 'yes'} |"
       )
   lines += [
     "",
-    "JAX / PyTorch images/s ratios (> 1: JAX faster):",
+    "JAX / PyTorch images/s ratios (medians; > 1: JAX faster):",
     "",
-    "| size | JAX row | vs torch row | train ratio | eval ratio |",
-    "|---:|---|---|---:|---:|",
+    "| model | size | JAX row | vs torch row | train ratio | eval ratio |",
+    "|---|---:|---|---|---:|---:|",
   ]
-  for size_res in result["results"]:
-    for r in size_res["ratios"]:
+  for group in result["results"]:
+    for r in group["ratios"]:
       lines.append(
-        f"| {size_res['size']} | {r['jax']} | {r['torch']} | {r['train']:.2f} | {r['eval']:.2f} |"
+        f"| {group['model']} | {group['size']} | {r['jax']} | {r['torch']} | "
+        f"{r['train']:.2f} | {r['eval']:.2f} |"
       )
   for w in result.get("warnings", []):
     lines.append(f"\nWarning: {w}")
@@ -413,20 +576,38 @@ def parse_args(argv):
   ap = argparse.ArgumentParser(
     description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
   )
-  ap.add_argument("--model", default="l1_gp_rotated", help="config.model.name")
-  ap.add_argument("--sizes", default="256,512", help="square input sizes, comma separated")
-  ap.add_argument("--batch_size", type=int, default=8)
+  ap.add_argument(
+    "--model", default="mshnet,l1_gp_rotated", help="config.model.name, comma separated"
+  )
+  ap.add_argument("--sizes", default="128,256", help="square input sizes, comma separated")
+  ap.add_argument("--batch_size", type=int, default=4)
   ap.add_argument("--channels", default="16,32,64,128,256", help="config.model.channels")
   ap.add_argument("--blocks", default="2,2,2,2", help="config.model.blocks")
-  ap.add_argument("--steps", type=int, default=20, help="timed steps")
-  ap.add_argument("--warmup", type=int, default=2, help="untimed steps after the first call")
-  ap.add_argument("--lr", type=float, default=1e-3)
+  ap.add_argument(
+    "--rows", default=",".join(DEFAULT_ROWS), help=f"row kinds, comma separated: {list(ROW_KINDS)}"
+  )
+  ap.add_argument("--steps", type=int, default=5, help="timed steps per repeat")
+  ap.add_argument("--warmup", type=int, default=1, help="untimed steps after the first call")
+  ap.add_argument("--repeats", type=int, default=3, help="timed blocks of --steps steps")
+  ap.add_argument(
+    "--settle_s",
+    type=float,
+    default=30.0,
+    help="before each row, wait up to this long for the load average to reach the core count",
+  )
   ap.add_argument("--seed", type=int, default=0)
-  ap.add_argument("--bf16", action="store_true", help="extra JAX row with model dtype bfloat16")
+  ap.add_argument("--bf16", action="store_true", help="add the jax_bfloat16 row")
+  ap.add_argument(
+    "--reference",
+    action="store_true",
+    help="add the parity-reference rows (torch_reference_eager, and _compile when the "
+    "idiomatic compile row runs)",
+  )
   ap.add_argument(
     "--torch_compile",
     action="store_true",
-    help="extra torch row with torch.compile (meant for GPU)",
+    help="no effect: the torch.compile row is in the default --rows (the flag is still "
+    "accepted because tools/gpu_report.sh passes it)",
   )
   ap.add_argument("--no_torch", action="store_true", help="JAX rows only")
   ap.add_argument(
@@ -442,6 +623,12 @@ def parse_args(argv):
     help="torch.set_num_threads (0: torch's default, all cores)",
   )
   ap.add_argument(
+    "--channels_last",
+    default="auto",
+    choices=("auto", "on", "off"),
+    help="memory format of the idiomatic torch rows (auto: channels_last on a GPU only)",
+  )
+  ap.add_argument(
     "--no_isolate",
     action="store_true",
     help="run all rows in this process (memory peaks then accumulate)",
@@ -449,60 +636,80 @@ def parse_args(argv):
   ap.add_argument("--output_dir", default=os.path.join("runs", "benchmark"))
   ap.add_argument("--_row", default=None, help=argparse.SUPPRESS)
   ap.add_argument("--_row_out", default=None, help=argparse.SUPPRESS)
-  return ap.parse_args(argv)
+  args = ap.parse_args(argv)
+  unknown = set(_names(args.rows)) - set(ROW_KINDS)
+  if unknown:
+    ap.error(f"unknown --rows {sorted(unknown)}; choose from {list(ROW_KINDS)}")
+  return args
+
+
+def row_kinds(args) -> list[str]:
+  kinds = list(_names(args.rows))
+  if args.bf16 and "jax_bfloat16" not in kinds:
+    kinds.insert(1 if "jax_float32" in kinds else 0, "jax_bfloat16")
+  if args.reference:
+    for kind in ("torch_reference_eager", "torch_reference_compile"):
+      wanted = kind.endswith("eager") or "torch_idiomatic_compile" in kinds
+      if wanted and kind not in kinds:
+        kinds.append(kind)
+  if args.no_torch:
+    kinds = [k for k in kinds if ROW_KINDS[k][0] == "jax"]
+  return kinds
 
 
 def main(argv=None) -> dict:
   argv = list(sys.argv[1:] if argv is None else argv)
   args = parse_args(argv)
   if args._row:  # child process: one row
-    kind, size = args._row.split(":")
-    row = run_row_inprocess(args, kind, int(size))
+    kind, model_name, size = args._row.split(":")
+    row = run_row_inprocess(args, kind, model_name, int(size))
     with open(args._row_out, "w") as f:
       json.dump(row, f)
     return row
 
-  kinds = ["jax_float32"] + (["jax_bfloat16"] if args.bf16 else [])
-  if not args.no_torch:
-    kinds += ["torch_eager"] + (["torch_compile"] if args.torch_compile else [])
-  sizes = _ints(args.sizes)
+  kinds = row_kinds(args)
+  cpu_count = os.cpu_count() or 1
   results, warnings = [], []
-  load_start = os.getloadavg() if hasattr(os, "getloadavg") else None
   result = None
-  for size in sizes:
-    size_res = {"size": size, "rows": [], "ratios": []}
-    results.append(size_res)
-    for kind in kinds:
-      print(f"[benchmark] size {size}: {kind} ...", flush=True)
-      try:
-        row = run_row(args, kind, size, argv)
-      except Exception as e:  # noqa: BLE001 -- one broken row must not lose the others
-        print(f"[benchmark]   FAILED: {e}", flush=True)
-        last_line = str(e).strip().splitlines()[-1] if str(e).strip() else repr(e)
-        warnings.append(f"row {kind} at size {size} failed: {last_line}")
-      else:
-        print(
-          f"[benchmark]   train {row['train']['images_per_s']:.2f} img/s, "
-          f"eval {row['eval']['images_per_s']:.2f} img/s",
-          flush=True,
-        )
-        size_res["rows"].append(row)
-        size_res["ratios"] = ratios(size_res["rows"])
-      # Rewritten after every row: a run stopped part-way keeps what it measured.
-      result = write_report(args, argv, results, warnings, load_start)
+  for model_name in _names(args.model):
+    for size in _ints(args.sizes):
+      group = {"model": model_name, "size": size, "rows": [], "ratios": []}
+      results.append(group)
+      for kind in kinds:
+        load = wait_for_quiet(cpu_count, args.settle_s)
+        print(f"[benchmark] {model_name} size {size}: {kind} (load {load}) ...", flush=True)
+        try:
+          row = run_row(args, kind, model_name, size, argv)
+        except Exception as e:  # noqa: BLE001 -- one broken row must not lose the others
+          print(f"[benchmark]   FAILED: {e}", flush=True)
+          last_line = str(e).strip().splitlines()[-1] if str(e).strip() else repr(e)
+          warnings.append(f"row {kind} of {model_name} at size {size} failed: {last_line}")
+        else:
+          row["load_average_1min_before"] = load
+          row["cpu_count"] = cpu_count
+          row["unreliable"] = load is not None and load > cpu_count
+          print(
+            f"[benchmark]   train {_rate(row['train'])} img/s, eval {_rate(row['eval'])} img/s"
+            + (" UNRELIABLE" if row["unreliable"] else ""),
+            flush=True,
+          )
+          group["rows"].append(row)
+          group["ratios"] = ratios(group["rows"])
+        # Rewritten after every row: a run stopped part-way keeps what it measured.
+        result = write_report(args, argv, kinds, results, warnings)
   print(markdown(result))
   return result
 
 
 def ratios(rows: list[dict]) -> list[dict]:
-  """JAX / torch images/s for every (JAX row, torch row) pair of one size."""
+  """JAX / torch median images/s for every (JAX row, torch row) pair of one model and size."""
   out = []
   for j in (r for r in rows if r["framework"] == "jax"):
     for t in (r for r in rows if r["framework"] == "torch"):
       out.append(
         {
-          "jax": f"jax {j['variant']}",
-          "torch": f"torch {t['variant']}",
+          "jax": j["kind"],
+          "torch": t["kind"],
           "train": j["train"]["images_per_s"] / t["train"]["images_per_s"],
           "eval": j["eval"]["images_per_s"] / t["eval"]["images_per_s"],
         }
@@ -510,44 +717,46 @@ def ratios(rows: list[dict]) -> list[dict]:
   return out
 
 
-def write_report(args, argv, results, warnings, load_start) -> dict:
+def write_report(args, argv, kinds, results, warnings) -> dict:
   """benchmark.json and benchmark.md in args.output_dir; returns the result dict."""
   warnings = list(warnings)
-  all_rows = [r for s in results for r in s["rows"]]
+  all_rows = [r for g in results for r in g["rows"]]
   platforms = sorted({r["platform"] for r in all_rows})
   if len(platforms) > 1:
     warnings.append(f"rows ran on different platforms {platforms}: not a like-for-like comparison")
-  if len({r["params"] for r in all_rows}) > 1:
-    warnings.append(
-      "JAX and torch parameter counts differ: "
-      + ", ".join(f"{r['kind']}={r['params']}" for r in all_rows)
-    )
+  for g in results:
+    if len({r["params"] for r in g["rows"]}) > 1:
+      warnings.append(
+        f"{g['model']} at {g['size']}: parameter counts differ: "
+        + ", ".join(f"{r['kind']}={r['params']}" for r in g["rows"])
+      )
+    for r in g["rows"]:
+      if r.get("unreliable"):
+        warnings.append(
+          f"{g['model']} at {g['size']}, {r['kind']}: unreliable, the 1-minute load average "
+          f"before it was {r['load_average_1min_before']:.2f} > {r['cpu_count']} cores"
+        )
   gpu = next((r for r in all_rows if r["platform"] == "gpu"), None)
   on_cpu = gpu is None
-  import multiprocessing
-
   meta = {
     "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     "command": "python tools/benchmark.py " + " ".join(shlex.quote(a) for a in argv),
     "platform": "cpu" if on_cpu else "gpu",
     "device": cpu_model() if on_cpu else gpu["device"],
     "cpu_model": cpu_model(),
-    "cpu_count": multiprocessing.cpu_count(),
+    "cpu_count": os.cpu_count(),
     "hostname_platform": platform.platform(),
-    "model": args.model,
+    "models": list(_names(args.model)),
+    "rows": kinds,
     "channels": list(_ints(args.channels)),
     "blocks": list(_ints(args.blocks)),
     "batch_size": args.batch_size,
     "sizes": list(_ints(args.sizes)),
     "steps": args.steps,
     "warmup": args.warmup,
-    "lr": args.lr,
+    "repeats": args.repeats,
+    "settle_s": args.settle_s,
     "isolated_processes": not args.no_isolate,
-    # 1-minute load average before / after: > cpu_count means other jobs shared the CPU
-    "load_average_1min": [
-      load_start and load_start[0],
-      os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-    ],
     "memory_note": (
       "process max RSS from resource.getrusage: process-wide (Python, "
       "libraries, data, train and eval), one process per row"
