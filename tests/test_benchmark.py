@@ -159,8 +159,10 @@ def test_idiomatic_models_refuse_what_they_do_not_implement():
   tm = _torch_models()
   with pytest.raises(ValueError, match="no idiomatic PyTorch model"):
     tm.create_model(_model_config("pconv_unet"))
+  cfg = _model_config("l1_gp_rotated")
+  cfg.attention.per_channel_sigma = True
   with pytest.raises(ValueError, match="paper's setting only"):
-    tm.create_model(_model_config("gp_fixed"))
+    tm.create_model(cfg)
   lcfg = default_config.base_config().loss
   lcfg.name = "sd"
   with pytest.raises(ValueError, match="plain scale loss only"):
