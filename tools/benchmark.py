@@ -1,8 +1,9 @@
 """Speed of the project's JAX train and eval steps against PyTorch (issues #10, #14).
 
-  # the CPU comparison: both models, 128 and 256, batch 4
+  # the CPU comparison (docs/benchmarks.md): both models, 128 and 256, batch 4; the
+  # torch.compile row, minutes of cold compile per row on a small CPU, in a second run
   python tools/benchmark.py --model=mshnet,l1_gp_rotated --sizes=128,256 --batch_size=4 \\
-      --steps=3 --warmup=1 --repeats=3 --device=cpu
+      --steps=3 --warmup=1 --repeats=3 --device=cpu --rows=jax_float32,torch_idiomatic_eager
   # a smoke run
   python tools/benchmark.py --model=mshnet --sizes=32 --channels=4,4,8,8,8 --blocks=1,1,1,1 \\
       --steps=1 --warmup=0 --repeats=1 --settle_s=0
@@ -592,7 +593,7 @@ def parse_args(argv):
   ap.add_argument(
     "--settle_s",
     type=float,
-    default=30.0,
+    default=60.0,
     help="before each row, wait up to this long for the load average to reach the core count",
   )
   ap.add_argument("--seed", type=int, default=0)
