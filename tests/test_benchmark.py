@@ -32,7 +32,8 @@ else:
     reason="PyTorch not installed: the benchmark compares "
     "against idiomatic PyTorch (torch==2.13.0)",
   )
-from reference_torch import convert  # noqa: E402  (needs torch)
+# The Flax <-> PyTorch weight mapping the converter tool uses (numpy only).
+convert = load_module(REPO / "tools" / "torch_weights.py")
 
 MODELS = ("mshnet", "l1_gp_rotated")
 

@@ -152,8 +152,8 @@ def test_adam_steps():
 
 def test_weight_mapping_round_trip():
   import jax
-  from reference_torch import convert
 
+  convert = parity.convert  # tools/torch_weights.py
   for name in ("l1_gp_rotated",):
     cfg, jmodel, v, tmod = parity.build_pair(name, (16, 16))
     sd = tmod.state_dict()

@@ -604,12 +604,6 @@ def parse_args(argv):
     help="add the parity-reference rows (torch_reference_eager, and _compile when the "
     "idiomatic compile row runs)",
   )
-  ap.add_argument(
-    "--torch_compile",
-    action="store_true",
-    help="no effect: the torch.compile row is in the default --rows (the flag is still "
-    "accepted because tools/gpu_report.sh passes it)",
-  )
   ap.add_argument("--no_torch", action="store_true", help="JAX rows only")
   ap.add_argument(
     "--device",

@@ -4,8 +4,8 @@
 #      recipe (configs/nuaa_sirst.py: MSHNet width, crop 256, 400 epochs), then MSHNet as
 #      published (mshnet + var + location loss); one process per row, ROW_BUDGET seconds
 #      each (SIGTERM at the budget: the row checkpoints and its last evaluation is kept);
-#   2. bench: the JAX vs PyTorch benchmark (256 and 512, JAX float32 + bfloat16, torch
-#      eager; torch.compile with TORCH_COMPILE=1).
+#   2. bench: the JAX vs idiomatic PyTorch benchmark of the paper's model (256 and 512,
+#      JAX float32 + bfloat16, torch eager; torch.compile with TORCH_COMPILE=1).
 #
 #   NUAA_DIR=/path/to/nuaa_sirst OUT=runs/gpu_report bash tools/gpu_report.sh
 #
@@ -88,8 +88,10 @@ if [[ $PARTS == *train* ]]; then
 fi
 
 if [[ $PARTS == *bench* ]]; then
-  compile_flag=""; [ "$TORCH_COMPILE" = 1 ] && compile_flag="--torch_compile"
-  timeout -s INT "$BENCH_BUDGET" "$PY" tools/benchmark.py --sizes=256,512 --batch_size=8 \
-      --steps=10 --warmup=2 --bf16 $compile_flag --output_dir="$OUT/benchmark"
+  rows="jax_float32,jax_bfloat16,torch_idiomatic_eager"
+  [ "$TORCH_COMPILE" = 1 ] && rows="$rows,torch_idiomatic_compile"
+  timeout -s INT "$BENCH_BUDGET" "$PY" tools/benchmark.py --model=l1_gp_rotated \
+      --sizes=256,512 --batch_size=8 --steps=10 --warmup=2 --repeats=3 --rows="$rows" \
+      --output_dir="$OUT/benchmark"
   echo "benchmark exit $? after $(( $(date +%s) - t0 )) s"
 fi

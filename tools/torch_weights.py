@@ -1,6 +1,7 @@
 """Weight mapping between Flax variables and PyTorch state_dicts of the reference model.
 
-Used by tools/convert_torch_checkpoint.py in both directions.  Numpy only: torch
+Used by tools/convert_torch_checkpoint.py in both directions, and by the parity and
+benchmark tests.  Numpy only: torch
 tensors are accepted as inputs and converted with ``.numpy()``; torch itself is needed
 only to return torch tensors.
 

@@ -1,4 +1,4 @@
-"""PyTorch reference implementation, for parity tests and weight conversion only.
+"""PyTorch reference implementation, for parity tests only.
 
 Nothing in the JAX code imports this package.  It is an independent PyTorch (NCHW)
 implementation of the same maths, written from SPEC.md and the documented JAX
@@ -10,8 +10,6 @@ conventions, so that the two can be compared number for number:
                      with the rotated pinwheel mask (straight-through ``.detach()`` round).
 * :mod:`.model`      residual block, PConv and the MSHNet-style U-Net with side outputs.
 * :mod:`.metrics`    mIoU / nIoU / Pd / Fa in numpy with its own BFS connected components.
-* :mod:`.convert`    weight mapping Flax {params, batch_stats} <-> PyTorch state_dict
-                     (numpy only; no torch needed for the mapping itself).
 * :mod:`.parity`     the comparisons (JAX vs PyTorch) used by tests/test_parity*.py;
                      ``cd tests && python -m reference_torch.parity`` prints the table.
 

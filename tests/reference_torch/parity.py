@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib.util
+import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -23,10 +25,22 @@ from irstd_jax import metrics as jm
 from irstd_jax import models as jmodels
 from irstd_jax.models import attention as jatt
 from reference_torch import attention as tatt
-from reference_torch import convert
 from reference_torch import losses as tl
 from reference_torch import metrics as tmet
 from reference_torch import model as tmodel
+
+
+def _load_weight_mapping():
+  """tools/torch_weights.py (the converter tool's Flax <-> PyTorch mapping), by its path:
+  tools/ is not a package."""
+  path = pathlib.Path(__file__).resolve().parents[2] / "tools" / "torch_weights.py"
+  spec = importlib.util.spec_from_file_location("torch_weights", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+convert = _load_weight_mapping()
 
 TINY_CHANNELS = (4, 8, 8, 16, 16)
 TINY_BLOCKS = (1, 1, 1, 1)
@@ -499,14 +513,11 @@ def optimizer_parity(name="unet", steps=3, lr=1e-3, seed=0, image_shape=(32, 32)
   reported separately (their gradient size, and the parameter difference <= 2 lr
   steps), not compared at float precision.
   """
-  import ml_collections
-
   from irstd_jax import train as jtrain
 
   cfg, jmodel, v, tmod = build_pair(name, image_shape, seed)
-  tcfg = ml_collections.ConfigDict(
-    dict(optimizer="adam", learning_rate=lr, schedule="constant", warmup_steps=0)
-  )
+  tcfg = default_config.base_config().train
+  tcfg.update(dict(optimizer="adam", learning_rate=lr, schedule="constant", warmup_steps=0))
   lcfg = _loss_cfg(name="scale", scale_weight="diff", warm_epochs=0, deep_supervision=True)
   tx = jtrain.make_optimizer(tcfg, jtrain.learning_rate_schedule(tcfg, 100))
   state = jtrain.TrainState.create(
