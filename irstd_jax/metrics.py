@@ -311,8 +311,8 @@ class IRSTDMetrics:
 
   def __init__(
     self,
-    threshold: float = 0.5,
-    distance: float = 3.0,
+    threshold: float,
+    distance: float,
     niou_empty: str = "zero",
     size_edges: Sequence[int] = DEFAULT_SIZE_EDGES,
   ):
@@ -470,7 +470,8 @@ class CurveMetrics:
   def __init__(
     self,
     thresholds: Iterable[float] | None = None,
-    distance: float = 3.0,
+    *,
+    distance: float,
     niou_empty: str = "zero",
     size_edges: Sequence[int] = DEFAULT_SIZE_EDGES,
   ):

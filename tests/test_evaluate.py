@@ -146,7 +146,7 @@ def test_mshnet_protocol_resizes_to_256_and_thresholds_logits_at_zero(tmp_path):
     config, variables, str(tmp_path / "eval"), num_figures=1, progress=False, protocol="mshnet"
   )
   _, test_source = datasets.load_sources(config.dataset)
-  expected = metrics_lib.IRSTDMetrics(threshold=0.0)
+  expected = metrics_lib.IRSTDMetrics(threshold=0.0, distance=config.eval.distance)
   for record in test_source:
     image = Image.fromarray(record["image"][..., 0]).resize((256, 256), Image.BILINEAR)
     mask = Image.fromarray(record["mask"][..., 0]).resize((256, 256), Image.NEAREST)

@@ -6,7 +6,15 @@ import math
 import numpy as np
 import pytest
 
+from irstd_jax import default_config
 from irstd_jax import metrics as M
+
+EVAL = default_config.base_config().eval
+
+
+def metrics_at_eval_defaults(**overrides):
+  """IRSTDMetrics with config.eval's threshold and distance unless overridden."""
+  return M.IRSTDMetrics(**{"threshold": EVAL.threshold, "distance": EVAL.distance, **overrides})
 
 
 def _img(h=20, w=20):
@@ -14,7 +22,7 @@ def _img(h=20, w=20):
 
 
 def _one(pred, mask, **kw):
-  m = M.IRSTDMetrics(**kw)
+  m = metrics_at_eval_defaults(**kw)
   m.update(pred[None], mask[None])
   return m.compute()
 
@@ -137,7 +145,7 @@ def test_empty_mask_empty_prediction_niou_conventions():
   masks = np.stack([e, good_mask])
   vals = {}
   for conv in ("zero", "one", "skip"):
-    m = M.IRSTDMetrics(niou_empty=conv)
+    m = metrics_at_eval_defaults(niou_empty=conv)
     m.update(probs, masks)
     vals[conv] = m.compute()
     assert vals[conv]["miou"] == 1.0
@@ -155,7 +163,7 @@ def test_miou_vs_niou():
   m2[5:15, 5:15] = 1
   p2 = m2.copy()
   p2[5, 5:15] = 0  # I=90, U=100
-  m = M.IRSTDMetrics()
+  m = metrics_at_eval_defaults()
   records = m.update(np.stack([p1, p2]), np.stack([m1, m2]))
   r = m.compute()
   assert r["miou"] == pytest.approx(91 / 102)
@@ -189,14 +197,14 @@ def test_streaming_padding_and_filler_equal_single_pass():
     p, m = _random_set(rng, 1, h, w)
     probs += p
     masks += m
-  ref = M.IRSTDMetrics()
+  ref = metrics_at_eval_defaults()
   ref.update(probs, masks)  # ragged list, no padding
   ref_r = ref.compute()
   assert ref_r["num_pixels"] == sum(h * w for h, w in shapes)
 
   # Padded batches of 2 (H=W=20 canvas, junk in the padding), last batch has filler.
   bs, H, W = 2, 20, 20
-  st = M.IRSTDMetrics()
+  st = metrics_at_eval_defaults()
   for start in range(0, len(shapes), bs):
     pb = np.ones((bs, H, W, 1), np.float32)  # padding predicts "target"
     mb = np.ones((bs, H, W, 1), np.float32)  # and the padded mask is junk too
@@ -229,13 +237,13 @@ def test_jax_inputs_threshold_and_4d():
   mask[3:5, 3:5] = 1
   pred = _img()
   pred[3:5, 3:5] = 0.4
-  r = M.IRSTDMetrics(threshold=0.3)
+  r = metrics_at_eval_defaults(threshold=0.3)
   r.update(jnp.asarray(pred)[None, ..., None], jnp.asarray(mask)[None, ..., None])
   assert r.compute()["miou"] == 1.0
-  r2 = M.IRSTDMetrics(threshold=0.5)
+  r2 = metrics_at_eval_defaults(threshold=0.5)
   r2.update(pred[None], mask[None])
   assert r2.compute()["miou"] == 0.0
-  r3 = M.IRSTDMetrics()  # bool prediction maps work too
+  r3 = metrics_at_eval_defaults()  # bool prediction maps work too
   r3.update((pred > 0.3)[None], mask[None])
   assert r3.compute()["miou"] == 1.0
 
@@ -271,7 +279,7 @@ def test_size_breakdown():
   pred[12:16, 12:16] = 1
   pred[25:34, 25:34] = 1
   pred[5, 5] = 1  # centroid (5,5) vs (6,6): 1.41 -> detected
-  m = M.IRSTDMetrics()
+  m = metrics_at_eval_defaults()
   m.update(pred[None], mask[None])
   sb = m.size_breakdown()
   assert sb["small"]["num_targets"] == 2 and sb["small"]["num_detected"] == 1
@@ -285,13 +293,13 @@ def test_curve_metrics():
   rng = np.random.default_rng(3)
   probs, masks = _random_set(rng, 4, 16, 16)
   th = [0.2, 0.5, 0.8]
-  cm = M.CurveMetrics(th)
+  cm = M.CurveMetrics(th, distance=EVAL.distance)
   cm.update(np.stack(probs), np.stack(masks))
   c = cm.compute()
   P = np.stack(probs)
   T = np.stack(masks) > 0.5
   for i, t in enumerate(th):
-    single = M.IRSTDMetrics(threshold=t)
+    single = metrics_at_eval_defaults(threshold=t)
     single.update(P, T.astype(np.float32))
     s = single.compute()
     assert c["fa"][i] == pytest.approx(s["fa"])
@@ -302,7 +310,7 @@ def test_curve_metrics():
   assert all(np.diff(c["fpr"]) <= 0) and all(np.diff(c["tpr"]) <= 0)
   assert 0.5 < c["roc_auc"] <= 1.0
   # a perfect separator has AUC 1
-  perfect = M.CurveMetrics([0.5])
+  perfect = M.CurveMetrics([0.5], distance=EVAL.distance)
   perfect.update(T.astype(np.float32), T)
   assert perfect.compute()["roc_auc"] == pytest.approx(1.0)
 
@@ -310,9 +318,9 @@ def test_curve_metrics():
 def test_write_report(tmp_path):
   mask = _img()
   mask[3:5, 3:5] = 1
-  m = M.IRSTDMetrics()
+  m = metrics_at_eval_defaults()
   m.update(np.stack([mask, _img()]), np.stack([mask, _img()]))
-  cm = M.CurveMetrics([0.3, 0.6])
+  cm = M.CurveMetrics([0.3, 0.6], distance=EVAL.distance)
   cm.update(np.stack([mask]), np.stack([mask]))
   jp, mp = M.write_report(
     str(tmp_path), m, cm.compute(), extra={"dataset": "toy"}, figures={"pdfa": "pdfa.png"}
@@ -395,15 +403,15 @@ def test_summable_counts_across_hosts():
   probs.append(empty)
   masks.append(empty)  # one image with U = 0
   for conv in ("zero", "one", "skip"):
-    full = M.IRSTDMetrics(niou_empty=conv)
+    full = metrics_at_eval_defaults(niou_empty=conv)
     records = full.update(probs, masks)
-    hosts = [M.IRSTDMetrics(niou_empty=conv) for _ in range(3)]
+    hosts = [metrics_at_eval_defaults(niou_empty=conv) for _ in range(3)]
     for i, (p, m) in enumerate(zip(probs, masks)):
       hosts[i % 3].update(p[None], m[None])
     stacked = {k: np.stack([h.counts()[k] for h in hosts]) for k in hosts[0].counts()}
     for v in stacked.values():
       assert v.shape[0] == 3  # fixed shape per host
-    summed = M.IRSTDMetrics.from_counts({k: v.sum(0) for k, v in stacked.items()}, niou_empty=conv)
+    summed = M.IRSTDMetrics.from_counts({k: v.sum(0) for k, v in stacked.items()}, **full.config())
     a, b = full.compute(), summed.compute()
     for k in a:
       if isinstance(a[k], float) and math.isnan(a[k]):

@@ -90,13 +90,13 @@ def test_heatmap_figure7(tmp_path):
 
 def test_curve_plots(tmp_path):
   img, mask, probs = _scene()
-  cm = M.CurveMetrics([0.1, 0.5, 0.8])
+  cm = M.CurveMetrics([0.1, 0.5, 0.8], distance=3.0)
   cm.update(probs[None], mask[None])
   c = cm.compute()
   p1 = V.pdfa_curve_plot(c, str(tmp_path / "pdfa.png"))
   p2 = V.roc_plot({"model A": c, "model B": c}, str(tmp_path / "roc.png"), logx=True)
   p3 = V.pdfa_curve_plot({"a": c}, str(tmp_path / "pdfa_log.png"), logx=True)
-  m = M.IRSTDMetrics()
+  m = M.IRSTDMetrics(threshold=0.5, distance=3.0)
   m.update(probs[None], mask[None])
   p4 = V.size_breakdown_plot(m.size_breakdown(), str(tmp_path / "sizes.png"))
   for p in (p1, p2, p3, p4):
