@@ -21,6 +21,7 @@ from typing import Any
 from typing import NoReturn
 
 from absl import flags
+import jax
 
 from irstd_jax import datasets
 from irstd_jax import default_config
@@ -152,6 +153,29 @@ def parse_flags(argv: list[str]) -> list[str]:
         if missing in path.split("."):
           fail(ConfigError(f"--config.{path}", "no such config field", _did_you_mean(path, known)))
     fail(f"bad --config override: {missing}")
+
+
+def define_compilation_cache_flag() -> flags.FlagHolder:
+  """--compilation_cache_dir, shared by main, evaluate and predict."""
+  return flags.DEFINE_string(
+    "compilation_cache_dir",
+    os.path.join("~", ".cache", "irstd_jax", "jax"),
+    "JAX's persistent compilation cache: a rerun, resume or evaluation with shapes seen "
+    "before loads the compiled programs instead of compiling them ('' = off; the "
+    "JAX_COMPILATION_CACHE_DIR environment variable, when set, wins).",
+  )
+
+
+def enable_compilation_cache(path: str) -> str | None:
+  """Points JAX's persistent compilation cache at `path` unless JAX_COMPILATION_CACHE_DIR
+  is set (JAX reads that itself) or `path` is empty; returns the directory in use."""
+  if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+    return os.environ["JAX_COMPILATION_CACHE_DIR"]
+  if not path:
+    return None
+  path = os.path.abspath(os.path.expanduser(path))
+  jax.config.update("jax_compilation_cache_dir", path)
+  return path
 
 
 # ---------------------------------------------------------------------------- validation

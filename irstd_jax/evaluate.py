@@ -243,6 +243,7 @@ def _define_flags():
     "key=value override of the checkpoint's config, "
     "e.g. --set=dataset.data_dir=/data/tfds (repeatable).",
   )
+  config_check.define_compilation_cache_flag()
   flags.mark_flags_as_required(["checkpoint", "output"])
   return config
 
@@ -267,6 +268,7 @@ def main(argv, config_flag=None) -> int:
     print(f"error: {e}", file=sys.stderr)
     return 2
   input_pipeline.hide_accelerators_from_tensorflow()
+  config_check.enable_compilation_cache(FLAGS.compilation_cache_dir)
   step = meta.get("step")
   which = "latest" if FLAGS.latest else "best"
   print(

@@ -41,6 +41,7 @@ _COORDINATOR = flags.DEFINE_string(
 )
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
+_COMPILATION_CACHE = config_check.define_compilation_cache_flag()
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -69,6 +70,7 @@ def main(argv):
   except config_check.ConfigError as e:
     return _error(e, 2)
   input_pipeline.hide_accelerators_from_tensorflow()
+  config_check.enable_compilation_cache(_COMPILATION_CACHE.value)
   _initialize_distributed()
   workdir = os.path.abspath(os.path.expanduser(_WORKDIR.value))  # made once the checks pass
   logging.info(

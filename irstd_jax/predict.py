@@ -172,6 +172,7 @@ def main(argv) -> int:
     f"normalisation mean {mean:g} std {std:g}",
     flush=True,
   )
+  config_check.enable_compilation_cache(FLAGS.compilation_cache_dir)
   predict = inference.make_predict_fn(config.model, variables)
   done, failed = predict_files(files, FLAGS.output, predict, mean, std, threshold)
   print(f"{len(done)} image(s) written to {FLAGS.output}", flush=True)
@@ -193,5 +194,6 @@ if __name__ == "__main__":
     "Probability threshold (prob > t); default: the checkpoint's eval.threshold.",
   )
   flags.DEFINE_bool("latest", False, "Use the newest checkpoint instead of the best one.")
+  config_check.define_compilation_cache_flag()
   flags.mark_flags_as_required(["checkpoint", "input", "output"])
   app.run(main, flags_parser=config_check.parse_flags)

@@ -1,12 +1,23 @@
 """Shared test fixtures. Tests run on CPU; real data come from IRSTD_DATASETS."""
 
+import atexit
 import importlib.util
 import os
 import pathlib
+import shutil
 import sys
+import tempfile
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# One persistent JAX compilation cache for the session (set before JAX is imported, and
+# inherited by every subprocess): the many runs of main / evaluate / predict on the same
+# tiny configs, and in-process jits of the same programs, compile once.
+if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+  _CACHE = tempfile.mkdtemp(prefix="irstd_jax_tests_xla_")
+  atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = _CACHE
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 import pytest  # noqa: E402
 

@@ -259,6 +259,8 @@ def bench_jax(args, model_name: str, size: int, dtype: str) -> dict:
   from irstd_jax import models
   from irstd_jax import train as jtrain
 
+  # Cold compiles, like torch.compile's fresh cache: never read a persistent JAX cache.
+  jax.config.update("jax_enable_compilation_cache", False)
   device = jax.devices("cpu")[0] if args.device == "cpu" else jax.devices()[0]
   mesh = jtrain.make_mesh([device])
   replicated = jax.NamedSharding(mesh, jax.P())

@@ -1,0 +1,147 @@
+"""Where the time of one jitted train (or eval) step goes, per XLA operation.
+
+  python tools/profile_step.py --model=mshnet --size=128 [--batch_size=4] [--steps=5]
+      [--what=train|eval] [--top=15] [--output=runs/profile/mshnet_128_train.json]
+
+Builds the step exactly as tools/benchmark.py does (same model config, recipe, loss and
+batch), compiles and warms it up, then traces `--steps` steps with `jax.profiler` and
+sums the trace's events by XLA operation (the names of the HLO instructions XLA:CPU
+runs, e.g. `convolution.12`, `fusion.3`) and by operation kind (the name without its
+number). Prints both tables (milliseconds per step and share of the step) and writes
+them as JSON. Run it on an idle machine: the numbers are wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import functools
+import glob
+import gzip
+import json
+import os
+import re
+import tempfile
+import time
+import types
+
+import benchmark  # sibling tool: the benchmark's model, recipe, loss and batch
+import jax
+
+from irstd_jax import default_config
+from irstd_jax import models
+from irstd_jax import train as jtrain
+
+
+def build_step(model_name: str, size: int, batch_size: int, channels: str, blocks: str, what: str):
+  """(step callable with no arguments, its output blocker) as the benchmark times it."""
+  args = types.SimpleNamespace(channels=channels, blocks=blocks)
+  model = models.create_model(benchmark.model_config(args, model_name))
+  r = benchmark.recipe(model_name)
+  tcfg = default_config.base_config().train
+  tcfg.optimizer, tcfg.learning_rate = r["optimizer"], r["lr"]
+  tcfg.schedule, tcfg.warmup_steps = "constant", 0
+  tx = jtrain.make_optimizer(tcfg, jtrain.learning_rate_schedule(tcfg, 10**6))
+  state = jax.jit(
+    functools.partial(jtrain.create_train_state, model=model, tx=tx, image_shape=(size, size))
+  )(jax.random.key(0))
+  image, mask = benchmark.make_batch(batch_size, size)
+  batch = {"image": jax.numpy.asarray(image), "mask": jax.numpy.asarray(mask)}
+  if what == "eval":
+    step = jax.jit(jtrain.eval_step)
+    return lambda: step(state, batch)
+  train_step = jax.jit(
+    functools.partial(
+      jtrain.train_step, loss_config=benchmark.loss_config(model_name), steps_per_epoch=10**9
+    )
+  )
+  holder = {"state": state}
+  rng = jax.random.key(1)
+
+  def run():
+    holder["state"], out = train_step(holder["state"], batch, rng)
+    return out
+
+  return run
+
+
+def trace_events(trace_dir: str) -> list[dict]:
+  """The complete ('X') events of the perfetto trace jax.profiler wrote."""
+  paths = glob.glob(os.path.join(trace_dir, "**", "perfetto_trace.json.gz"), recursive=True)
+  if not paths:
+    raise FileNotFoundError(f"no perfetto_trace.json.gz under {trace_dir}")
+  with gzip.open(paths[0], "rt") as f:
+    data = json.load(f)
+  events = data["traceEvents"] if isinstance(data, dict) else data
+  return [e for e in events if e.get("ph") == "X" and "dur" in e]
+
+
+def op_tables(events: list[dict], steps: int) -> tuple[list, list, float]:
+  """Per-operation and per-kind totals (ms per step) of the XLA operations in `events`,
+  and the total wall time of the traced steps (ms per step)."""
+  # XLA:CPU operation events carry the HLO instruction name: lower case, dotted number.
+  is_op = re.compile(r"^[a-z][a-z0-9_-]*(\.\d+)*$")
+  per_op = collections.Counter()
+  for e in events:
+    name = e.get("name", "")
+    if is_op.match(name):
+      per_op[name] += e["dur"] / 1e3 / steps
+  per_kind = collections.Counter()
+  for name, ms in per_op.items():
+    per_kind[name.split(".")[0]] += ms
+  return per_op.most_common(), per_kind.most_common(), sum(per_op.values())
+
+
+def main(argv=None) -> dict:
+  ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  ap.add_argument("--model", default="mshnet")
+  ap.add_argument("--size", type=int, default=128)
+  ap.add_argument("--batch_size", type=int, default=4)
+  ap.add_argument("--channels", default="16,32,64,128,256")
+  ap.add_argument("--blocks", default="2,2,2,2")
+  ap.add_argument("--what", choices=("train", "eval"), default="train")
+  ap.add_argument("--steps", type=int, default=5, help="traced steps")
+  ap.add_argument("--top", type=int, default=15)
+  ap.add_argument("--output", default="")
+  args = ap.parse_args(argv)
+
+  step = build_step(args.model, args.size, args.batch_size, args.channels, args.blocks, args.what)
+  jax.block_until_ready(step())  # compile
+  for _ in range(2):
+    jax.block_until_ready(step())
+  t0 = time.perf_counter()
+  for _ in range(args.steps):
+    jax.block_until_ready(step())
+  wall_ms = (time.perf_counter() - t0) * 1e3 / args.steps
+  with tempfile.TemporaryDirectory() as trace_dir:
+    with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
+      for _ in range(args.steps):
+        jax.block_until_ready(step())
+    events = trace_events(trace_dir)
+  per_op, per_kind, op_ms = op_tables(events, args.steps)
+  title = f"{args.model} {args.what} step, batch {args.batch_size}x1x{args.size}x{args.size}"
+  print(f"{title}: {wall_ms:.1f} ms per step untraced; XLA operations {op_ms:.1f} ms per step")
+  print(f"{'operation kind':<28}{'ms/step':>10}{'share':>8}")
+  for name, ms in per_kind[: args.top]:
+    print(f"{name:<28}{ms:>10.2f}{100 * ms / op_ms:>7.1f}%")
+  print(f"\n{'operation':<28}{'ms/step':>10}{'share':>8}")
+  for name, ms in per_op[: args.top]:
+    print(f"{name:<28}{ms:>10.2f}{100 * ms / op_ms:>7.1f}%")
+  result = {
+    "title": title,
+    "wall_ms_per_step": wall_ms,
+    "op_ms_per_step": op_ms,
+    "per_kind": per_kind,
+    "per_op": per_op[: 4 * args.top],
+    "load_average": os.getloadavg()[0],
+    "jax": jax.__version__,
+  }
+  if args.output:
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    with open(args.output, "w") as f:
+      json.dump(result, f, indent=1)
+  return result
+
+
+if __name__ == "__main__":
+  main()
