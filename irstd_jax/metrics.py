@@ -127,7 +127,7 @@ def connected_components(binary: np.ndarray) -> Components:
 
 
 def match_components(
-  target_centroids: np.ndarray, pred_centroids: np.ndarray, distance: float = 3.0
+  target_centroids: np.ndarray, pred_centroids: np.ndarray, distance: float
 ) -> np.ndarray:
   """BasicIRSTD first-fit matching.
 
@@ -190,7 +190,7 @@ class ImageMatch:
 
 
 def analyse_image(
-  pred: np.ndarray, target: np.ndarray, distance: float = 3.0, target_cc: Components | None = None
+  pred: np.ndarray, target: np.ndarray, distance: float, target_cc: Components | None = None
 ) -> ImageMatch:
   """Analyse one already-cropped image given binary ``pred`` and ``target`` maps."""
   pred = np.asarray(pred, dtype=bool)

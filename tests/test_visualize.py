@@ -80,7 +80,7 @@ def test_overlay_without_targets(tmp_path):
 def test_heatmap_figure7(tmp_path):
   img, mask, probs = _scene()
   path = str(tmp_path / "fig7.png")
-  bars = V.heatmap_figure7(probs, mask, path, threshold=0.5, image=img)
+  bars = V.heatmap_figure7(probs, mask, path, threshold=0.5, distance=3.0, image=img)
   _read_png(path)
   assert len(bars) == 2  # false-alarm blob (label 1) + target blob
   assert bars[0]["true"] is False and bars[0]["height"] == pytest.approx(0.7)
