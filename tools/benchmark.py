@@ -71,6 +71,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 
 import numpy as np
 
@@ -250,7 +251,10 @@ def _summary(first: float, blocks: list[list[float]], batch_size: int, compiled:
 
 
 # -------------------------------------------------------------------------------- rows
-def bench_jax(args, model_name: str, size: int, dtype: str) -> dict:
+def build_jax_steps(args, model_name: str, size: int, dtype: str) -> types.SimpleNamespace:
+  """The project's jitted train and eval steps as `train.train_and_evaluate` builds them
+  (1-device mesh, state replicated and donated, batch sharded), with their state, batch
+  and rng: what bench_jax times and tools/profile_step.py traces."""
   import functools
 
   import jax
@@ -259,8 +263,6 @@ def bench_jax(args, model_name: str, size: int, dtype: str) -> dict:
   from irstd_jax import models
   from irstd_jax import train as jtrain
 
-  # Cold compiles, like torch.compile's fresh cache: never read a persistent JAX cache.
-  jax.config.update("jax_enable_compilation_cache", False)
   device = jax.devices("cpu")[0] if args.device == "cpu" else jax.devices()[0]
   mesh = jtrain.make_mesh([device])
   replicated = jax.NamedSharding(mesh, jax.P())
@@ -275,11 +277,8 @@ def bench_jax(args, model_name: str, size: int, dtype: str) -> dict:
     functools.partial(jtrain.create_train_state, model=model, tx=tx, image_shape=(size, size)),
     out_shardings=replicated,
   )(jax.random.key(args.seed))
-  n_params = int(sum(x.size for x in jax.tree.leaves(state.params)))
   image, mask = make_batch(args.batch_size, size, args.seed)
-  batch = jtrain.shard_batch({"image": image, "mask": mask}, data_sharding)
-  rng = jax.device_put(jax.random.key(1), replicated)
-  p_train = jax.jit(
+  jit_train = jax.jit(
     functools.partial(
       jtrain.train_step, loss_config=loss_config(model_name), steps_per_epoch=10**9
     ),
@@ -287,14 +286,33 @@ def bench_jax(args, model_name: str, size: int, dtype: str) -> dict:
     out_shardings=(replicated, replicated),
     donate_argnums=(0,),
   )
-  p_eval = jax.jit(
+  jit_eval = jax.jit(
     jtrain.eval_step, in_shardings=(replicated, data_sharding), out_shardings=data_sharding
   )
+  return types.SimpleNamespace(
+    device=device,
+    state=state,
+    batch=jtrain.shard_batch({"image": image, "mask": mask}, data_sharding),
+    rng=jax.device_put(jax.random.key(1), replicated),
+    train_step=jit_train,
+    eval_step=jit_eval,
+  )
+
+
+def bench_jax(args, model_name: str, size: int, dtype: str) -> dict:
+  import jax
+
+  # Cold compiles, like torch.compile's fresh cache: never read a persistent JAX cache.
+  jax.config.update("jax_enable_compilation_cache", False)
+  steps = build_jax_steps(args, model_name, size, dtype)
+  device, state, batch, rng = steps.device, steps.state, steps.batch, steps.rng
+  jit_train, jit_eval = steps.train_step, steps.eval_step
+  n_params = int(sum(x.size for x in jax.tree.leaves(state.params)))
 
   holder = {"state": state}
 
   def train_once():
-    holder["state"], out = p_train(holder["state"], batch, rng)
+    holder["state"], out = jit_train(holder["state"], batch, rng)
     return holder["state"], out
 
   losses_seen = []
@@ -306,7 +324,7 @@ def bench_jax(args, model_name: str, size: int, dtype: str) -> dict:
   first, blocks = _timed(train_once, args.steps, args.warmup, args.repeats, sync_train)
   train = _summary(first, blocks, args.batch_size, True)
   efirst, eblocks = _timed(
-    lambda: p_eval(holder["state"], batch),
+    lambda: jit_eval(holder["state"], batch),
     args.steps,
     args.warmup,
     args.repeats,

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import functools
 import glob
 import gzip
 import json
@@ -23,43 +22,20 @@ import os
 import re
 import tempfile
 import time
-import types
 
 import benchmark  # sibling tool: the benchmark's model, recipe, loss and batch
 import jax
 
-from irstd_jax import default_config
-from irstd_jax import models
-from irstd_jax import train as jtrain
 
-
-def build_step(model_name: str, size: int, batch_size: int, channels: str, blocks: str, what: str):
-  """(step callable with no arguments, its output blocker) as the benchmark times it."""
-  args = types.SimpleNamespace(channels=channels, blocks=blocks)
-  model = models.create_model(benchmark.model_config(args, model_name))
-  r = benchmark.recipe(model_name)
-  tcfg = default_config.base_config().train
-  tcfg.optimizer, tcfg.learning_rate = r["optimizer"], r["lr"]
-  tcfg.schedule, tcfg.warmup_steps = "constant", 0
-  tx = jtrain.make_optimizer(tcfg, jtrain.learning_rate_schedule(tcfg, 10**6))
-  state = jax.jit(
-    functools.partial(jtrain.create_train_state, model=model, tx=tx, image_shape=(size, size))
-  )(jax.random.key(0))
-  image, mask = benchmark.make_batch(batch_size, size)
-  batch = {"image": jax.numpy.asarray(image), "mask": jax.numpy.asarray(mask)}
-  if what == "eval":
-    step = jax.jit(jtrain.eval_step)
-    return lambda: step(state, batch)
-  train_step = jax.jit(
-    functools.partial(
-      jtrain.train_step, loss_config=benchmark.loss_config(model_name), steps_per_epoch=10**9
-    )
-  )
-  holder = {"state": state}
-  rng = jax.random.key(1)
+def build_step(args):
+  """A no-argument callable running one step as tools/benchmark.py times it."""
+  steps = benchmark.build_jax_steps(args, args.model, args.size, "float32")
+  if args.what == "eval":
+    return lambda: steps.eval_step(steps.state, steps.batch)
+  holder = {"state": steps.state}
 
   def run():
-    holder["state"], out = train_step(holder["state"], batch, rng)
+    holder["state"], out = steps.train_step(holder["state"], steps.batch, steps.rng)
     return out
 
   return run
@@ -103,9 +79,11 @@ def main(argv=None) -> dict:
   ap.add_argument("--steps", type=int, default=5, help="traced steps")
   ap.add_argument("--top", type=int, default=15)
   ap.add_argument("--output", default="")
+  ap.add_argument("--device", choices=("auto", "cpu"), default="cpu", help="as benchmark.py")
+  ap.add_argument("--seed", type=int, default=0)
   args = ap.parse_args(argv)
 
-  step = build_step(args.model, args.size, args.batch_size, args.channels, args.blocks, args.what)
+  step = build_step(args)
   jax.block_until_ready(step())  # compile
   for _ in range(2):
     jax.block_until_ready(step())
