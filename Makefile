@@ -19,8 +19,13 @@ $(VENV)/.installed-test: $(VENV)/.installed
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
+# The synthetic set is generated in memory (no TFDS preparation: the demo's time goes to
+# training); evaluate then writes report.md and Figure-6/7 PNGs under $(WORKDIR)/eval.
 demo: install
-	$(PY) -m irstd_jax.main --config=configs/synthetic.py --workdir=$(WORKDIR)
+	$(PY) -m irstd_jax.main --config=configs/synthetic.py --workdir=$(WORKDIR) \
+	  --config.dataset.source=memory
+	$(PY) -m irstd_jax.evaluate --checkpoint=$(WORKDIR) --output=$(WORKDIR)/eval \
+	  --num_figures=2
 
 test: install-test
 	JAX_PLATFORMS=cpu $(PY) -m pytest -q tests
