@@ -19,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 
 from conftest import REPO
 import jax
@@ -545,23 +546,26 @@ def test_divergence_guard_names_the_step_and_checks_the_state_before_a_save():
     guard.check_state(bad, 11)
 
 
+def _wait_for_handler(done: Callable[[], bool]) -> None:
+  """Python runs a signal handler in the main thread at a later bytecode boundary (and a
+  signal sent to the process may first land on another thread): wait up to 5 s."""
+  deadline = time.monotonic() + 5.0
+  while not done() and time.monotonic() < deadline:
+    time.sleep(0.001)
+
+
 def test_sigint_and_sigterm_ask_for_a_checkpoint_then_128_plus_the_signal():
   with train._Preemption() as preemption:
-    os.kill(os.getpid(), signal.SIGTERM)
-    for _ in range(1000):  # the handler runs between bytecodes of the main thread
-      if preemption.requested:
-        break
+    signal.raise_signal(signal.SIGTERM)
+    _wait_for_handler(lambda: preemption.requested)
     assert (preemption.name, preemption.exit_status) == ("SIGTERM", 143)
   with train._Preemption() as preemption:
-    os.kill(os.getpid(), signal.SIGINT)
-    for _ in range(1000):
-      if preemption.requested:
-        break
+    signal.raise_signal(signal.SIGINT)
+    _wait_for_handler(lambda: preemption.requested)
     assert (preemption.name, preemption.exit_status) == ("SIGINT", 130)
     with pytest.raises(KeyboardInterrupt):  # a second Ctrl-C does not wait for the save
-      os.kill(os.getpid(), signal.SIGINT)
-      for _ in range(1000):
-        pass
+      signal.raise_signal(signal.SIGINT)
+      _wait_for_handler(lambda: False)
 
 
 def test_jsonl_metrics_write_non_finite_values_as_null(tmp_path):
