@@ -593,6 +593,20 @@ def markdown(result: dict) -> str:
   return "\n".join(lines) + "\n"
 
 
+def add_step_arguments(ap: argparse.ArgumentParser, device_default: str) -> None:
+  """The arguments `build_jax_steps` reads, for this tool and tools/profile_step.py."""
+  ap.add_argument("--batch_size", type=int, default=4)
+  ap.add_argument("--channels", default="16,32,64,128,256", help="config.model.channels")
+  ap.add_argument("--blocks", default="2,2,2,2", help="config.model.blocks")
+  ap.add_argument("--seed", type=int, default=0)
+  ap.add_argument(
+    "--device",
+    default=device_default,
+    choices=("auto", "cpu"),
+    help="cpu: force both frameworks onto the CPU",
+  )
+
+
 def parse_args(argv):
   ap = argparse.ArgumentParser(
     description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -601,9 +615,7 @@ def parse_args(argv):
     "--model", default="mshnet,l1_gp_rotated", help="config.model.name, comma separated"
   )
   ap.add_argument("--sizes", default="128,256", help="square input sizes, comma separated")
-  ap.add_argument("--batch_size", type=int, default=4)
-  ap.add_argument("--channels", default="16,32,64,128,256", help="config.model.channels")
-  ap.add_argument("--blocks", default="2,2,2,2", help="config.model.blocks")
+  add_step_arguments(ap, device_default="auto")
   ap.add_argument(
     "--rows", default=",".join(DEFAULT_ROWS), help=f"row kinds, comma separated: {list(ROW_KINDS)}"
   )
@@ -616,7 +628,6 @@ def parse_args(argv):
     default=60.0,
     help="before each row, wait up to this long for the load average to reach the core count",
   )
-  ap.add_argument("--seed", type=int, default=0)
   ap.add_argument("--bf16", action="store_true", help="add the jax_bfloat16 row")
   ap.add_argument(
     "--reference",
@@ -625,12 +636,6 @@ def parse_args(argv):
     "idiomatic compile row runs)",
   )
   ap.add_argument("--no_torch", action="store_true", help="JAX rows only")
-  ap.add_argument(
-    "--device",
-    default="auto",
-    choices=("auto", "cpu"),
-    help="cpu: force both frameworks onto the CPU",
-  )
   ap.add_argument(
     "--torch_threads",
     type=int,
