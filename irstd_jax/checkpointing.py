@@ -166,12 +166,20 @@ def _item_handlers() -> dict[str, ocp.CheckpointHandler]:
   return {"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()}
 
 
-def _manager(directory: str, **options) -> ocp.CheckpointManager:
+def _manager(directory: str, barrier_prefix: str, **options) -> ocp.CheckpointManager:
   # The handlers are named so that item_metadata (the saved tree) can be read before a
-  # restore.
+  # restore. The latest and the best manager save at the same step, each finishing in its
+  # own background thread: with one barrier-key prefix their cross-process barriers share
+  # names and can pair up wrongly (a two-process run hung after its last evaluation).
   return ocp.CheckpointManager(
     os.path.abspath(directory),
-    options=ocp.CheckpointManagerOptions(create=True, **options),
+    options=ocp.CheckpointManagerOptions(
+      create=True,
+      multiprocessing_options=ocp.options.MultiprocessingOptions(
+        barrier_sync_key_prefix=barrier_prefix
+      ),
+      **options,
+    ),
     item_handlers=_item_handlers(),
   )
 
@@ -180,9 +188,10 @@ class Checkpointer:
   """Saves and restores training states; all processes must call save/restore together."""
 
   def __init__(self, workdir: str, max_to_keep: int = 3):
-    self.latest = _manager(os.path.join(workdir, LATEST_DIR), max_to_keep=max_to_keep)
+    self.latest = _manager(os.path.join(workdir, LATEST_DIR), LATEST_DIR, max_to_keep=max_to_keep)
     self.best = _manager(
       os.path.join(workdir, BEST_DIR),
+      BEST_DIR,
       max_to_keep=1,
       best_fn=lambda metrics: metrics["miou"],
       best_mode="max",

@@ -1,6 +1,7 @@
 """Two real JAX processes (jax.distributed on 127.0.0.1, gloo CPU collectives) train like one."""
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -31,15 +32,45 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
+def _run_two(args_of, timeout):
+  """Runs processes 0 and 1 of a 2-process job; args_of(process_id, port) -> argv after
+  the interpreter. Returns [(stdout, stderr)] after asserting both exited 0; a hang fails
+  with every thread's Python stack (faulthandler, on SIGABRT)."""
+  port = _free_port()
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  procs = [
+    subprocess.Popen(
+      [sys.executable, "-X", "faulthandler", *args_of(pid, port)],
+      cwd=REPO,
+      env=env,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+    )
+    for pid in range(2)
+  ]
+  try:
+    outs = [p.communicate(timeout=timeout) for p in procs]
+  except subprocess.TimeoutExpired:
+    for p in procs:
+      if p.poll() is None:
+        p.send_signal(signal.SIGABRT)
+    outs = [p.communicate() for p in procs]
+    report = "\n".join(
+      f"--- process {i} (exit {p.returncode})\n{out[-3000:]}\n{err[-12000:]}"
+      for i, (p, (out, err)) in enumerate(zip(procs, outs))
+    )
+    raise AssertionError(f"the two processes did not finish in {timeout} s\n{report}") from None
+  for p, (out, err) in zip(procs, outs):
+    assert p.returncode == 0, f"{out}\n{err[-4000:]}"
+  return outs
+
+
 def test_two_processes_each_reading_its_shard_match_one_process(tmp_path):
   single = tmp_path / "single"
   run_main(single, *ARGS)
-  port = _free_port()
-  env = dict(os.environ, JAX_PLATFORMS="cpu")
-  procs = []
-  for pid in range(2):
-    cmd = [
-      sys.executable,
+  outs = _run_two(
+    lambda pid, port: [
       "-m",
       "irstd_jax.main",
       "--config=configs/synthetic.py",
@@ -50,15 +81,9 @@ def test_two_processes_each_reading_its_shard_match_one_process(tmp_path):
       f"--coordinator_address=127.0.0.1:{port}",
       "--num_processes=2",
       f"--process_id={pid}",
-    ]
-    procs.append(
-      subprocess.Popen(
-        cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-      )
-    )
-  outs = [p.communicate(timeout=900) for p in procs]
-  for p, (out, err) in zip(procs, outs):
-    assert p.returncode == 0, f"{out}\n{err[-4000:]}"
+    ],
+    timeout=600,
+  )
   assert "on 2 device(s)" in outs[0][0]  # one CPU device per process, a 2-device mesh
   # Only process 0 prints (gloo's own C++ connection notice aside).
   assert [l for l in outs[1][0].splitlines() if l.strip() and not l.startswith("[Gloo]")] == []
@@ -66,3 +91,15 @@ def test_two_processes_each_reading_its_shard_match_one_process(tmp_path):
   got, _ = checkpointing.restore_variables(str(tmp_path / "multi"), prefer_best=False)
   for a, b in zip(jax.tree.leaves(ref), jax.tree.leaves(got)):
     np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+
+
+def test_two_processes_saving_latest_and_best_every_step_finish(tmp_path):
+  # The latest and the best manager finish their saves in concurrent background threads;
+  # with shared barrier names this hung or failed within the first few steps (10 of 10
+  # runs of 60 steps), and main hung after its last evaluation in a CI run.
+  steps = 12
+  script = REPO / "tests" / "scripts" / "two_process_saves.py"
+  _run_two(lambda pid, port: [str(script), str(pid), str(port), str(tmp_path), str(steps)], 300)
+  assert checkpointing.Checkpointer(str(tmp_path)).latest_step() == steps
+  best = os.listdir(tmp_path / checkpointing.BEST_DIR)
+  assert best == ["3"], best  # the script's best mIoU is at step 3
