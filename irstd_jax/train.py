@@ -377,14 +377,19 @@ class TrainingDiverged(RuntimeError):
   """A non-finite loss, gradient norm or training state stopped training (one line)."""
 
 
-def _all_finite(tree) -> jax.Array:
-  """True when every floating-point leaf of `tree` is finite (one scalar, on device)."""
-  flags = [
-    jnp.all(jnp.isfinite(leaf))
-    for leaf in jax.tree.leaves(tree)
-    if jnp.issubdtype(leaf.dtype, jnp.floating)
-  ]
-  return jnp.all(jnp.stack(flags)) if flags else jnp.asarray(True)
+def _all_finite(tree) -> bool:
+  """True when every floating-point leaf of `tree` is finite, checked on the host.
+
+  Each leaf is replicated, so this process's first shard holds all of it (also when other
+  processes hold the other devices). On the host, not jitted: a jitted reduction over the
+  ~840 leaves of a state compiled for 3.4 s on the 2-core CPU, per run, for a check made
+  once per evaluation or save.
+  """
+  for leaf in jax.tree.leaves(tree):
+    value = np.asarray(leaf.addressable_data(0) if isinstance(leaf, jax.Array) else leaf)
+    if jnp.issubdtype(value.dtype, jnp.floating) and not np.isfinite(value).all():
+      return False
+  return True
 
 
 class _DivergenceGuard:
@@ -392,7 +397,7 @@ class _DivergenceGuard:
 
   The per-step metrics are read on the host only where the loop reads them anyway (each
   log window, and before a preemption save), so the check adds no synchronisation; the
-  state itself is checked (one fused reduction) before every evaluation and save.
+  state itself is checked (on the host) before every evaluation and save.
   """
 
   def __init__(self, train_config: ml_collections.ConfigDict):
@@ -401,7 +406,6 @@ class _DivergenceGuard:
     self.last_finite: tuple[int, float] | None = None  # (step, loss)
     self._last = (math.nan, math.nan)  # (loss, grad_norm) of the newest step read
     self._state_checked_at: int | None = None
-    self._state_finite = jax.jit(_all_finite)
 
   def _advice(self) -> str:
     lr = f"lower train.learning_rate (now {self.learning_rate:g})"
@@ -431,7 +435,7 @@ class _DivergenceGuard:
     """Raises TrainingDiverged when the state about to be saved or evaluated is not finite."""
     if self._state_checked_at == step:
       return
-    if not bool(self._state_finite(_state_dict(state))):
+    if not _all_finite(_state_dict(state)):
       loss, grad_norm = self._last
       raise TrainingDiverged(
         f"training diverged at step {step} (non-finite parameters or optimizer state "
