@@ -386,8 +386,10 @@ def _all_finite(tree) -> bool:
   once per evaluation or save.
   """
   for leaf in jax.tree.leaves(tree):
+    if not jnp.issubdtype(getattr(leaf, "dtype", None) or np.result_type(leaf), jnp.floating):
+      continue  # step counters (Python or array ints) and the like
     value = np.asarray(leaf.addressable_data(0) if isinstance(leaf, jax.Array) else leaf)
-    if jnp.issubdtype(value.dtype, jnp.floating) and not np.isfinite(value).all():
+    if not np.isfinite(value).all():
       return False
   return True
 
