@@ -386,8 +386,9 @@ def _all_finite(tree) -> bool:
   once per evaluation or save.
   """
   for leaf in jax.tree.leaves(tree):
-    if not jnp.issubdtype(getattr(leaf, "dtype", None) or np.result_type(leaf), jnp.floating):
-      continue  # step counters (Python or array ints) and the like
+    dtype = leaf.dtype if hasattr(leaf, "dtype") else np.result_type(leaf)  # Python scalars
+    if not jnp.issubdtype(dtype, jnp.floating):
+      continue  # step counters and the like
     value = np.asarray(leaf.addressable_data(0) if isinstance(leaf, jax.Array) else leaf)
     if not np.isfinite(value).all():
       return False

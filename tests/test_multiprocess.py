@@ -100,6 +100,8 @@ def test_two_processes_saving_latest_and_best_every_step_finish(tmp_path):
   steps = 12
   script = REPO / "tests" / "scripts" / "two_process_saves.py"
   _run_two(lambda pid, port: [str(script), str(pid), str(port), str(tmp_path), str(steps)], 300)
-  assert checkpointing.Checkpointer(str(tmp_path)).latest_step() == steps
+  checkpointer = checkpointing.Checkpointer(str(tmp_path))
+  assert checkpointer.latest_step() == steps
+  checkpointer.close()
   best = os.listdir(tmp_path / checkpointing.BEST_DIR)
   assert best == ["3"], best  # the script's best mIoU is at step 3
