@@ -27,8 +27,11 @@ demo: install
 	$(PY) -m irstd_jax.evaluate --checkpoint=$(WORKDIR) --output=$(WORKDIR)/eval \
 	  --num_figures=2
 
+# Two pytest-xdist workers, each test file whole on one worker (files share a trained run
+# or a compiled model through module fixtures); TEST_WORKERS=0 runs in this process.
+TEST_WORKERS ?= 2
 test: install-test
-	JAX_PLATFORMS=cpu $(PY) -m pytest -q tests
+	JAX_PLATFORMS=cpu $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
 
 lint: install-test
 	$(VENV)/bin/ruff format --check .

@@ -233,6 +233,9 @@ class Checkpointer:
     _silence_orbax_leftovers()
     for step in sorted(self.latest.all_steps(), reverse=True):
       try:
+        # Files first: orbax's concurrent metadata read of a damaged step can leave
+        # abandoned reads that print tracebacks after the one-line report.
+        verify_step_files(os.path.join(str(self.latest.directory), str(step)))
         stored = self.latest.item_metadata(step)["state"]
       except Exception as e:  # pylint: disable=broad-except
         self._set_aside(step, e, report)
@@ -241,7 +244,6 @@ class Checkpointer:
       if differences:
         raise StateMismatchError(str(self.latest.directory), step, differences)
       try:
-        verify_step_files(os.path.join(str(self.latest.directory), str(step)))
         restored = self.latest.restore(
           step,
           args=ocp.args.Composite(

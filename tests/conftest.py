@@ -23,6 +23,27 @@ import pytest  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
+# The heaviest test files first (each 68-196 s in a serial run on the 2-core CPU,
+# 2026-11-28), the rest in their usual order: `make test` gives each of its two workers
+# whole files (--dist loadfile) in this order, and a long file started last would run
+# alone at the end.
+HEAVY_FILES_FIRST = (
+  "test_pretrained",
+  "test_benchmark",
+  "test_resume",
+  "test_failures",
+  "test_train",
+  "test_parity",
+  "test_multiprocess",
+  "test_main",
+  "test_ablate",
+)
+
+
+def pytest_collection_modifyitems(items):
+  rank = {name: i for i, name in enumerate(HEAVY_FILES_FIRST)}
+  items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))  # stable within a file
+
 
 def datasets_root() -> pathlib.Path:
   """IRSTD_DATASETS, else ../shared/datasets next to the repository, else /work/shared."""
@@ -94,3 +115,19 @@ def set_field(config, key: str, value) -> None:
   if isinstance(value, str) and not isinstance(node[leaf], str):
     value = type(node[leaf])(value)
   node[leaf] = value
+
+
+def run_unoptimised(fn, *args, **kwargs):
+  """fn(*args, **kwargs) jitted and compiled without LLVM's optimisation passes.
+
+  For a test's one-off calls (initialisers, a forward, a gradient) the compile dominates:
+  unoptimised it takes about half as long (tiny mshnet init 14 -> 6 s, its gradient
+  8.4 -> 4.8 s on the 2-core CPU), while results may differ in the last ulp. Only for
+  initialisers and forward passes: gradients of the full models come out NaN at -O0 on
+  XLA:CPU (docs/benchmarks.md); nor for anything compared bit for bit with an optimised run.
+  """
+  import jax
+
+  lowered = jax.jit(fn).lower(*args, **kwargs)
+  compiled = lowered.compile(compiler_options={"xla_backend_optimization_level": 0})
+  return compiled(*args, **kwargs)

@@ -100,11 +100,16 @@ def _listing(workdir: pathlib.Path) -> dict:
   }
 
 
-def _truncate_newest_file(step_dir: pathlib.Path) -> None:
-  """Halves the largest data file of a step's OCDBT state (a disk-full / killed copy)."""
+def _truncate_data_files(step_dir: pathlib.Path) -> None:
+  """Halves every data file of a step's OCDBT state (a disk-full / killed copy).
+
+  Every file: how orbax spreads the data over files depends on timing, and halving only
+  the largest one left a checkpoint that still restored (seen under pytest-xdist).
+  """
   files = [p for p in (step_dir / "state").rglob("*") if p.is_file() and p.parent.name == "d"]
-  victim = max(files, key=lambda p: p.stat().st_size)
-  victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
+  assert files, f"no OCDBT data files under {step_dir}"
+  for victim in files:
+    victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
 
 
 # --------------------------------------------------------------------------- preparing
@@ -117,20 +122,20 @@ def copy_shared(ctx: Ctx) -> None:
 def damage_newest(ctx: Ctx) -> None:
   copy_shared(ctx)
   latest = ctx.workdir / checkpointing.LATEST_DIR
-  _truncate_newest_file(latest / str(_steps(latest)[-1]))
+  _truncate_data_files(latest / str(_steps(latest)[-1]))
 
 
 def damage_best(ctx: Ctx) -> None:
   copy_shared(ctx)
   best = ctx.workdir / checkpointing.BEST_DIR
-  _truncate_newest_file(best / str(_steps(best)[-1]))
+  _truncate_data_files(best / str(_steps(best)[-1]))
 
 
 def damage_all(ctx: Ctx) -> None:
   copy_shared(ctx)
   for name in (checkpointing.LATEST_DIR, checkpointing.BEST_DIR):
     for step in _steps(ctx.workdir / name):
-      _truncate_newest_file(ctx.workdir / name / str(step))
+      _truncate_data_files(ctx.workdir / name / str(step))
 
 
 def file_as_workdir(ctx: Ctx) -> None:
