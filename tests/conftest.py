@@ -120,11 +120,11 @@ def set_field(config, key: str, value) -> None:
 def run_unoptimised(fn, *args, **kwargs):
   """fn(*args, **kwargs) jitted and compiled without LLVM's optimisation passes.
 
-  For a test's one-off calls (initialisers, a forward, a gradient) the compile dominates:
-  unoptimised it takes about half as long (tiny mshnet init 14 -> 6 s, its gradient
-  8.4 -> 4.8 s on the 2-core CPU), while results may differ in the last ulp. Only for
-  initialisers and forward passes: gradients of the full models come out NaN at -O0 on
-  XLA:CPU (docs/benchmarks.md); nor for anything compared bit for bit with an optimised run.
+  For a test's one-off initialisers and forward passes the compile dominates; unoptimised
+  it takes about half as long (tiny mshnet init 14 -> 6 s on the 2-core CPU) while values
+  may differ in the last ulp. Never for gradients or train steps: those of the full models
+  come out NaN at -O0 on XLA:CPU (docs/benchmarks.md); nor for anything compared bit for
+  bit with an optimised run.
   """
   import jax
 
