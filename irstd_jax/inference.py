@@ -85,6 +85,7 @@ def score_test_split(
   process_index: int = 0,
   process_count: int = 1,
   on_batch: Callable[[dict[str, np.ndarray], np.ndarray], None] | None = None,
+  batch_multiple: int | None = None,
 ) -> None:
   """Scores every test image once and feeds every accumulator.
 
@@ -99,6 +100,8 @@ def score_test_split(
     accumulators: objects with `update(scores, masks, sizes=, valid=)`
       (metrics.IRSTDMetrics, metrics.CurveMetrics).
     process_index, process_count: this process's share of the batches.
+    batch_multiple: a bucket's last batch is rounded up to a multiple of this (the mesh's
+      device count; default the process count), not to eval.batch_size.
     on_batch: called with (batch, scores) after the accumulators (figures, progress).
   """
   for batch in input_pipeline.eval_batches(
@@ -109,6 +112,7 @@ def score_test_split(
     dataset_config.std,
     process_index,
     process_count,
+    batch_multiple,
   ):
     scores = score_fn(batch["image"])
     for accumulator in accumulators:

@@ -203,22 +203,28 @@ def eval_batches(
   std: float,
   process_index: int = 0,
   process_count: int = 1,
+  batch_multiple: int | None = None,
 ) -> Iterator[dict[str, np.ndarray]]:
   """Every image of the split exactly once, bucket by bucket (`eval_buckets`), each batch
   zero-padded (after normalisation, i.e. to the mean) to its bucket's shape.
 
-  The last global batch of a bucket is filled with blank images marked valid=False, so
-  all processes run the same steps; `sizes` holds each image's true (h, w) for
-  un-padding and `index` its position in the split (-1 for filler).
+  A bucket's batches hold `global_batch_size` images, its last batch the rest rounded up
+  to a multiple of `batch_multiple` (the mesh's device count, so every device gets the
+  same number of rows; default the process count) with blank images marked valid=False: the cost follows the images
+  that exist, and all processes run the same steps. `sizes` holds each image's true
+  (h, w) for un-padding and `index` its position in the split (-1 for filler).
   """
-  if global_batch_size % process_count:
+  batch_multiple = batch_multiple or process_count
+  if global_batch_size % batch_multiple or batch_multiple % process_count:
     raise ValueError(
-      f"eval batch size {global_batch_size} is not divisible by the process count {process_count}"
+      f"eval batch size {global_batch_size} must be a multiple of the {batch_multiple} "
+      f"devices, and they of the process count {process_count}"
     )
-  local = global_batch_size // process_count
   for (height, width), indices in eval_buckets(source, multiple):
     for start in range(0, len(indices), global_batch_size):
-      chunk = indices[start + process_index * local : start + (process_index + 1) * local]
+      rows = min(global_batch_size, round_up(len(indices) - start, batch_multiple))
+      local = rows // process_count
+      chunk = indices[start : start + rows][process_index * local : (process_index + 1) * local]
       images = np.zeros((local, height, width, 1), np.float32)  # zero = mean after normalising
       masks = np.zeros((local, height, width, 1), np.uint8)
       sizes = np.zeros((local, 2), np.int32)

@@ -276,6 +276,7 @@ def evaluate(
     [accumulator],
     jax.process_index(),
     jax.process_count(),
+    batch_multiple=jax.device_count(),
   )
   return merge_across_processes(accumulator).compute()
 

@@ -238,7 +238,7 @@ def test_tiny_benchmark_writes_json_and_table(tmp_path):
     assert _positive(rows["jax_float32"][phase]["compile_s"])
     assert rows["torch_idiomatic_eager"][phase]["compile_s"] is None
   (ratio,) = group["ratios"]
-  assert (ratio["jax"], ratio["torch"]) == ("jax_float32", "torch_idiomatic_eager")
+  assert (ratio["jax"], ratio["torch"]) == ("jax_float32", "torch_idiomatic_eager (1 thread)")
   assert _positive(ratio["train"]) and _positive(ratio["eval"])
 
   md = (out / "benchmark.md").read_text()
@@ -246,12 +246,13 @@ def test_tiny_benchmark_writes_json_and_table(tmp_path):
   assert "| mshnet | 32 | jax_float32 | 10,075 |" in md
   assert "| mshnet | 32 | torch_idiomatic_eager (1 thread) | 10,075 |" in md
   assert "`torch_idiomatic_eager`: idiomatic PyTorch (tools/torch_models.py), eager" in md
-  assert "| mshnet | 32 | jax_float32 | torch_idiomatic_eager |" in md
+  assert "| mshnet | 32 | jax_float32 | torch_idiomatic_eager (1 thread) |" in md
 
 
 def test_rows_run_as_processes_and_the_reference_imports_without_sys_path(tmp_path):
   """The real protocol (one process per row) with the parity reference's row: the
-  script finds tools/torch_models.py and tests/reference_torch by their file paths."""
+  script finds tools/torch_models.py and tests/reference_torch by their file paths; the
+  JAX row's process splits the batch over the two CPU devices it asks for."""
   out = tmp_path / "bench"
   env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH="")
   proc = subprocess.run(
@@ -263,8 +264,9 @@ def test_rows_run_as_processes_and_the_reference_imports_without_sys_path(tmp_pa
       "--batch_size=2",
       "--channels=4,4,8,8,8",
       "--blocks=1,1,1,1",
-      "--rows=torch_idiomatic_eager",
+      "--rows=jax_float32,torch_idiomatic_eager",
       "--reference",
+      "--cpu_devices=2",
       "--steps=1",
       "--warmup=0",
       "--repeats=1",
@@ -283,13 +285,17 @@ def test_rows_run_as_processes_and_the_reference_imports_without_sys_path(tmp_pa
   assert data["meta"]["isolated_processes"]
   (group,) = data["results"]
   rows = {r["kind"]: r for r in group["rows"]}
-  assert list(rows) == ["torch_idiomatic_eager", "torch_reference_eager"]
+  assert list(rows) == ["jax_float32", "torch_idiomatic_eager", "torch_reference_eager"]
   assert rows["torch_reference_eager"]["implementation"].startswith("PyTorch reference")
-  assert rows["torch_idiomatic_eager"]["params"] == rows["torch_reference_eager"]["params"]
+  assert len({row["params"] for row in rows.values()}) == 1
   for row in rows.values():
     assert _positive(row["process_wall_s"])
     _check_phase(row["train"], 1)
-  assert group["ratios"] == []  # no JAX row
+  assert rows["jax_float32"]["devices"] == 2 and rows["jax_float32"]["loss_finite"]
+  assert [(r["jax"], r["torch"]) for r in group["ratios"]] == [
+    ("jax_float32 (2 cpu devices)", "torch_idiomatic_eager (1 thread)"),
+    ("jax_float32 (2 cpu devices)", "torch_reference_eager (1 thread)"),
+  ]
 
 
 def test_a_failed_row_is_reported_and_a_loaded_machine_marks_rows_unreliable(tmp_path, monkeypatch):

@@ -89,11 +89,14 @@ def test_eval_sees_every_image_exactly_once_with_sizes_and_padding():
     for i in indices:  # each image in the smallest multiple-of-16 shape that holds it
       ih, iw = source[i]["image"].shape[:2]
       assert (h, w) == (-(-ih // 16) * 16, -(-iw // 16) * 16)
-  for processes in (1, 2):
-    seen = []
+  # (processes, devices): a bucket's last batch is rounded up to the device count only.
+  for processes, devices in ((1, 1), (1, 2), (2, 2), (2, 4)):
+    seen, rows = [], 0
     for p in range(processes):
-      for batch in ip.eval_batches(source, 4, 16, 10.0, 2.0, p, processes):
-        assert batch["image"].shape[0] == 4 // processes
+      for batch in ip.eval_batches(source, 4, 16, 10.0, 2.0, p, processes, devices):
+        assert batch["image"].shape[0] * processes % devices == 0
+        assert batch["image"].shape[0] <= 4 // processes
+        rows += batch["image"].shape[0]
         for img, mask, size, valid, key, index in zip(
           batch["image"], batch["mask"], batch["sizes"], batch["valid"], batch["id"], batch["index"]
         ):
@@ -110,3 +113,7 @@ def test_eval_sees_every_image_exactly_once_with_sizes_and_padding():
           np.testing.assert_array_equal(mask[:h, :w], source[i]["mask"])
           seen.append(i)
     assert sorted(seen) == list(range(11))
+    full, rest = zip(*[divmod(len(indices), 4) for _, indices in buckets])
+    assert rows == 4 * sum(full) + sum(-(-r // devices) * devices for r in rest)
+  with pytest.raises(ValueError, match="multiple of the 3 devices"):
+    next(ip.eval_batches(source, 4, 16, 10.0, 2.0, batch_multiple=3))

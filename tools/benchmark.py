@@ -13,7 +13,8 @@ Rows (``--rows``; the report names each row's implementation):
 
 * ``jax_float32`` -- project JAX: the project's ``train.train_step`` (forward, loss with
   deep supervision, backward, optimizer) jitted as in ``train.train_and_evaluate``
-  (state replicated / batch sharded over a 1-device mesh, state donated), and
+  (state replicated / batch sharded over a 1-device mesh, state donated; with
+  ``--cpu_devices=N`` a mesh of N CPU devices, the batch split over them), and
   ``train.eval_step`` (fused probabilities, BatchNorm inference).
 * ``jax_bfloat16`` (``--bf16``) -- the same with ``config.model.dtype='bfloat16'``.
 * ``torch_idiomatic_eager`` -- idiomatic PyTorch (tools/torch_models.py): the network
@@ -253,8 +254,9 @@ def _summary(first: float, blocks: list[list[float]], batch_size: int, compiled:
 # -------------------------------------------------------------------------------- rows
 def build_jax_steps(args, model_name: str, size: int, dtype: str) -> types.SimpleNamespace:
   """The project's jitted train and eval steps as `train.train_and_evaluate` builds them
-  (1-device mesh, state replicated and donated, batch sharded), with their state, batch
-  and rng: what bench_jax times and tools/profile_step.py traces."""
+  (a mesh of one device, or of --cpu_devices CPU devices; state replicated and donated,
+  batch sharded), with their state, batch and rng: what bench_jax times and
+  tools/profile_step.py traces."""
   import functools
 
   import jax
@@ -263,8 +265,17 @@ def build_jax_steps(args, model_name: str, size: int, dtype: str) -> types.Simpl
   from irstd_jax import models
   from irstd_jax import train as jtrain
 
-  device = jax.devices("cpu")[0] if args.device == "cpu" else jax.devices()[0]
-  mesh = jtrain.make_mesh([device])
+  if args.cpu_devices != 1 and jax.config.jax_num_cpu_devices != args.cpu_devices:
+    # Before any backend exists (one row per process); --no_isolate rows share the count.
+    jax.config.update("jax_num_cpu_devices", args.cpu_devices)
+  if args.device == "cpu" or jax.default_backend() == "cpu":
+    devices = jax.devices("cpu")[: args.cpu_devices]
+  else:
+    devices = jax.devices()[:1]
+  if args.batch_size % len(devices):
+    raise SystemExit(f"--batch_size={args.batch_size} does not split over {len(devices)} devices")
+  device = devices[0]
+  mesh = jtrain.make_mesh(devices)
   replicated = jax.NamedSharding(mesh, jax.P())
   data_sharding = jax.NamedSharding(mesh, jax.P("data"))
   model = models.create_model(model_config(args, model_name, dtype))
@@ -291,6 +302,7 @@ def build_jax_steps(args, model_name: str, size: int, dtype: str) -> types.Simpl
   )
   return types.SimpleNamespace(
     device=device,
+    num_devices=len(devices),
     state=state,
     batch=jtrain.shard_batch({"image": image, "mask": mask}, data_sharding),
     rng=jax.device_put(jax.random.key(1), replicated),
@@ -341,6 +353,7 @@ def bench_jax(args, model_name: str, size: int, dtype: str) -> dict:
     "device": getattr(device, "device_kind", str(device)),
     "params": n_params,
     "threads": None,
+    "devices": steps.num_devices,
     "memory_format": "NHWC (XLA's choice)",
     "train": train,
     "eval": evals,
@@ -522,8 +535,10 @@ def _rate(phase: dict) -> str:
 
 
 def _row_name(row: dict) -> str:
-  n = row.get("threads")
-  return f"{row['kind']} ({n} thread{'s' if n != 1 else ''})" if n else row["kind"]
+  n, devices = row.get("threads"), row.get("devices") or 1
+  if n:
+    return f"{row['kind']} ({n} thread{'s' if n != 1 else ''})"
+  return f"{row['kind']} ({devices} {row['platform']} devices)" if devices > 1 else row["kind"]
 
 
 def markdown(result: dict) -> str:
@@ -604,6 +619,13 @@ def add_step_arguments(ap: argparse.ArgumentParser, device_default: str) -> None
     default=device_default,
     choices=("auto", "cpu"),
     help="cpu: force both frameworks onto the CPU",
+  )
+  ap.add_argument(
+    "--cpu_devices",
+    type=int,
+    default=1,
+    help="JAX on the CPU: a mesh of this many CPU devices (jax_num_cpu_devices), the batch "
+    "split over them as train.py splits it over a mesh; 1: one device",
   )
 
 
@@ -728,8 +750,8 @@ def ratios(rows: list[dict]) -> list[dict]:
     for t in (r for r in rows if r["framework"] == "torch"):
       out.append(
         {
-          "jax": j["kind"],
-          "torch": t["kind"],
+          "jax": _row_name(j),
+          "torch": _row_name(t),
           "train": j["train"]["images_per_s"] / t["train"]["images_per_s"],
           "eval": j["eval"]["images_per_s"] / t["eval"]["images_per_s"],
         }
