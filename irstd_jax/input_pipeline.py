@@ -210,9 +210,10 @@ def eval_batches(
 
   A bucket's batches hold `global_batch_size` images, its last batch the rest rounded up
   to a multiple of `batch_multiple` (the mesh's device count, so every device gets the
-  same number of rows; default the process count) with blank images marked valid=False: the cost follows the images
-  that exist, and all processes run the same steps. `sizes` holds each image's true
-  (h, w) for un-padding and `index` its position in the split (-1 for filler).
+  same number of rows; default the process count) with blank images marked
+  valid=False: the cost follows the images that exist, and all processes run the same
+  steps. `sizes` holds each image's true (h, w) for un-padding and `index` its position
+  in the split (-1 for filler).
   """
   batch_multiple = batch_multiple or process_count
   if global_batch_size % batch_multiple or batch_multiple % process_count:
