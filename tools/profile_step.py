@@ -1,13 +1,14 @@
 """Where the time of one jitted train (or eval) step goes, per XLA operation.
 
   python tools/profile_step.py --model=mshnet --size=128 [--batch_size=4] [--steps=5]
-      [--what=train|eval] [--top=15] [--output=runs/profile/mshnet_128_train.json]
+      [--what=train|eval] [--top=15] [--cpu_devices=2] [--output=runs/profile/m.json]
 
 Builds the step exactly as tools/benchmark.py does (same model config, recipe, loss and
 batch), compiles and warms it up, then traces `--steps` steps with `jax.profiler` and
-sums the trace's events by XLA operation (the names of the HLO instructions XLA:CPU
-runs, e.g. `convolution.12`, `fusion.3`) and by operation kind (the name without its
-number). Prints both tables (milliseconds per step and share of the step) and writes
+sums the trace's events (of every device: `--cpu_devices=2` splits the batch over two
+CPU devices as the benchmark does) by XLA operation (the names of the HLO instructions
+XLA:CPU runs, e.g. `convolution.12`, `fusion.3`) and by operation kind (the name without
+its number). Prints both tables (milliseconds per step and share of the step) and writes
 them as JSON. Run it on an idle machine: the numbers are wall time.
 """
 
