@@ -382,3 +382,34 @@ def test_row_selection():
   assert kinds("--no_torch", "--bf16") == ["jax_float32", "jax_bfloat16"]
   with pytest.raises(SystemExit):
     tool.parse_args(["--rows=torch_eager"])
+
+
+def test_profile_step_on_two_cpu_devices_sums_both_devices_operations(tmp_path):
+  """tools/profile_step.py with --cpu_devices=2: the traced step is the sharded one (its
+  cross-device all-reduces appear among the operations) and the JSON holds the tables."""
+  out = tmp_path / "profile.json"
+  proc = subprocess.run(
+    [
+      sys.executable,
+      str(REPO / "tools" / "profile_step.py"),
+      "--model=mshnet",
+      "--size=32",
+      "--channels=4,4,8,8,8",
+      "--blocks=1,1,1,1",
+      "--cpu_devices=2",
+      "--steps=1",
+      f"--output={out}",
+    ],
+    cwd=tmp_path,
+    env=dict(os.environ, JAX_PLATFORMS="cpu"),
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  result = json.loads(out.read_text())
+  kinds = dict(result["per_kind"])
+  assert kinds.get("all-reduce", 0) > 0, kinds
+  assert math.isclose(sum(kinds.values()), result["op_ms_per_step"], rel_tol=1e-6)
+  assert result["title"] == "mshnet train step, batch 4x1x32x32"
+  assert _positive(result["wall_ms_per_step"])
