@@ -48,6 +48,23 @@ def _torch_models():
   return load_module(REPO / "tools" / "torch_models.py")
 
 
+TINY_NET = ("--channels=4,4,8,8,8", "--blocks=1,1,1,1")
+
+
+def _run_tool(cwd, script: str, *args: str) -> None:
+  """`python tools/<script> <args>` on the CPU from `cwd`, with an empty PYTHONPATH (the
+  tool finds its siblings by their file paths); fails the test on a non-zero exit."""
+  proc = subprocess.run(
+    [sys.executable, str(REPO / "tools" / script), *args],
+    cwd=cwd,
+    env=dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=""),
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
+  assert proc.returncode == 0, proc.stderr[-3000:]
+
+
 def _positive(x):
   return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0
 
@@ -197,8 +214,7 @@ def test_tiny_benchmark_writes_json_and_table(tmp_path):
       "--model=mshnet",
       "--sizes=32",
       "--batch_size=2",
-      "--channels=4,4,8,8,8",
-      "--blocks=1,1,1,1",
+      *TINY_NET,
       "--rows=jax_float32,torch_idiomatic_eager",
       "--steps=1",
       "--warmup=0",
@@ -254,33 +270,24 @@ def test_rows_run_as_processes_and_the_reference_imports_without_sys_path(tmp_pa
   script finds tools/torch_models.py and tests/reference_torch by their file paths; the
   JAX row's process splits the batch over the two CPU devices it asks for."""
   out = tmp_path / "bench"
-  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH="")
-  proc = subprocess.run(
-    [
-      sys.executable,
-      str(REPO / "tools" / "benchmark.py"),
-      "--model=l1_gp_rotated",
-      "--sizes=16",
-      "--batch_size=2",
-      "--channels=4,4,8,8,8",
-      "--blocks=1,1,1,1",
-      "--rows=jax_float32,torch_idiomatic_eager",
-      "--reference",
-      "--cpu_devices=2",
-      "--steps=1",
-      "--warmup=0",
-      "--repeats=1",
-      "--settle_s=0",
-      "--device=cpu",
-      "--torch_threads=1",
-      f"--output_dir={out}",
-    ],
-    cwd=tmp_path,
-    env=env,
-    capture_output=True,
-    text=True,
+  _run_tool(
+    tmp_path,
+    "benchmark.py",
+    "--model=l1_gp_rotated",
+    "--sizes=16",
+    "--batch_size=2",
+    *TINY_NET,
+    "--rows=jax_float32,torch_idiomatic_eager",
+    "--reference",
+    "--cpu_devices=2",
+    "--steps=1",
+    "--warmup=0",
+    "--repeats=1",
+    "--settle_s=0",
+    "--device=cpu",
+    "--torch_threads=1",
+    f"--output_dir={out}",
   )
-  assert proc.returncode == 0, proc.stderr[-3000:]
   data = json.loads((out / "benchmark.json").read_text())
   assert data["meta"]["isolated_processes"]
   (group,) = data["results"]
@@ -388,25 +395,16 @@ def test_profile_step_on_two_cpu_devices_sums_both_devices_operations(tmp_path):
   """tools/profile_step.py with --cpu_devices=2: the traced step is the sharded one (its
   cross-device all-reduces appear among the operations) and the JSON holds the tables."""
   out = tmp_path / "profile.json"
-  proc = subprocess.run(
-    [
-      sys.executable,
-      str(REPO / "tools" / "profile_step.py"),
-      "--model=mshnet",
-      "--size=32",
-      "--channels=4,4,8,8,8",
-      "--blocks=1,1,1,1",
-      "--cpu_devices=2",
-      "--steps=1",
-      f"--output={out}",
-    ],
-    cwd=tmp_path,
-    env=dict(os.environ, JAX_PLATFORMS="cpu"),
-    capture_output=True,
-    text=True,
-    timeout=600,
+  _run_tool(
+    tmp_path,
+    "profile_step.py",
+    "--model=mshnet",
+    "--size=32",
+    *TINY_NET,
+    "--cpu_devices=2",
+    "--steps=1",
+    f"--output={out}",
   )
-  assert proc.returncode == 0, proc.stderr[-3000:]
   result = json.loads(out.read_text())
   kinds = dict(result["per_kind"])
   assert kinds.get("all-reduce", 0) > 0, kinds
