@@ -391,9 +391,11 @@ def test_row_selection():
     tool.parse_args(["--rows=torch_eager"])
 
 
-def test_profile_step_on_two_cpu_devices_sums_both_devices_operations(tmp_path):
-  """tools/profile_step.py with --cpu_devices=2: the traced step is the sharded one (its
-  cross-device all-reduces appear among the operations) and the JSON holds the tables."""
+def test_profile_step_on_two_cpu_devices_with_the_convolution_table(tmp_path):
+  """tools/profile_step.py with --cpu_devices=2 --convs: the traced step is the sharded one
+  (its cross-device all-reduces appear among the operations); the convolution table has
+  every convolution of the model once per use (one per 4-D kernel of mshnet), the torch
+  convolution computes what the JAX one does, and the totals are the count-weighted sums."""
   out = tmp_path / "profile.json"
   _run_tool(
     tmp_path,
@@ -403,6 +405,8 @@ def test_profile_step_on_two_cpu_devices_sums_both_devices_operations(tmp_path):
     *TINY_NET,
     "--cpu_devices=2",
     "--steps=1",
+    "--convs",
+    "--torch_threads=1",
     f"--output={out}",
   )
   result = json.loads(out.read_text())
@@ -411,3 +415,25 @@ def test_profile_step_on_two_cpu_devices_sums_both_devices_operations(tmp_path):
   assert math.isclose(sum(kinds.values()), result["op_ms_per_step"], rel_tol=1e-6)
   assert result["title"] == "mshnet train step, batch 4x1x32x32"
   assert _positive(result["wall_ms_per_step"])
+
+  tool = _tool()
+  args = tool.parse_args(["--model=mshnet", *TINY_NET])
+  model = models.create_model(tool.model_config(args, "mshnet"))
+  params = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 32, 32, 1)))["params"]
+  kernels = [x.shape for x in jax.tree.leaves(params) if x.ndim == 4]
+  rows = result["convolutions"]
+  assert sorted(tuple(r["rhs"]) for r in rows for _ in range(r["count"])) == sorted(kernels)
+  assert all(r["lhs"][0] == 4 and r["lhs"][3] == r["rhs"][2] for r in rows)
+  assert all(r["max_abs_diff"] < 1e-4 for r in rows), [r["max_abs_diff"] for r in rows]
+  assert all(_positive(r["jax_ms"]) and _positive(r["torch_ms"]) for r in rows)
+  summary = result["convolution_summary"]
+  assert summary["convolutions"] == len(kernels)
+  assert summary["torch_threads"] == 1
+  for lib in ("jax", "torch"):
+    total = sum(r["count"] * r[f"{lib}_ms"] for r in rows)
+    assert math.isclose(summary[f"{lib}_ms"], total, rel_tol=1e-9)
+  assert math.isclose(
+    summary["step_outside_convolutions_ms"],
+    result["wall_ms_per_step"] - summary["jax_ms"],
+    rel_tol=1e-9,
+  )
