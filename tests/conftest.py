@@ -122,9 +122,10 @@ def run_unoptimised(fn, *args, **kwargs):
 
   For a test's one-off initialisers and forward passes the compile dominates; unoptimised
   it takes about half as long (tiny mshnet init 14 -> 6 s on the 2-core CPU) while values
-  may differ in the last ulp. Never for gradients or train steps: those of the full models
-  come out NaN at -O0 on XLA:CPU (docs/benchmarks.md); nor for anything compared bit for
-  bit with an optimised run.
+  may differ in the last ulp. Not for gradients or train steps: those of the full models
+  came out NaN at -O0 until `attention.max_to_one_index` (docs/benchmarks.md), and their
+  -O0 compile has not been re-measured since; nor for anything compared bit for bit with
+  an optimised run.
   """
   import jax
 

@@ -1,7 +1,12 @@
 """Tests of the Gaussian-pinwheel spatial attention and the CBAM attentions."""
 
+import json
 import math
+import os
+import subprocess
+import sys
 
+from conftest import REPO
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -243,3 +248,39 @@ def test_bfloat16_compute_keeps_float32_params():
   assert y.dtype == jnp.bfloat16 and bool(jnp.all(jnp.isfinite(y)))
   y32 = gsa().apply({"params": p}, x.astype(jnp.float32))
   np.testing.assert_allclose(np.asarray(y, np.float32), y32, atol=5e-2)
+
+
+def test_max_to_one_index_value_and_gradient_at_ties():
+  """The value is jnp.max's; the gradient goes to the first maximal entry only (as
+  PyTorch's max routes it), over one axis and over two adjacent axes."""
+  x = jnp.asarray([[[1.0, 3.0, 3.0, -2.0], [0.5, 0.5, 0.25, 0.5]]])  # (1, 2, 4), ties
+  np.testing.assert_array_equal(att.max_to_one_index(x, -1), jnp.max(x, -1, keepdims=True))
+  grad = jax.grad(lambda x: jnp.sum(att.max_to_one_index(x, -1) * jnp.asarray([[[2.0], [5.0]]])))
+  np.testing.assert_array_equal(grad(x), [[[0, 2, 0, 0], [5, 0, 0, 0]]])
+  y = jnp.asarray(np.random.default_rng(0).standard_normal((2, 3, 4, 5)), jnp.float32)
+  y = y.at[1, 2, 3, 4].set(10.0).at[1, 0, 1, 4].set(10.0)  # tie in (batch 1, channel 4)
+  spatial = att.max_to_one_index(y, (1, 2))
+  assert spatial.shape == (2, 1, 1, 5)
+  np.testing.assert_array_equal(spatial, jnp.max(y, (1, 2), keepdims=True))
+  g = jax.grad(lambda y: jnp.sum(att.max_to_one_index(y, (1, 2))))(y)
+  np.testing.assert_array_equal(jnp.sum(g, (1, 2)), np.ones((2, 5)))
+  assert g[1, 0, 1, 4] == 1 and g[1, 2, 3, 4] == 0  # the first in row-major order
+
+
+def test_first_gradient_is_finite_with_xla_cpus_other_convolution_kernels():
+  """Regression: with XLA:CPU's Eigen convolutions instead of YNN's, the demo model's first
+  gradient was NaN in 132 of its 252 leaves (jnp.max's gradient found no entry equal to
+  the max XLA had recomputed, and divided by that count of 0); `max_to_one_index` routes
+  it without a division."""
+  flags = os.environ.get("XLA_FLAGS", "") + " --xla_cpu_experimental_ynn_fusion_type="
+  proc = subprocess.run(
+    [sys.executable, str(REPO / "tests" / "scripts" / "first_gradient.py"), str(REPO)],
+    cwd=REPO,
+    env=dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=flags.strip()),
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  result = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert result["leaves"] == 252 and result["non_finite"] == [], result

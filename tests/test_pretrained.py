@@ -55,8 +55,8 @@ def _run_cli(*args, unoptimised: bool = False) -> None:
   padded shapes then compile in about half the time (its evaluation 151 -> 118 s on the
   2-core CPU) and the metrics come out identical to the optimised build's (checked to the
   last digit, 2026-11-28); the one shape of the mshnet protocol gains nothing (the slower
-  code costs more than the compile saves). Forward passes only: -O0 breaks gradients on
-  XLA:CPU.
+  code costs more than the compile saves). Forward passes only (-O0 broke gradients until
+  attention.max_to_one_index; see tests/conftest.py's run_unoptimised).
   """
   flags = os.environ.get("XLA_FLAGS", "")
   if unoptimised:

@@ -160,10 +160,27 @@ def gaussian_kernel_parts(
   return {"sigma": sigma, "prior": g, "soft_mask": soft, "mask": m, "kernel": kernel}
 
 
+def max_to_one_index(x, axis):
+  """max of `x` over `axis` (an int or a tuple of adjacent axes; kept as size 1), whose
+  gradient goes to the first maximal entry, as PyTorch's max and max-pooling route it.
+
+  `jnp.max`'s gradient instead finds the maximal entries again by comparing `x` with its
+  max and divides by their count; where XLA recomputes `x` in two fusions with different
+  round-off (seen on XLA:CPU with other convolution kernels or at -O0) no entry compares
+  equal, the count is 0 and the gradient of every earlier layer becomes NaN.
+  """
+  axes = tuple(a % x.ndim for a in ((axis,) if isinstance(axis, int) else axis))
+  start, stop = axes[0], axes[-1] + 1
+  flat = x.reshape(*x.shape[:start], -1, *x.shape[stop:])
+  index = jnp.argmax(flat, axis=start, keepdims=True)
+  picked = jnp.take_along_axis(flat, index, axis=start)
+  return picked.reshape(*x.shape[:start], *(1,) * len(axes), *x.shape[stop:])
+
+
 def spatial_descriptor(x):
   """concat(mean_c x, max_c x) -> (N, H, W, 2); mean accumulated in float32."""
   mean = jnp.mean(x, axis=-1, keepdims=True, dtype=jnp.float32).astype(x.dtype)
-  mx = jnp.max(x, axis=-1, keepdims=True)
+  mx = max_to_one_index(x, axis=-1)
   return jnp.concatenate([mean, mx], axis=-1)
 
 
@@ -192,7 +209,7 @@ class ChannelAttention(nn.Module):
     )
     fc2 = nn.Dense(c, use_bias=False, dtype=self.dtype, param_dtype=self.param_dtype, name="fc2")
     avg = jnp.mean(x, axis=(1, 2), dtype=jnp.float32).astype(x.dtype)
-    mx = jnp.max(x, axis=(1, 2))
+    mx = max_to_one_index(x, axis=(1, 2))[:, 0, 0, :]
     att = fc2(nn.relu(fc1(avg))) + fc2(nn.relu(fc1(mx)))
     att = nn.sigmoid(att)
     return x * att[:, None, None, :].astype(x.dtype)
