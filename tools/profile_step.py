@@ -89,11 +89,11 @@ def _subjaxprs(eqn):
 
 
 def step_convolutions(steps) -> list[dict]:
-  """The convolutions of the training forward of `steps` (`benchmark.build_jax_steps`) (the train step runs
-  each once forward and once per gradient), one dict per distinct shape:
-  lhs (N, H, W, C) and rhs (kh, kw, C/groups, O) shapes, strides, padding, dilations,
-  groups, and `count`, the times the forward runs it. Raises on a layout other than
-  NHWC / HWIO, which the torch side would not mirror."""
+  """The convolutions of the training forward of `steps` (`benchmark.build_jax_steps`;
+  the train step runs each once forward and once per gradient), one dict per distinct
+  shape: lhs (N, H, W, C) and rhs (kh, kw, C/groups, O) shapes, strides, padding,
+  dilations, groups, and `count`, the times the forward runs it. Raises on a layout other
+  than NHWC / HWIO, which the torch side would not mirror."""
   state = steps.state
 
   def forward(params, image):
