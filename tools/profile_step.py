@@ -126,14 +126,9 @@ def step_convolutions(steps) -> list[dict]:
   return [dict(zip(names, key), count=n) for key, n in found.most_common()]
 
 
-def _median_ms(fn, repeats: int) -> float:
-  fn()  # compile / warm up
-  fn()
-  times = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - t0)
+def _median_ms(fn, repeats: int, sync) -> float:
+  """Median ms of `repeats` calls of `fn` after a first (compiling) and a warm-up call."""
+  _, (times,) = benchmark._timed(fn, steps=repeats, warmup=1, repeats=1, sync=sync)
   return float(np.median(times)) * 1e3
 
 
@@ -176,7 +171,7 @@ def time_convolutions(convs: list[dict], repeats: int = 7, torch_threads: int = 
     xj, wj, gj = jax.device_put((x, w, g))
     rows.append(dict(conv, _data=(x, w, g), jax_out=np.asarray(forward_backward(xj, wj, gj)[0])))
     rows[-1]["jax_ms"] = _median_ms(
-      lambda f=forward_backward, a=(xj, wj, gj): jax.block_until_ready(f(*a)), repeats
+      lambda f=forward_backward, a=(xj, wj, gj): f(*a), repeats, jax.block_until_ready
     )
   for row in rows:
     x, w, g = row.pop("_data")
@@ -201,7 +196,7 @@ def time_convolutions(convs: list[dict], repeats: int = 7, torch_threads: int = 
 
     out = forward_backward_torch().detach().numpy().transpose(0, 2, 3, 1)
     row["max_abs_diff"] = float(np.max(np.abs(out - row.pop("jax_out"))))
-    row["torch_ms"] = _median_ms(forward_backward_torch, repeats)
+    row["torch_ms"] = _median_ms(forward_backward_torch, repeats, sync=lambda out: out)
   return rows
 
 

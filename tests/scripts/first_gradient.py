@@ -9,6 +9,7 @@ import sys
 import jax
 import numpy as np
 
+from irstd_jax import input_pipeline
 from irstd_jax import losses
 from irstd_jax import models
 from irstd_jax.datasets import synthetic
@@ -19,15 +20,17 @@ def main(repo: str):
   size = config.dataset.image_size
   model = models.create_model(config.model)
   pairs = [synthetic.generate_image(config.seed, "train", i, size, size) for i in range(4)]
-  image = (np.stack([p[0] for p in pairs])[..., None] - config.dataset.mean) / config.dataset.std
+  image = input_pipeline.normalize(
+    np.stack([p[0] for p in pairs])[..., None], config.dataset.mean, config.dataset.std
+  )
   mask = np.stack([p[1] for p in pairs])[..., None].astype(np.float32)
   init = jax.jit(model.init, static_argnames="train")
-  variables = init(jax.random.key(config.seed), image[:1].astype(np.float32), train=False)
+  variables = init(jax.random.key(config.seed), image[:1], train=False)
 
   def loss_fn(params):
     (logits, sides), _ = model.apply(
       {"params": params, "batch_stats": variables["batch_stats"]},
-      image.astype(np.float32),
+      image,
       train=True,
       mutable=["batch_stats"],
     )
