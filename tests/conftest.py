@@ -117,18 +117,38 @@ def set_field(config, key: str, value) -> None:
   node[leaf] = value
 
 
-def run_unoptimised(fn, *args, **kwargs):
-  """fn(*args, **kwargs) jitted and compiled without LLVM's optimisation passes.
+def subprocess_env(optimise: bool = False, **extra: str) -> dict[str, str]:
+  """The environment of a test's subprocess (`python -m irstd_jax.main`, a tool, a script).
 
-  For a test's one-off initialisers and forward passes the compile dominates; unoptimised
-  it takes about half as long (tiny mshnet init 14 -> 6 s on the 2-core CPU) while values
-  may differ in the last ulp. Not for gradients or train steps: those of the full models
-  came out NaN at -O0 until `attention.max_to_one_index` (docs/benchmarks.md), and their
-  -O0 compile has not been re-measured since; nor for anything compared bit for bit with
-  an optimised run.
+  CPU only, and unless `optimise` XLA's LLVM passes off: the tests' cold compiles of the
+  tiny models then take about two thirds of the time (a tiny `main` run 61 -> 44 s on the
+  2-core CPU, 2026-11-29). The programs are the same; only the machine code is less
+  optimised. Runs whose numbers are compared with an optimised build (README's tables,
+  parity with PyTorch) pass `optimise=True`. `extra` overrides (e.g. XLA_FLAGS for a
+  device count, appended to the optimisation flag).
+  """
+  flags = os.environ.get("XLA_FLAGS", "")
+  if not optimise:
+    flags += " --xla_backend_optimization_level=0"
+  if "XLA_FLAGS" in extra:
+    flags += " " + extra.pop("XLA_FLAGS")
+  return dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=flags.strip(), **extra)
+
+
+def jit_unoptimised(fn, **jit_kwargs):
+  """jax.jit(fn, **jit_kwargs), compiled without LLVM's optimisation passes.
+
+  For tests whose compile dominates (initialisers, tiny models' train steps): about half
+  the compile time (tiny mshnet init 14 -> 6 s, tiny l1_gp_rotated train step 14.5 ->
+  9.8 s on the 2-core CPU) while values may differ in the last ulps. Not for anything
+  compared bit for bit with an optimised run, nor for parity with PyTorch.
   """
   import jax
 
-  lowered = jax.jit(fn).lower(*args, **kwargs)
-  compiled = lowered.compile(compiler_options={"xla_backend_optimization_level": 0})
-  return compiled(*args, **kwargs)
+  return jax.jit(fn, compiler_options={"xla_backend_optimization_level": 0}, **jit_kwargs)
+
+
+def run_unoptimised(fn, *args, **kwargs):
+  """jit_unoptimised(fn)(*args, **kwargs): one call of a one-off function, e.g. an
+  initialiser that op by op would compile each parameter's initialiser separately."""
+  return jit_unoptimised(fn)(*args, **kwargs)

@@ -1,13 +1,13 @@
 """tools/ablate.py: a two-row grid through main writes one table; a rerun skips done rows."""
 
 import json
-import os
 import subprocess
 import sys
 
 from conftest import REPO
 from conftest import load_module
 from conftest import set_field
+from conftest import subprocess_env
 import pytest
 from test_main import TINY
 
@@ -35,7 +35,7 @@ def _run(out, *extra):
   return subprocess.run(
     cmd,
     cwd=REPO,
-    env=dict(os.environ, JAX_PLATFORMS="cpu"),
+    env=subprocess_env(),
     capture_output=True,
     text=True,
     timeout=900,

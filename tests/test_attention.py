@@ -2,11 +2,11 @@
 
 import json
 import math
-import os
 import subprocess
 import sys
 
 from conftest import REPO
+from conftest import subprocess_env
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -272,11 +272,10 @@ def test_first_gradient_is_finite_with_xla_cpus_other_convolution_kernels():
   gradient was NaN in 132 of its 252 leaves (jnp.max's gradient found no entry equal to
   the max XLA had recomputed, and divided by that count of 0); `max_to_one_index` routes
   it without a division."""
-  flags = os.environ.get("XLA_FLAGS", "") + " --xla_cpu_experimental_ynn_fusion_type="
   proc = subprocess.run(
     [sys.executable, str(REPO / "tests" / "scripts" / "first_gradient.py"), str(REPO)],
     cwd=REPO,
-    env=dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=flags.strip()),
+    env=subprocess_env(optimise=True, XLA_FLAGS="--xla_cpu_experimental_ynn_fusion_type="),
     capture_output=True,
     text=True,
     timeout=600,

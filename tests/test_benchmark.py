@@ -17,6 +17,7 @@ import sys
 from conftest import REPO
 from conftest import load_module
 from conftest import run_unoptimised
+from conftest import subprocess_env
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -57,7 +58,7 @@ def _run_tool(cwd, script: str, *args: str) -> None:
   proc = subprocess.run(
     [sys.executable, str(REPO / "tools" / script), *args],
     cwd=cwd,
-    env=dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=""),
+    env=subprocess_env(PYTHONPATH=""),
     capture_output=True,
     text=True,
     timeout=600,
@@ -165,8 +166,9 @@ def test_idiomatic_model_and_loss_are_the_project_function(name):
     )
     return losses.total_loss(y, s, jnp.asarray(mask), lcfg, 0)[0], (y, s)
 
-  # Optimised: at -O0 this gradient came out NaN before attention.max_to_one_index.
-  (loss, (y, s)), grads = jax.jit(jax.value_and_grad(jax_loss, has_aux=True))(variables["params"])
+  (loss, (y, s)), grads = run_unoptimised(
+    jax.value_and_grad(jax_loss, has_aux=True), variables["params"]
+  )
   tmodel.train()
   ty, ts = tmodel(x)
   close(y, ty)

@@ -7,6 +7,7 @@ import sys
 
 from conftest import REPO
 from conftest import load_module
+from conftest import subprocess_env
 import numpy as np
 import pytest
 
@@ -70,7 +71,7 @@ def test_cli_round_trip(tmp_path):
   pt = tmp_path / "model.pt"
   torch.save({"state_dict": tmodel.state_dict()}, pt)
   out = tmp_path / "converted"
-  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  env = subprocess_env()
   r = subprocess.run(
     [
       sys.executable,
@@ -142,7 +143,7 @@ def test_reverse_cli_and_mismatch(tmp_path):
     text=True,
     cwd=REPO,
     timeout=300,
-    env=dict(os.environ, JAX_PLATFORMS="cpu"),
+    env=subprocess_env(),
   )
   assert r.returncode == 0, r.stderr[-3000:]
   sd = torch.load(pt, weights_only=True)

@@ -1,13 +1,15 @@
 """evaluate / predict CLIs on a tiny hand-made checkpoint (one subprocess each)."""
 
+import functools
 import json
-import os
 import pathlib
 import subprocess
 import sys
 
 from conftest import REPO
 from conftest import load_module
+from conftest import run_unoptimised
+from conftest import subprocess_env
 from conftest import tiny_config
 import numpy as np
 import pytest
@@ -27,7 +29,9 @@ def tiny_checkpoint(tmp_path_factory):
   root = tmp_path_factory.mktemp("ckpt")
   config = tiny_config(root)
   model = models.create_model(config.model)
-  variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 1)), train=False)
+  variables = run_unoptimised(
+    functools.partial(model.init, train=False), jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 1))
+  )
   workdir = root / "work"
   checkpointer = checkpointing.Checkpointer(str(workdir))
   checkpointer.save(
@@ -47,7 +51,7 @@ def tiny_checkpoint(tmp_path_factory):
 
 
 def _run(args, timeout=240):
-  env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2")
+  env = subprocess_env(TF_CPP_MIN_LOG_LEVEL="2")
   return subprocess.run(
     [sys.executable, "-m", *args],
     cwd=REPO,
@@ -141,7 +145,9 @@ def test_mshnet_protocol_resizes_to_256_and_thresholds_logits_at_zero(tmp_path):
 
   config = tiny_config(tmp_path, **{"dataset.source": "memory"})
   model = models.create_model(config.model)
-  variables = model.init(jax.random.PRNGKey(3), jnp.zeros((1, 32, 32, 1)), train=False)
+  variables = run_unoptimised(
+    functools.partial(model.init, train=False), jax.random.PRNGKey(3), jnp.zeros((1, 32, 32, 1))
+  )
   out = evaluate.run_evaluation(
     config, variables, str(tmp_path / "eval"), num_figures=1, progress=False, protocol="mshnet"
   )

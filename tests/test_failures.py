@@ -22,6 +22,7 @@ import sys
 import time
 
 from conftest import REPO
+from conftest import subprocess_env
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -58,15 +59,8 @@ class Ctx:
 
 
 def _env(ctx: Ctx) -> dict:
-  # Unoptimised CPU code compiles in about half the time; these rows test exit statuses,
-  # messages and files, not speed.
-  xla_flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0"
-  return dict(
-    os.environ,
-    JAX_PLATFORMS="cpu",
-    JAX_COMPILATION_CACHE_DIR=str(ctx.cache),
-    JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-    XLA_FLAGS=xla_flags.strip(),
+  return subprocess_env(
+    JAX_COMPILATION_CACHE_DIR=str(ctx.cache), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0"
   )
 
 

@@ -1,11 +1,11 @@
 """End to end: `python -m irstd_jax.main` trains, evaluates, checkpoints and resumes."""
 
 import json
-import os
 import pathlib
 import subprocess
 import sys
 
+from conftest import subprocess_env
 import jax
 import numpy as np
 
@@ -29,7 +29,7 @@ TINY = [
 
 
 def run_main(workdir, *extra, config="configs/synthetic.py", check=True):
-  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  env = subprocess_env()
   cmd = [
     sys.executable,
     "-m",
@@ -94,7 +94,7 @@ def test_bf16_run_on_the_memory_source_without_tensorflow_tfds_or_clu(tmp_path):
   """The bare-CUDA-image path end to end (one run, to keep CI short): no TF / TFDS / clu,
   data in RAM, bfloat16 compute; float32 parameters are what gets checkpointed."""
   workdir = tmp_path / "run"
-  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  env = subprocess_env()
   cmd = [
     sys.executable,
     "-c",

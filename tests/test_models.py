@@ -1,5 +1,9 @@
 """Tests of the model family (shapes, presets, BatchNorm, dtypes, param counts)."""
 
+import functools
+
+from conftest import jit_unoptimised
+from conftest import run_unoptimised
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -133,8 +137,8 @@ def small_gp_run():
   (init_with_output: the init pass in train mode returns the outputs too)."""
   model = make("l1_gp_rotated", **SMALL)
   x = jax.random.normal(jax.random.key(0), (2, 300, 211, 1))
-  outputs, variables = jax.jit(lambda x: model.init_with_output(jax.random.key(1), x, train=True))(
-    x
+  outputs, variables = run_unoptimised(
+    lambda x: model.init_with_output(jax.random.key(1), x, train=True), x
   )
   return model, x, outputs, variables
 
@@ -151,7 +155,7 @@ def test_l1_gp_rotated_runs_at_300x211_train_and_eval(small_gp_run):
   assert np.all(np.isfinite(logits))
   # Eval mode uses running statistics: an image's output does not depend on the
   # rest of the batch (in train mode it does), and nothing needs to be mutable.
-  evaluate = jax.jit(lambda v, x: model.apply(v, x, train=False))
+  evaluate = jit_unoptimised(lambda v, x: model.apply(v, x, train=False))
   a, sides_a = evaluate(variables, x)
   x2 = x.at[1].set(10.0 * x[1] + 3.0)
   b, _ = evaluate(variables, x2)
@@ -166,9 +170,9 @@ def test_bfloat16_train_step_and_bn_update(small_gp_run):
   _, _, _, variables = small_gp_run
   model = make("l1_gp_rotated", dtype="bfloat16", **SMALL)
   x = jax.random.normal(jax.random.key(3), (2, 21, 19, 1))
-  (logits, sides), state = jax.jit(
-    lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"])
-  )(variables, x)
+  (logits, sides), state = run_unoptimised(
+    lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"]), variables, x
+  )
   assert logits.shape == (2, 21, 19, 1)
   assert logits.dtype == jnp.float32 and all(s.dtype == jnp.float32 for s in sides)
   assert np.all(np.isfinite(logits))
@@ -192,7 +196,7 @@ def test_theta_and_sigma_get_gradients_through_a_residual_block(dtype):
     dtype=dtype,
   )
   x = jax.random.normal(jax.random.key(0), (2, 12, 10, 4))
-  variables = block.init(jax.random.key(1), x, train=False)
+  variables = run_unoptimised(functools.partial(block.init, train=False), jax.random.key(1), x)
 
   def loss(params):
     y, _ = block.apply(
@@ -203,7 +207,7 @@ def test_theta_and_sigma_get_gradients_through_a_residual_block(dtype):
     )
     return jnp.mean(y.astype(jnp.float32) ** 2)
 
-  grads = jax.jit(jax.grad(loss))(variables["params"])
+  grads = run_unoptimised(jax.grad(loss), variables["params"])
   assert set(variables["params"]) >= {
     "conv1",
     "bn1",

@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 
+from conftest import subprocess_env
 import jax
 import numpy as np
 from test_main import REPO
@@ -37,7 +38,7 @@ def _run_two(args_of, timeout):
   the interpreter. Returns [(stdout, stderr)] after asserting both exited 0; a hang fails
   with every thread's Python stack (faulthandler, on SIGABRT)."""
   port = _free_port()
-  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  env = subprocess_env()
   procs = [
     subprocess.Popen(
       [sys.executable, "-X", "faulthandler", *args_of(pid, port)],

@@ -6,12 +6,12 @@ cannot pass unseen.
 """
 
 import json
-import os
 import re
 import subprocess
 import sys
 
 from conftest import REPO
+from conftest import subprocess_env
 import numpy as np
 import pytest
 
@@ -48,23 +48,19 @@ def test_shipped_weights_are_small_and_name_their_split():
   assert set(readme_rows()) == {"full", "mshnet"}
 
 
-def _run_cli(*args, unoptimised: bool = False) -> None:
+def _run_cli(*args, optimise: bool = False) -> None:
   """`python -m <args>` as README writes it; fails the test on a non-zero exit.
 
-  `unoptimised`: compiled without LLVM's optimisation passes. The full protocol's ~34
-  padded shapes then compile in about half the time (its evaluation 151 -> 118 s on the
-  2-core CPU) and the metrics come out identical to the optimised build's (checked to the
-  last digit, 2026-11-28); the one shape of the mshnet protocol gains nothing (the slower
-  code costs more than the compile saves). Forward passes only (-O0 broke gradients until
-  attention.max_to_one_index; see tests/conftest.py's run_unoptimised).
+  Unless `optimise`, compiled without LLVM's optimisation passes (conftest.subprocess_env):
+  the full protocol's 34 padded shapes then compile in about half the time (its evaluation
+  151 -> 118 s on the 2-core CPU) and the metrics come out identical to the optimised
+  build's (checked to the last digit, 2026-11-28); the one shape of the mshnet protocol
+  gains nothing (the slower code costs more than the compile saves).
   """
-  flags = os.environ.get("XLA_FLAGS", "")
-  if unoptimised:
-    flags += " --xla_backend_optimization_level=0"
   proc = subprocess.run(
     [sys.executable, "-m", *args],
     cwd=REPO,
-    env=dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=flags.strip()),
+    env=subprocess_env(optimise=optimise),
     capture_output=True,
     text=True,
     timeout=900,
@@ -83,7 +79,7 @@ def test_shipped_weights_reproduce_readme(shared_datasets, tmp_path, protocol):
     "--num_figures=0",
     "--set=dataset.source=memory",
     f"--set=dataset.manual_dir={shared_datasets / 'nuaa_sirst'}",
-    unoptimised=protocol == "full",
+    optimise=protocol == "mshnet",
   )
   report = json.loads((tmp_path / "report.json").read_text())
   got = report["metrics"]

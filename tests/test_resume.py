@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 
+from conftest import subprocess_env
 import jax
 import numpy as np
 import pytest
@@ -39,7 +40,7 @@ def _assert_same_run(a, b):
 
 
 def _start_and_signal(workdir, sig, at_step):
-  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  env = subprocess_env()
   cmd = [
     sys.executable,
     "-m",

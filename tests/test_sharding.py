@@ -1,18 +1,18 @@
 """Data parallelism on 8 fake CPU devices gives the single-device result."""
 
 import json
-import os
 import pathlib
 import subprocess
 import sys
 
+from conftest import subprocess_env
 import pytest
 
 TESTS = pathlib.Path(__file__).resolve().parent
 
 
 def _run(tmp_path, dtype):
-  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=8")
+  env = subprocess_env(XLA_FLAGS="--xla_force_host_platform_device_count=8")
   proc = subprocess.run(
     [sys.executable, str(TESTS / "scripts" / "sharded_step.py"), str(TESTS), str(tmp_path), dtype],
     env=env,
