@@ -22,7 +22,13 @@ from test_main import run_main
 
 from irstd_jax import checkpointing
 
-EPOCHS = ["--config.train.num_epochs=3", "--config.train.log_every_steps=1"]
+# The in-memory source: exact resume is the index-based pipeline's, the same over TFDS
+# (whose resume test_main covers), and these six runs then import no TensorFlow.
+ARGS = [
+  "--config.dataset.source=memory",
+  "--config.train.num_epochs=3",
+  "--config.train.log_every_steps=1",
+]
 
 
 def _final(workdir):
@@ -49,7 +55,7 @@ def _start_and_signal(workdir, sig, at_step):
     f"--workdir={workdir}",
     f"--config.dataset.data_dir={workdir.parent / 'tfds'}",
     *TINY,
-    *EPOCHS,
+    *ARGS,
   ]
   proc = subprocess.Popen(
     cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
@@ -67,12 +73,12 @@ def _start_and_signal(workdir, sig, at_step):
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
   workdir = tmp_path_factory.mktemp("resume") / "reference"
-  run_main(workdir, *EPOCHS)
+  run_main(workdir, *ARGS)
   return _final(workdir)
 
 
 def test_same_config_and_seed_give_bit_identical_results(reference, tmp_path):
-  run_main(tmp_path / "again", *EPOCHS)
+  run_main(tmp_path / "again", *ARGS)
   _assert_same_run(reference, _final(tmp_path / "again"))
 
 
@@ -86,7 +92,7 @@ def test_sigkill_at_a_random_step_then_resume_matches_an_uninterrupted_run(refer
   committed = sorted(
     int(p.name) for p in (tmp_path / "killed" / "checkpoints").glob("*") if p.name.isdigit()
   )
-  resumed = run_main(tmp_path / "killed", *EPOCHS)
+  resumed = run_main(tmp_path / "killed", *ARGS)
   if committed:
     assert f"resumed from step {committed[-1]}" in resumed.stdout
   else:
@@ -104,6 +110,6 @@ def test_sigterm_saves_a_checkpoint_at_the_current_step_and_resume_matches(refer
   assert step in [
     int(p.name) for p in (tmp_path / "preempted" / "checkpoints").iterdir() if p.name.isdigit()
   ]
-  resumed = run_main(tmp_path / "preempted", *EPOCHS)
+  resumed = run_main(tmp_path / "preempted", *ARGS)
   assert f"resumed from step {step}" in resumed.stdout
   _assert_same_run(reference, _final(tmp_path / "preempted"))
