@@ -23,27 +23,6 @@ import pytest  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
-# The heaviest test files first (each 68-196 s in a serial run on the 2-core CPU,
-# 2026-11-28), the rest in their usual order: `make test` gives each of its two workers
-# whole files (--dist loadfile) in this order, and a long file started last would run
-# alone at the end.
-HEAVY_FILES_FIRST = (
-  "test_pretrained",
-  "test_benchmark",
-  "test_resume",
-  "test_failures",
-  "test_train",
-  "test_parity",
-  "test_multiprocess",
-  "test_main",
-  "test_ablate",
-)
-
-
-def pytest_collection_modifyitems(items):
-  rank = {name: i for i, name in enumerate(HEAVY_FILES_FIRST)}
-  items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))  # stable within a file
-
 
 def datasets_root() -> pathlib.Path:
   """IRSTD_DATASETS, else ../shared/datasets next to the repository, else /work/shared."""
