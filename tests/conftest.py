@@ -102,9 +102,9 @@ def subprocess_env(optimise: bool = False, **extra: str) -> dict[str, str]:
   CPU only, and unless `optimise` XLA's LLVM passes off: the tests' cold compiles of the
   tiny models then take about two thirds of the time (a tiny `main` run 61 -> 44 s on the
   2-core CPU, 2026-11-29). The programs are the same; only the machine code is less
-  optimised. Runs whose numbers are compared with an optimised build (README's tables,
-  parity with PyTorch) pass `optimise=True`. `extra` overrides (e.g. XLA_FLAGS for a
-  device count, appended to the optimisation flag).
+  optimised. A run that is faster optimised (README's mshnet-protocol evaluation: one
+  shape, 214 images) passes `optimise=True`. `extra`: more variables; an XLA_FLAGS among
+  them (e.g. a device count) is appended to the optimisation flag.
   """
   flags = os.environ.get("XLA_FLAGS", "")
   if not optimise:
@@ -120,7 +120,8 @@ def jit_unoptimised(fn, **jit_kwargs):
   For tests whose compile dominates (initialisers, tiny models' train steps): about half
   the compile time (tiny mshnet init 14 -> 6 s, tiny l1_gp_rotated train step 14.5 ->
   9.8 s on the 2-core CPU) while values may differ in the last ulps. Not for anything
-  compared bit for bit with an optimised run, nor for parity with PyTorch.
+  compared bit for bit with an optimised run, nor where a tolerance was set for the
+  optimised build (tests/test_parity.py's model passes and gradients).
   """
   import jax
 
