@@ -23,7 +23,7 @@ from test_main import run_main
 from irstd_jax import checkpointing
 
 # The in-memory source: exact resume is the index-based pipeline's, the same over TFDS
-# (whose resume test_main covers), and these six runs then import no TensorFlow.
+# (whose resume test_main covers), and these six runs then prepare no TFDS data set.
 ARGS = [
   "--config.dataset.source=memory",
   "--config.train.num_epochs=3",
