@@ -19,6 +19,12 @@ if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
   os.environ["JAX_COMPILATION_CACHE_DIR"] = _CACHE
   os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
+# This process and its subprocesses compile without LLVM's optimisation passes (see
+# subprocess_env) unless a test asks for the optimised build. XLA_FLAGS: the caller's.
+UNOPTIMISED = "--xla_backend_optimization_level=0"
+XLA_FLAGS = " ".join(f for f in os.environ.get("XLA_FLAGS", "").split() if f != UNOPTIMISED)
+os.environ["XLA_FLAGS"] = f"{XLA_FLAGS} {UNOPTIMISED}".strip()
+
 import pytest  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -99,36 +105,17 @@ def set_field(config, key: str, value) -> None:
 def subprocess_env(optimise: bool = False, **extra: str) -> dict[str, str]:
   """The environment of a test's subprocess (`python -m irstd_jax.main`, a tool, a script).
 
-  CPU only, and unless `optimise` XLA's LLVM passes off: the tests' cold compiles of the
-  tiny models then take about two thirds of the time (a tiny `main` run 61 -> 44 s on the
-  2-core CPU, 2026-11-29). The programs are the same; only the machine code is less
-  optimised. A run that is faster optimised (README's mshnet-protocol evaluation: one
-  shape, 214 images) passes `optimise=True`. `extra`: more variables; an XLA_FLAGS among
-  them (e.g. a device count) is appended to the optimisation flag.
+  CPU only, and unless `optimise` XLA's LLVM passes off, as in the test process itself
+  (set above, before any JAX backend exists): the tests' cold compiles then take about
+  two thirds of the time (a tiny `main` run 61 -> 44 s on the 2-core CPU, 2026-11-29;
+  the in-process test files 5 min 58 s -> 5 min 7 s). The programs are the same; only the
+  machine code is less optimised. A run that is faster optimised (README's mshnet-protocol
+  evaluation: one shape, 214 images) passes `optimise=True`; in-process, a jit that must
+  be the optimised build passes `compiler_options={"xla_backend_optimization_level": 3}`
+  (tests/reference_torch/parity.py). `extra`: more variables; an XLA_FLAGS among them (e.g.
+  a device count) is appended to the caller's flags.
   """
-  flags = os.environ.get("XLA_FLAGS", "")
-  if not optimise:
-    flags += " --xla_backend_optimization_level=0"
+  flags = XLA_FLAGS if optimise else f"{XLA_FLAGS} {UNOPTIMISED}"
   if "XLA_FLAGS" in extra:
     flags += " " + extra.pop("XLA_FLAGS")
   return dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=flags.strip(), **extra)
-
-
-def jit_unoptimised(fn, **jit_kwargs):
-  """jax.jit(fn, **jit_kwargs), compiled without LLVM's optimisation passes.
-
-  For tests whose compile dominates (initialisers, tiny models' train steps): about half
-  the compile time (tiny mshnet init 14 -> 6 s, tiny l1_gp_rotated train step 14.5 ->
-  9.8 s on the 2-core CPU) while values may differ in the last ulps. Not for anything
-  compared bit for bit with an optimised run, nor where a tolerance was set for the
-  optimised build (tests/test_parity.py's model passes and gradients).
-  """
-  import jax
-
-  return jax.jit(fn, compiler_options={"xla_backend_optimization_level": 0}, **jit_kwargs)
-
-
-def run_unoptimised(fn, *args, **kwargs):
-  """jit_unoptimised(fn)(*args, **kwargs): one call of a one-off function, e.g. an
-  initialiser that op by op would compile each parameter's initialiser separately."""
-  return jit_unoptimised(fn)(*args, **kwargs)

@@ -16,7 +16,6 @@ import sys
 
 from conftest import REPO
 from conftest import load_module
-from conftest import run_unoptimised
 from conftest import subprocess_env
 import jax
 import jax.numpy as jnp
@@ -107,7 +106,7 @@ def _perturbed_variables(model, x, seed):
       moved.append(leaf * (1.0 + noise) + 0.05 * noise)
     return jax.tree.unflatten(tree, moved)
 
-  variables = run_unoptimised(init_and_move, jax.random.key(seed), x)
+  variables = jax.jit(init_and_move)(jax.random.key(seed), x)
   variables["params"] = jax.tree_util.tree_map_with_path(  # theta: anywhere in +-1.5 rad
     lambda p, v: v * 100.0 if p[-1].key == "theta" else v, variables["params"]
   )
@@ -142,8 +141,8 @@ def test_idiomatic_model_and_loss_are_the_project_function(name):
   )
 
   tmodel.eval()
-  logits, sides = run_unoptimised(
-    functools.partial(model.apply, train=False), variables, jnp.asarray(image)
+  logits, sides = jax.jit(functools.partial(model.apply, train=False))(
+    variables, jnp.asarray(image)
   )
   tlogits, tsides = tmodel(x)
   close(logits, tlogits)
@@ -166,9 +165,7 @@ def test_idiomatic_model_and_loss_are_the_project_function(name):
     )
     return losses.total_loss(y, s, jnp.asarray(mask), lcfg, 0)[0], (y, s)
 
-  (loss, (y, s)), grads = run_unoptimised(
-    jax.value_and_grad(jax_loss, has_aux=True), variables["params"]
-  )
+  (loss, (y, s)), grads = jax.jit(jax.value_and_grad(jax_loss, has_aux=True))(variables["params"])
   tmodel.train()
   ty, ts = tmodel(x)
   close(y, ty)

@@ -8,7 +8,6 @@ import sys
 
 from conftest import REPO
 from conftest import load_module
-from conftest import run_unoptimised
 from conftest import subprocess_env
 from conftest import tiny_config
 import numpy as np
@@ -29,8 +28,8 @@ def tiny_checkpoint(tmp_path_factory):
   root = tmp_path_factory.mktemp("ckpt")
   config = tiny_config(root)
   model = models.create_model(config.model)
-  variables = run_unoptimised(
-    functools.partial(model.init, train=False), jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 1))
+  variables = jax.jit(functools.partial(model.init, train=False))(
+    jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 1))
   )
   workdir = root / "work"
   checkpointer = checkpointing.Checkpointer(str(workdir))
@@ -145,8 +144,8 @@ def test_mshnet_protocol_resizes_to_256_and_thresholds_logits_at_zero(tmp_path):
 
   config = tiny_config(tmp_path, **{"dataset.source": "memory"})
   model = models.create_model(config.model)
-  variables = run_unoptimised(
-    functools.partial(model.init, train=False), jax.random.PRNGKey(3), jnp.zeros((1, 32, 32, 1))
+  variables = jax.jit(functools.partial(model.init, train=False))(
+    jax.random.PRNGKey(3), jnp.zeros((1, 32, 32, 1))
   )
   out = evaluate.run_evaluation(
     config, variables, str(tmp_path / "eval"), num_figures=1, progress=False, protocol="mshnet"

@@ -2,8 +2,6 @@
 
 import functools
 
-from conftest import jit_unoptimised
-from conftest import run_unoptimised
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -137,9 +135,8 @@ def small_gp_run():
   (init_with_output: the init pass in train mode returns the outputs too)."""
   model = make("l1_gp_rotated", **SMALL)
   x = jax.random.normal(jax.random.key(0), (2, 300, 211, 1))
-  outputs, variables = run_unoptimised(
-    lambda x: model.init_with_output(jax.random.key(1), x, train=True), x
-  )
+  init = jax.jit(lambda x: model.init_with_output(jax.random.key(1), x, train=True))
+  outputs, variables = init(x)
   return model, x, outputs, variables
 
 
@@ -155,7 +152,7 @@ def test_l1_gp_rotated_runs_at_300x211_train_and_eval(small_gp_run):
   assert np.all(np.isfinite(logits))
   # Eval mode uses running statistics: an image's output does not depend on the
   # rest of the batch (in train mode it does), and nothing needs to be mutable.
-  evaluate = jit_unoptimised(lambda v, x: model.apply(v, x, train=False))
+  evaluate = jax.jit(lambda v, x: model.apply(v, x, train=False))
   a, sides_a = evaluate(variables, x)
   x2 = x.at[1].set(10.0 * x[1] + 3.0)
   b, _ = evaluate(variables, x2)
@@ -170,9 +167,8 @@ def test_bfloat16_train_step_and_bn_update(small_gp_run):
   _, _, _, variables = small_gp_run
   model = make("l1_gp_rotated", dtype="bfloat16", **SMALL)
   x = jax.random.normal(jax.random.key(3), (2, 21, 19, 1))
-  (logits, sides), state = run_unoptimised(
-    lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"]), variables, x
-  )
+  train_forward = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"]))
+  (logits, sides), state = train_forward(variables, x)
   assert logits.shape == (2, 21, 19, 1)
   assert logits.dtype == jnp.float32 and all(s.dtype == jnp.float32 for s in sides)
   assert np.all(np.isfinite(logits))
@@ -196,7 +192,7 @@ def test_theta_and_sigma_get_gradients_through_a_residual_block(dtype):
     dtype=dtype,
   )
   x = jax.random.normal(jax.random.key(0), (2, 12, 10, 4))
-  variables = run_unoptimised(functools.partial(block.init, train=False), jax.random.key(1), x)
+  variables = jax.jit(functools.partial(block.init, train=False))(jax.random.key(1), x)
 
   def loss(params):
     y, _ = block.apply(
@@ -207,7 +203,7 @@ def test_theta_and_sigma_get_gradients_through_a_residual_block(dtype):
     )
     return jnp.mean(y.astype(jnp.float32) ** 2)
 
-  grads = run_unoptimised(jax.grad(loss), variables["params"])
+  grads = jax.jit(jax.grad(loss))(variables["params"])
   assert set(variables["params"]) >= {
     "conv1",
     "bn1",

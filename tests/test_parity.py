@@ -5,11 +5,7 @@ relative to the scale max |torch| of the compared quantity ("relative" below).
 Tolerances (kept fixed; the measured values are in docs/parity.md):
 
   TOL          1e-5  losses, weights, attention, model outputs (eval and train),
-                     BN running stats, eager train-mode gradients, Adam parameters
-  JIT_GRAD_TOL 3e-2  full-model parameter gradient in train mode under jax.jit: XLA:CPU
-                     fusion changes the rounding of Flax's one-pass BN variance enough to
-                     move it by ~1e-2 of its max (a float64 PyTorch run confirms the
-                     eager JAX gradient, which passes at TOL, see test_model_train_grad_eager)
+                     BN running stats, train-mode parameter gradients, Adam parameters
   metrics      exact (1e-12)
 
 Without torch these tests skip locally with a reason; with CI set, a missing torch fails.
@@ -32,7 +28,6 @@ else:
 from reference_torch import parity  # noqa: E402
 
 TOL = 1e-5
-JIT_GRAD_TOL = 3e-2
 METRICS_TOL = 1e-12
 
 
@@ -89,17 +84,11 @@ def test_model_eval(name):
 
 @pytest.mark.parametrize("name", ["mshnet", "l1_gp_rotated"])
 def test_model_train(name):
+  """Outputs, BN updates, loss and the jitted gradient wrt every parameter, all at TOL
+  (the gradient needed 3e-2 until the channel / spatial max's gradient stopped
+  depending on exact ties, 2026-11-29: see docs/parity.md)."""
   recs = parity.model_parity(name, train=True)
-  grads = [r for r in recs if "grad" in r.component]
-  assert len(grads) == 1
-  _check([r for r in recs if r not in grads])
-  _check(grads, JIT_GRAD_TOL)
-
-
-def test_model_train_grad_eager():
-  recs = parity.model_parity(
-    "l1_gp_rotated", train=True, jit=False, blocks=(1, 1, 1, 1), image_shape=(32, 32)
-  )
+  assert len([r for r in recs if "grad" in r.component]) == 1
   _check(recs)
 
 
@@ -139,10 +128,11 @@ def test_reference_components_match_scipy_order():
 
 
 def test_adam_steps():
-  # 'unet' (no spatial attention): its jitted train-mode gradient is accurate to ~1e-6
-  # (vs float64); with a spatial attention the XLA:CPU jit gradient error (see
-  # JIT_GRAD_TOL) makes Adam's normalised steps of small-gradient weights differ by
-  # up to 2 lr per step, which says nothing about the optimiser.
+  # 'unet' (no attention). On l1_gp_rotated the first gradient agrees to ~3e-6 of its
+  # max, but Adam's normalised steps enlarge the differences of small gradients (and
+  # the attentions' max can pick another entry on a near-tie after a step): its conv
+  # kernels differ by up to 3.7e-3 after 3 steps of lr 1e-3, which says nothing about
+  # the optimiser (docs/parity.md, note 2).
   recs, zero = parity.optimizer_parity("unet", steps=3, lr=1e-3)
   _check(recs)
   # Conv biases right before a train-mode BN have exactly zero gradient; Adam turns

@@ -1,7 +1,5 @@
 import functools
 
-from conftest import jit_unoptimised
-from conftest import run_unoptimised
 from conftest import tiny_config
 import jax
 import jax.numpy as jnp
@@ -32,9 +30,7 @@ def _setup(tmp_path, **overrides):
   config = tiny_config(tmp_path, **overrides)
   model = models.create_model(config.model)
   tx = train.make_optimizer(config.train, optax.constant_schedule(config.train.learning_rate))
-  state = run_unoptimised(
-    lambda key: train.create_train_state(key, model, tx, (32, 32)), jax.random.key(0)
-  )
+  state = jax.jit(lambda key: train.create_train_state(key, model, tx, (32, 32)))(jax.random.key(0))
   return config, state
 
 
@@ -48,7 +44,7 @@ def _loss(state, batch, config, epoch):
     )
     return losses.total_loss(logits, sides, batch["mask"], config.loss, epoch)[0]
 
-  return float(run_unoptimised(loss, state, batch))
+  return float(jax.jit(loss)(state, batch))
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
@@ -57,9 +53,7 @@ def test_one_train_step_lowers_the_loss_on_a_fixed_batch(tmp_path, dtype):
   # bf16 compute keeps float32 parameters and optimiser state.
   assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(state.params))
   batch = _fixed_batch()
-  step = jit_unoptimised(
-    functools.partial(train.train_step, loss_config=config.loss, steps_per_epoch=100)
-  )
+  step = jax.jit(functools.partial(train.train_step, loss_config=config.loss, steps_per_epoch=100))
   before = _loss(state, batch, config, 0)
   new_state, out = step(state, batch, jax.random.key(1))
   after = _loss(new_state, batch, config, 0)
@@ -81,11 +75,11 @@ def test_train_step_on_a_one_device_mesh_matches_the_unsharded_step(tmp_path):
   mesh = train.make_mesh()
   repl = jax.NamedSharding(mesh, jax.P())
   data = jax.NamedSharding(mesh, jax.P("data"))
-  sharded = jit_unoptimised(fn, in_shardings=(repl, data, repl), out_shardings=(repl, repl))
+  sharded = jax.jit(fn, in_shardings=(repl, data, repl), out_shardings=(repl, repl))
   s1, o1 = sharded(
     state, train.shard_batch({k: np.asarray(v) for k, v in batch.items()}, data), jax.random.key(1)
   )
-  s2, o2 = jit_unoptimised(fn)(state, batch, jax.random.key(1))
+  s2, o2 = jax.jit(fn)(state, batch, jax.random.key(1))
   np.testing.assert_allclose(float(o1["loss"]), float(o2["loss"]), rtol=1e-6)
   for a, b in zip(jax.tree.leaves(s1.params), jax.tree.leaves(s2.params)):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
@@ -112,9 +106,7 @@ def test_grad_accumulation_applies_the_mean_update_every_k_steps(tmp_path):
     tmp_path, **{"train.grad_accum_steps": 2, "train.optimizer": "sgd", "train.momentum": 0.0}
   )
   batch = _fixed_batch()
-  step = jit_unoptimised(
-    functools.partial(train.train_step, loss_config=config.loss, steps_per_epoch=100)
-  )
+  step = jax.jit(functools.partial(train.train_step, loss_config=config.loss, steps_per_epoch=100))
   s1, _ = step(state, batch, jax.random.key(0))
   same = jax.tree.map(lambda a, b: bool(jnp.all(a == b)), state.params, s1.params)
   assert all(jax.tree.leaves(same)), "no update after the first of two micro-steps"
