@@ -267,7 +267,6 @@ def main(argv, config_flag=None) -> int:
   except config_check.ConfigError as e:
     print(f"error: {e}", file=sys.stderr)
     return 2
-  input_pipeline.hide_accelerators_from_tensorflow()
   config_check.enable_compilation_cache(FLAGS.compilation_cache_dir)
   step = meta.get("step")
   which = "latest" if FLAGS.latest else "best"

@@ -34,16 +34,6 @@ class AugmentConfig:
   intensity_jitter: float  # multiplicative gain jitter, e.g. 0.1 = +-10 %
 
 
-def hide_accelerators_from_tensorflow() -> None:
-  """TF (the TFDS and metric-writer backend) must not reserve GPU/TPU memory JAX needs."""
-  try:
-    import tensorflow as tf  # here, not at the top: optional, and slow to import
-  except ImportError:  # dataset.source='memory' and the JSON-lines writer need no TF
-    return
-  tf.config.set_visible_devices([], "GPU")
-  tf.config.set_visible_devices([], "TPU")
-
-
 def normalize(image_uint8: np.ndarray, mean: float, std: float) -> np.ndarray:
   """uint8 intensities -> float32 (x - mean) / std."""
   return (image_uint8.astype(np.float32) - mean) / std

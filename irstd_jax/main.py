@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF is only the TFDS/clu backend here
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF only writes TFDS data sets here
 
 from absl import app
 from absl import flags
@@ -23,7 +23,6 @@ from ml_collections import config_flags
 
 from irstd_jax import config_check
 from irstd_jax import datasets
-from irstd_jax import input_pipeline
 from irstd_jax import train
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -69,7 +68,6 @@ def main(argv):
     config_check.validate_config(config, workdir=_WORKDIR.value, purpose="train")
   except config_check.ConfigError as e:
     return _error(e, 2)
-  input_pipeline.hide_accelerators_from_tensorflow()
   config_check.enable_compilation_cache(_COMPILATION_CACHE.value)
   _initialize_distributed()
   workdir = os.path.abspath(os.path.expanduser(_WORKDIR.value))  # made once the checks pass

@@ -32,6 +32,7 @@ from irstd_jax import datasets
 from irstd_jax import inference
 from irstd_jax import input_pipeline
 from irstd_jax import losses
+from irstd_jax import metric_writers
 from irstd_jax import metrics as metrics_lib
 from irstd_jax import models
 
@@ -448,47 +449,6 @@ class _DivergenceGuard:
     self._state_checked_at = step
 
 
-class JsonlWriter:
-  """Scalars as JSON lines in workdir/metrics.jsonl: the writer where clu cannot load.
-
-  clu's writers import TensorFlow; images without it (e.g. a bare CUDA JAX install with
-  dataset.source='memory') still get every scalar, one {"step": s, name: value} per call.
-  """
-
-  def __init__(self, workdir: str, enabled: bool = True):
-    self._file = open(os.path.join(workdir, "metrics.jsonl"), "a") if enabled else None
-
-  def write_scalars(self, step: int, scalars: dict[str, Any]) -> None:
-    if self._file is not None:
-      record = {"step": int(step), **{k: float(v) for k, v in scalars.items()}}
-      # Strict JSON: a non-finite value (a diverged loss) is written as null.
-      self._file.write(json.dumps(_strict_json(record), allow_nan=False) + "\n")
-
-  def flush(self) -> None:
-    if self._file is not None:
-      self._file.flush()
-
-  def close(self) -> None:
-    if self._file is not None:
-      self._file.close()
-      self._file = None
-
-
-def create_metric_writer(workdir: str, is_lead: bool):
-  """clu's default writer (TensorBoard events + log); JsonlWriter without TensorFlow."""
-  try:
-    from clu import metric_writers  # heavy import (TensorFlow); keep it off module import
-  except ImportError as e:
-    if is_lead:
-      print(
-        f"warning: clu metric writers unavailable ({e}); scalars go to "
-        f"{os.path.join(workdir, 'metrics.jsonl')}, no TensorBoard events",
-        flush=True,
-      )
-    return JsonlWriter(workdir, enabled=is_lead)
-  return metric_writers.create_default_writer(workdir, just_logging=not is_lead)
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains, evaluates every `eval.every_epochs`, checkpoints, and resumes from workdir.
 
@@ -522,7 +482,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       f"at most {len(train_source)}",
     )
   os.makedirs(workdir, exist_ok=True)
-  writer = create_metric_writer(workdir, is_lead)
+  writer = metric_writers.create_metric_writer(workdir, is_lead)
 
   augment_cfg = input_pipeline.AugmentConfig(
     crop_size=config.dataset.crop_size,

@@ -79,10 +79,10 @@ def test_a_real_data_config_without_data_fails_with_one_clear_line(tmp_path):
   assert last.startswith("error:") and "manual_dir" in last
 
 
-# Blocks TensorFlow, TFDS and clu (as on a bare CUDA JAX image), then runs main.
+# Blocks TensorFlow, TFDS and TensorBoard (as on a bare CUDA JAX image), then runs main.
 _NO_TF = (
   "import sys\n"
-  "for name in ('tensorflow', 'tensorflow_datasets', 'clu'):\n"
+  "for name in ('tensorflow', 'tensorflow_datasets', 'tensorboard'):\n"
   "  sys.modules[name] = None\n"
   "from absl import app\n"
   "from irstd_jax import main\n"
@@ -90,9 +90,9 @@ _NO_TF = (
 )
 
 
-def test_bf16_run_on_the_memory_source_without_tensorflow_tfds_or_clu(tmp_path):
-  """The bare-CUDA-image path end to end (one run, to keep CI short): no TF / TFDS / clu,
-  data in RAM, bfloat16 compute; float32 parameters are what gets checkpointed."""
+def test_bf16_run_on_the_memory_source_without_tensorflow_tfds_or_tensorboard(tmp_path):
+  """The bare-CUDA-image path end to end (one run, to keep CI short): no TF / TFDS /
+  TensorBoard, data in RAM, bfloat16 compute; float32 parameters are checkpointed."""
   workdir = tmp_path / "run"
   env = subprocess_env()
   cmd = [
@@ -108,7 +108,7 @@ def test_bf16_run_on_the_memory_source_without_tensorflow_tfds_or_clu(tmp_path):
   ]
   proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
   assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr[-4000:]}"
-  assert "clu metric writers unavailable" in proc.stdout
+  assert "warning: tensorboard unavailable" in proc.stdout
   assert "final test (synthetic, 6 images): mIoU" in proc.stdout
   assert not (tmp_path / "tfds").exists() and not list(workdir.glob("events.out.tfevents.*"))
   records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]

@@ -145,6 +145,15 @@ def get_builder(dataset_config: ml_collections.ConfigDict):
   )
 
 
+def _hide_accelerators_from_tensorflow() -> None:
+  """TF (TFDS's backend when it writes a data set) must not reserve GPU/TPU memory JAX
+  needs. Called only before a preparation: reading a prepared set imports no TF."""
+  import tensorflow as tf  # here, not at the top: slow to import (~5 s on 2 cores)
+
+  tf.config.set_visible_devices([], "GPU")
+  tf.config.set_visible_devices([], "TPU")
+
+
 def prepare(builder, dataset_config: ml_collections.ConfigDict) -> None:
   """Writes the data set if it is not prepared yet (validating a real set's files first).
 
@@ -157,6 +166,7 @@ def prepare(builder, dataset_config: ml_collections.ConfigDict) -> None:
 
   if builder.is_prepared():
     return
+  _hide_accelerators_from_tensorflow()
   name = dataset_config.name
   if name not in REAL_DATASETS:
     builder.download_and_prepare()
