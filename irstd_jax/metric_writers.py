@@ -66,8 +66,7 @@ class JsonlWriter:
   def write_scalars(self, step: int, scalars: dict[str, Any]) -> None:
     if self._file is not None:
       record = {"step": int(step), **{k: float(v) for k, v in scalars.items()}}
-      strict = metrics._jsonable(record)  # pylint: disable=protected-access
-      self._file.write(json.dumps(strict, allow_nan=False) + "\n")
+      self._file.write(json.dumps(metrics.strict_json(record), allow_nan=False) + "\n")
 
   def flush(self) -> None:
     if self._file is not None:

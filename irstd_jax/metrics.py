@@ -444,7 +444,7 @@ class IRSTDMetrics:
 
   def summary(self) -> dict[str, Any]:
     """compute() + size breakdown + config, JSON-friendly (NaN -> None)."""
-    return _jsonable(
+    return strict_json(
       {"metrics": self.compute(), "size_breakdown": self.size_breakdown(), "config": self.config()}
     )
 
@@ -544,13 +544,15 @@ def _count_above(idx: np.ndarray, k: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- reports
-def _jsonable(x):
+def strict_json(x):
+  """`x` (nested dicts / lists / numpy values) as plain Python that json.dumps writes as
+  strict JSON: numpy scalars and arrays as numbers and lists, NaN / inf as None (null)."""
   if isinstance(x, dict):
-    return {str(k): _jsonable(v) for k, v in x.items()}
+    return {str(k): strict_json(v) for k, v in x.items()}
   if isinstance(x, (list, tuple)):
-    return [_jsonable(v) for v in x]
+    return [strict_json(v) for v in x]
   if isinstance(x, np.ndarray):
-    return _jsonable(x.tolist())
+    return strict_json(x.tolist())
   if isinstance(x, (np.integer,)):
     return int(x)
   if isinstance(x, (float, np.floating)):
@@ -653,9 +655,9 @@ def write_report(
   os.makedirs(out_dir, exist_ok=True)
   payload = metrics.summary()
   if curve is not None:
-    payload["curve"] = _jsonable(curve)
+    payload["curve"] = strict_json(curve)
   if extra:
-    payload["extra"] = _jsonable(dict(extra))
+    payload["extra"] = strict_json(dict(extra))
   if figures:
     payload["figures"] = dict(figures)
   jpath = os.path.join(out_dir, basename + ".json")

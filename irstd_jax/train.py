@@ -315,11 +315,6 @@ def _profile_window(spec: str, start_step: int, total_steps: int) -> tuple[int, 
   return (first, end) if first < end else None
 
 
-def _strict_json(record: dict[str, Any]) -> dict[str, Any]:
-  """`record` with numpy scalars as Python numbers and NaN / inf as None (null in JSON)."""
-  return metrics_lib._jsonable(record)  # pylint: disable=protected-access
-
-
 def _state_dict(state: TrainState) -> dict[str, Any]:
   return {
     "step": state.step,
@@ -636,7 +631,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           checkpointer.save(
             step,
             _state_dict(state),
-            _strict_json(dict(meta, metrics=last_eval)),
+            metrics_lib.strict_json(dict(meta, metrics=last_eval)),
             metrics={"miou": last_eval["miou"]},
           )
         elif save_now:
@@ -665,7 +660,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   checkpointer.save(
     step,
     _state_dict(state),
-    _strict_json(dict(meta_base, epoch=step // steps_per_epoch, step=step, metrics=last_eval)),
+    metrics_lib.strict_json(
+      dict(meta_base, epoch=step // steps_per_epoch, step=step, metrics=last_eval)
+    ),
     metrics={"miou": last_eval["miou"]},
   )
   checkpointer.wait()
@@ -678,7 +675,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   }
   if is_lead:
     with open(os.path.join(workdir, "final_metrics.json"), "w") as f:
-      json.dump(_strict_json(final), f, indent=2, allow_nan=False)
+      json.dump(metrics_lib.strict_json(final), f, indent=2, allow_nan=False)
     print(
       f"final test ({config.dataset.name}, {len(test_source)} images): "
       f"mIoU {last_eval['miou']:.4f}  nIoU {last_eval['niou']:.4f}  "
