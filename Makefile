@@ -28,11 +28,11 @@ demo: install
 	  --num_figures=2
 
 # Two pytest-xdist workers, each test file whole on one worker (files share a trained run
-# or a compiled model through module fixtures; xdist starts the files with the most tests
-# first); TEST_WORKERS=0 runs in this process.
+# or a compiled model through module fixtures), handed out heaviest file first
+# (tests/conftest.py: HEAVIEST_FIRST); TEST_WORKERS=0 runs in this process.
 TEST_WORKERS ?= 2
 test: install-test
-	JAX_PLATFORMS=cpu $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
+	JAX_PLATFORMS=cpu $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder tests
 
 lint: install-test
 	$(VENV)/bin/ruff format --check .

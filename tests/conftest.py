@@ -30,6 +30,42 @@ import pytest  # noqa: E402
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
+# Test files by their share of one 2-core run (seconds, 2026-11-29), heaviest first. With
+# `--no-loadscope-reorder` (Makefile) pytest-xdist hands whole files to its workers in
+# collection order, so the long files start first and the short ones fill the gaps
+# (longest-first scheduling); xdist's own order, most tests first, started the longest
+# file last and left one worker idle for minutes. A file missing here runs after these.
+HEAVIEST_FIRST = (
+  "test_pretrained.py",  # 349
+  "test_benchmark.py",  # 281
+  "test_train.py",  # 142
+  "test_resume.py",  # 125
+  "test_parity.py",  # 124
+  "test_main.py",  # 111
+  "test_failures.py",  # 84
+  "test_multiprocess.py",  # 83
+  "test_evaluate.py",  # 68
+  "test_ablate.py",  # 67
+  "test_models.py",  # 45
+  "test_attention.py",  # 44
+  "test_sharding.py",  # 42
+  "test_losses.py",  # 34
+  "test_convert.py",  # 23
+  "test_datasets.py",  # 19
+  "test_metric_writers.py",  # 7
+)
+
+
+def pytest_collection_modifyitems(config, items):
+  """Orders the collected tests file by file as HEAVIEST_FIRST; within a file as written."""
+  del config
+  missing = [name for name in HEAVIEST_FIRST if not (REPO / "tests" / name).is_file()]
+  if missing:
+    raise pytest.UsageError(f"tests/conftest.py HEAVIEST_FIRST names no file {missing}")
+  rank = {name: i for i, name in enumerate(HEAVIEST_FIRST)}
+  items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 def datasets_root() -> pathlib.Path:
   """IRSTD_DATASETS, else ../shared/datasets next to the repository, else /work/shared."""
   if os.environ.get("IRSTD_DATASETS"):
