@@ -341,16 +341,16 @@ def jit_as_shipped(fn, **jit_kwargs):
   return jax.jit(fn, compiler_options={"xla_backend_optimization_level": 3}, **jit_kwargs)
 
 
-def random_variables(model, image_shape, seed=0):
-  """Model init, then every weight perturbed (BN scale/bias, running stats included:
-  running variances stay positive) so that no parameter sits at its init value."""
-  # Compiled without LLVM's optimisation passes (half the compile time): every value is
-  # replaced or perturbed below, so the initialiser's last ulps do not matter.
-  init = jax.jit(
-    lambda k: model.init(k, jnp.zeros((1, *image_shape, 1)), train=False),
-    compiler_options={"xla_backend_optimization_level": 0},
+def random_variables(model, tmod, image_shape, seed=0):
+  """The reference model's initial weights in the Flax layout (its attention parameters
+  start where the JAX ones do), then every weight perturbed (BN scale/bias, running
+  stats included: running variances stay positive) so that no parameter sits at its
+  init value. Numpy only: a jitted `model.init` compiled for 6-7 s per model and shape
+  (2-core CPU, -O0, 2026-11-29)."""
+  template = jax.eval_shape(
+    lambda: model.init(jax.random.key(0), jnp.zeros((1, *image_shape, 1)), train=False)
   )
-  v = init(jax.random.key(seed))
+  v = convert.torch_state_dict_to_flax(tmod.state_dict(), template)
   rs = np.random.RandomState(seed)
   flat = convert.flatten(jax.tree.map(np.asarray, v))
   new = {}
@@ -393,8 +393,9 @@ def _torch_grads_as_flax(module):
 def build_pair(name, image_shape=(40, 36), seed=0, deep_supervision=True, blocks=TINY_BLOCKS):
   cfg = tiny_model_config(name, deep_supervision, blocks)
   jmodel = jmodels.create_model(cfg)
-  v = random_variables(jmodel, image_shape, seed)
+  torch.manual_seed(seed)
   tmod = tmodel.create_model(cfg)
+  v = random_variables(jmodel, tmod, image_shape, seed)
   tmod.load_state_dict(convert.flax_to_torch_state_dict(v), strict=True)
   return cfg, jmodel, v, tmod
 
