@@ -128,7 +128,7 @@ def test_reference_components_match_scipy_order():
 
 
 def test_adam_steps():
-  # 'unet' (no attention). On l1_gp_rotated the first gradient agrees to ~3e-6 of its
+  # 'unet' (no attention). On l1_gp_rotated the first gradient agrees to 1-3e-6 of its
   # max, but Adam's normalised steps enlarge the differences of small gradients (and
   # the attentions' max can pick another entry on a near-tie after a step): after 3
   # steps of lr 1e-3 its parameters differ by 1.2e-5 to 1.4e-3 of their max depending on
