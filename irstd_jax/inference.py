@@ -100,8 +100,8 @@ def score_test_split(
     accumulators: objects with `update(scores, masks, sizes=, valid=)`
       (metrics.IRSTDMetrics, metrics.CurveMetrics).
     process_index, process_count: this process's share of the batches.
-    batch_multiple: a bucket's last batch is rounded up to a multiple of this (the mesh's
-      device count; default the process count), not to eval.batch_size.
+    batch_multiple: a bucket smaller than eval.batch_size is one batch rounded up to a
+      multiple of this (the mesh's device count; default the process count).
     on_batch: called with (batch, scores) after the accumulators (figures, progress).
   """
   for batch in input_pipeline.eval_batches(

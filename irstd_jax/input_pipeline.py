@@ -198,12 +198,14 @@ def eval_batches(
   """Every image of the split exactly once, bucket by bucket (`eval_buckets`), each batch
   zero-padded (after normalisation, i.e. to the mean) to its bucket's shape.
 
-  A bucket's batches hold `global_batch_size` images, its last batch the rest rounded up
-  to a multiple of `batch_multiple` (the mesh's device count, so every device gets the
-  same number of rows; default the process count) with blank images marked
-  valid=False: the cost follows the images that exist, and all processes run the same
-  steps. `sizes` holds each image's true (h, w) for un-padding and `index` its position
-  in the split (-1 for filler).
+  A bucket's batches hold `global_batch_size` images. A bucket of at most that many
+  images is one batch of its images rounded up to a multiple of `batch_multiple` (the
+  mesh's device count, so every device gets the same number of rows; default the process
+  count); a larger bucket's last batch is filled up to `global_batch_size`, so that each
+  bucket is one compiled shape (a compile costs more than the few filler images). Filler
+  images are blank and marked valid=False; all processes run the same steps. `sizes`
+  holds each image's true (h, w) for un-padding and `index` its position in the split
+  (-1 for filler).
   """
   batch_multiple = batch_multiple or process_count
   if global_batch_size % batch_multiple or batch_multiple % process_count:
@@ -212,8 +214,8 @@ def eval_batches(
       f"devices, and they of the process count {process_count}"
     )
   for (height, width), indices in eval_buckets(source, multiple):
-    for start in range(0, len(indices), global_batch_size):
-      rows = min(global_batch_size, round_up(len(indices) - start, batch_multiple))
+    rows = min(global_batch_size, round_up(len(indices), batch_multiple))
+    for start in range(0, len(indices), rows):
       local = rows // process_count
       chunk = indices[start : start + rows][process_index * local : (process_index + 1) * local]
       images = np.zeros((local, height, width, 1), np.float32)  # zero = mean after normalising

@@ -79,9 +79,9 @@ def test_uneven_batch_is_refused_with_a_clear_message():
 
 
 def test_eval_sees_every_image_exactly_once_with_sizes_and_padding():
-  source = _source(n=11)
+  source = _source(n=23)
   buckets = ip.eval_buckets(source, multiple=16)
-  assert sorted(i for _, indices in buckets for i in indices) == list(range(11))
+  assert sorted(i for _, indices in buckets for i in indices) == list(range(23))
   areas = [h * w for (h, w), _ in buckets]
   assert areas == sorted(areas)
   for (h, w), indices in buckets:
@@ -89,14 +89,16 @@ def test_eval_sees_every_image_exactly_once_with_sizes_and_padding():
     for i in indices:  # each image in the smallest multiple-of-16 shape that holds it
       ih, iw = source[i]["image"].shape[:2]
       assert (h, w) == (-(-ih // 16) * 16, -(-iw // 16) * 16)
-  # (processes, devices): a bucket's last batch is rounded up to the device count only.
+  # (processes, devices): a bucket of at most a batch is rounded up to the device count
+  # only; a larger one fills its last batch (one compiled shape per bucket).
   for processes, devices in ((1, 1), (1, 2), (2, 2), (2, 4)):
-    seen, rows = [], 0
+    seen, rows, shapes = [], 0, set()
     for p in range(processes):
       for batch in ip.eval_batches(source, 4, 16, 10.0, 2.0, p, processes, devices):
         assert batch["image"].shape[0] * processes % devices == 0
         assert batch["image"].shape[0] <= 4 // processes
         rows += batch["image"].shape[0]
+        shapes.add(batch["image"].shape)
         for img, mask, size, valid, key, index in zip(
           batch["image"], batch["mask"], batch["sizes"], batch["valid"], batch["id"], batch["index"]
         ):
@@ -112,8 +114,10 @@ def test_eval_sees_every_image_exactly_once_with_sizes_and_padding():
           assert not img[h:].any() and not img[:, w:].any()
           np.testing.assert_array_equal(mask[:h, :w], source[i]["mask"])
           seen.append(i)
-    assert sorted(seen) == list(range(11))
-    full, rest = zip(*[divmod(len(indices), 4) for _, indices in buckets])
-    assert rows == 4 * sum(full) + sum(-(-r // devices) * devices for r in rest)
+    assert sorted(seen) == list(range(23))
+    assert len(shapes) == len(buckets)
+    sizes = [len(indices) for _, indices in buckets]
+    assert any(n > 4 and n % 4 for n in sizes)  # a bucket with a filled last batch
+    assert rows == sum(-(-n // devices) * devices if n <= 4 else -(-n // 4) * 4 for n in sizes)
   with pytest.raises(ValueError, match="multiple of the 3 devices"):
     next(ip.eval_batches(source, 4, 16, 10.0, 2.0, batch_multiple=3))
