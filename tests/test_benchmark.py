@@ -34,8 +34,9 @@ else:
     reason="PyTorch not installed: the benchmark compares "
     "against idiomatic PyTorch (torch==2.13.0)",
   )
-# The Flax <-> PyTorch weight mapping the converter tool uses (numpy only).
-convert = load_module(REPO / "tools" / "torch_weights.py")
+from reference_torch import parity  # noqa: E402  (after the torch check above)
+
+convert = parity.convert  # tools/torch_weights.py: the converter tool's weight mapping
 
 MODELS = ("mshnet", "l1_gp_rotated")
 
@@ -90,31 +91,6 @@ def test_idiomatic_models_have_the_jax_parameter_counts(name):
     assert n_jax == 4_065_481  # docs/models.md; MSHNet's own network built for 1 channel
 
 
-def _perturbed_variables(model, tmodel, x, seed):
-  """Initial variables moved off their special values: weights, BN statistics, and the
-  attention's rho, theta (0 makes the pinwheel symmetric) and amplitude (constant).
-
-  The idiomatic model's own initial weights (its attention parameters start where the
-  JAX ones do), every entry moved by up to +-30%, in numpy: a jitted `model.init` plus
-  noise compiled for 17-26 s of this test on the 2-core CPU (2026-11-29)."""
-  template = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
-  variables = convert.torch_state_dict_to_flax(tmodel.state_dict(), template)
-  rng = np.random.default_rng(seed)
-
-  def move(leaf):
-    noise = rng.uniform(-0.3, 0.3, leaf.shape).astype(np.float32)
-    return leaf * (1.0 + noise) + 0.05 * noise
-
-  variables = jax.tree.map(move, variables)
-  variables["params"] = jax.tree_util.tree_map_with_path(  # theta: anywhere in +-1.5 rad
-    lambda p, v: v * 100.0 if p[-1].key == "theta" else v, variables["params"]
-  )
-  for path, leaf in jax.tree_util.tree_flatten_with_path(variables["batch_stats"])[0]:
-    assert path[-1].key in ("mean", "var") and leaf.ndim == 1
-  batch_stats = jax.tree.map(np.abs, variables["batch_stats"])  # var > 0 (mean too: fine)
-  return {"params": variables["params"], "batch_stats": batch_stats}
-
-
 @pytest.mark.parametrize("name", MODELS)
 def test_idiomatic_model_and_loss_are_the_project_function(name):
   """JAX weights loaded into the idiomatic model: eval and train outputs (fused and side
@@ -125,7 +101,9 @@ def test_idiomatic_model_and_loss_are_the_project_function(name):
   image, mask = tool.make_batch(2, 32, seed=3)
   torch.manual_seed(5)
   tmodel = tm.create_model(cfg)
-  variables = _perturbed_variables(model, tmodel, jnp.asarray(image), seed=5)
+  # The idiomatic model's own initial weights, every parameter and BN statistic moved
+  # off its init value (theta anywhere in +-pi), as the parity tests draw them.
+  variables = parity.random_variables(model, tmodel, image.shape[1:3], seed=5)
   if name == "l1_gp_rotated":
     thetas = [
       leaf
