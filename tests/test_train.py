@@ -34,7 +34,9 @@ def _setup(tmp_path, **overrides):
   return config, state
 
 
-def _loss(state, batch, config, epoch):
+def _jitted_loss(config, epoch):
+  """state, batch -> the train-mode loss; one jitted function, compiled once per test."""
+
   def loss(state, batch):
     (logits, sides), _ = state.apply_fn(
       {"params": state.params, "batch_stats": state.batch_stats},
@@ -44,7 +46,7 @@ def _loss(state, batch, config, epoch):
     )
     return losses.total_loss(logits, sides, batch["mask"], config.loss, epoch)[0]
 
-  return float(jax.jit(loss)(state, batch))
+  return jax.jit(loss)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
@@ -54,9 +56,10 @@ def test_one_train_step_lowers_the_loss_on_a_fixed_batch(tmp_path, dtype):
   assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(state.params))
   batch = _fixed_batch()
   step = jax.jit(functools.partial(train.train_step, loss_config=config.loss, steps_per_epoch=100))
-  before = _loss(state, batch, config, 0)
+  loss = _jitted_loss(config, 0)
+  before = float(loss(state, batch))
   new_state, out = step(state, batch, jax.random.key(1))
-  after = _loss(new_state, batch, config, 0)
+  after = float(loss(new_state, batch))
   assert int(new_state.step) == 1
   np.testing.assert_allclose(float(out["loss"]), before, rtol=1e-5)
   assert after < before
