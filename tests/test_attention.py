@@ -265,6 +265,17 @@ def test_max_to_one_index_value_and_gradient_at_ties():
   g = jax.grad(lambda y: jnp.sum(att.max_to_one_index(y, (1, 2))))(y)
   np.testing.assert_array_equal(jnp.sum(g, (1, 2)), np.ones((2, 5)))
   assert g[1, 0, 1, 4] == 1 and g[1, 2, 3, 4] == 0  # the first in row-major order
+  # Non-finite entries: the value is still jnp.max's (the other entries must not leak in,
+  # e.g. as inf * 0), and the gradient still goes to one entry.
+  z = jnp.asarray([[-np.inf, -np.inf, -np.inf], [np.inf, 2.0, -np.inf], [1.0, np.nan, 3.0]])
+  for dtype in (jnp.float32, jnp.bfloat16):
+    got = att.max_to_one_index(z.astype(dtype), -1)
+    assert got.dtype == dtype
+    want = jnp.max(z.astype(dtype), -1, keepdims=True)
+    # float32 for the comparison: numpy matches NaN with NaN only in its own float types.
+    np.testing.assert_array_equal(np.float32(got), np.float32(want))
+  gz = jax.grad(lambda z: jnp.sum(att.max_to_one_index(z, -1)[:2]))(z)
+  np.testing.assert_array_equal(gz, [[1, 0, 0], [1, 0, 0], [0, 0, 0]])
 
 
 def test_first_gradient_is_finite_with_xla_cpus_other_convolution_kernels():
