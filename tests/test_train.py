@@ -36,15 +36,16 @@ def _setup(tmp_path, **overrides):
 
 @pytest.fixture(scope="module")
 def tiny_step(tmp_path_factory):
-  """dtype -> (config, initial state, jitted train_step) of the tiny model, built and
-  compiled once per module: the tests below share the float32 one."""
+  """dtype -> (config, initial state, train_step bound to its loss config, that step
+  jitted) of the tiny model, built and compiled once per module: the tests below share
+  the float32 one."""
   built = {}
 
   def get(dtype):
     if dtype not in built:
       config, state = _setup(tmp_path_factory.mktemp(dtype), **{"model.dtype": dtype})
       step = functools.partial(train.train_step, loss_config=config.loss, steps_per_epoch=100)
-      built[dtype] = config, state, jax.jit(step)
+      built[dtype] = config, state, step, jax.jit(step)
     return built[dtype]
 
   return get
@@ -67,7 +68,7 @@ def _jitted_loss(config, epoch):
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_one_train_step_lowers_the_loss_on_a_fixed_batch(tiny_step, dtype):
-  config, state, step = tiny_step(dtype)
+  config, state, _, step = tiny_step(dtype)
   # bf16 compute keeps float32 parameters and optimiser state.
   assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(state.params))
   batch = _fixed_batch()
@@ -87,9 +88,8 @@ def test_one_train_step_lowers_the_loss_on_a_fixed_batch(tiny_step, dtype):
 
 
 def test_train_step_on_a_one_device_mesh_matches_the_unsharded_step(tiny_step):
-  config, state, step = tiny_step("float32")
+  _, state, fn, step = tiny_step("float32")
   batch = _fixed_batch()
-  fn = functools.partial(train.train_step, loss_config=config.loss, steps_per_epoch=100)
   mesh = train.make_mesh()
   repl = jax.NamedSharding(mesh, jax.P())
   data = jax.NamedSharding(mesh, jax.P("data"))
@@ -97,7 +97,7 @@ def test_train_step_on_a_one_device_mesh_matches_the_unsharded_step(tiny_step):
   s1, o1 = sharded(
     state, train.shard_batch({k: np.asarray(v) for k, v in batch.items()}, data), jax.random.key(1)
   )
-  s2, o2 = step(state, batch, jax.random.key(1))  # jax.jit(fn), compiled by an earlier test
+  s2, o2 = step(state, batch, jax.random.key(1))  # jax.jit(fn), shared with the step test
   np.testing.assert_allclose(float(o1["loss"]), float(o2["loss"]), rtol=1e-6)
   for a, b in zip(jax.tree.leaves(s1.params), jax.tree.leaves(s2.params)):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
