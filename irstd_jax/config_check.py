@@ -297,6 +297,7 @@ def _check_model(config) -> None:
   _choice(config, "model.dtype", DTYPES, "compute dtype")
   _int_sequence(config, "model.channels", 5)
   _int_sequence(config, "model.blocks", 4)
+  _number(config, "model.output_prior", low=0.0, high=0.5)
 
 
 def _check_dataset(config, purpose: str) -> None:
@@ -384,7 +385,13 @@ def validate_config(config, *, workdir: str | None = None, purpose: str = "train
 
 # Model fields that neither shape the saved state nor change what the parameters compute
 # (float32 parameters are stored whatever the compute dtype).
-_MODEL_FIELDS_OUTSIDE_STATE = ("model.dtype", "model.bn_momentum", "model.bn_epsilon")
+# Fields that change how a state is computed or initialised, not its tree.
+_MODEL_FIELDS_OUTSIDE_STATE = (
+  "model.dtype",
+  "model.bn_momentum",
+  "model.bn_epsilon",
+  "model.output_prior",
+)
 
 
 def _normalized(value: Any) -> Any:
@@ -397,9 +404,9 @@ def state_changes(stored: Any, config) -> list[str]:
   """'field (old -> new)' for every field whose change makes a saved training state unfit.
 
   `stored` is the config saved in a checkpoint's meta (a dict); `config` the new one.
-  Compared: model.* (the architecture; not dtype and BatchNorm settings), train.optimizer,
-  train.grad_clip_norm turned on or off and train.grad_accum_steps turned on or off
-  (optax.MultiSteps): each changes the parameter or optimizer state tree.
+  Compared: model.* (the architecture; not dtype, BatchNorm settings, output_prior),
+  train.optimizer, train.grad_clip_norm turned on or off and train.grad_accum_steps turned
+  on or off (optax.MultiSteps): each changes the parameter or optimizer state tree.
   """
   reference = reference_config()
   names = [n for n in field_names(reference.model)]

@@ -83,6 +83,9 @@ def model_config() -> ml_collections.ConfigDict:
   c.deep_supervision = True
   c.bn_momentum = 0.9  # flax convention (PyTorch momentum 0.1)
   c.bn_epsilon = 1e-5
+  # Initial probability of every output pixel (side biases logit(pi), fusion = mean of the
+  # sides); 0 = flax's zero biases (p ~ 0.5 at the start, runs before 2026-12-07).
+  c.output_prior = 0.01
   c.block = "basic"  # 'basic' | 'pconv' (set by the name preset)
   c.channel_attention = True  # (set by the name preset)
   a = ml_collections.ConfigDict()

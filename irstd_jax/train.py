@@ -294,6 +294,19 @@ def merge_across_processes(accumulator: metrics_lib.IRSTDMetrics) -> metrics_lib
 # ---------------------------------------------------------------------------------- loop
 
 
+def warn_if_saturated(result: dict[str, Any], when: str) -> None:
+  """One stderr line when test images are predicted positive on most of their pixels."""
+  count = int(result.get("num_saturated", 0))
+  if count:
+    print(
+      f"warning: at {when}, {count} of {result['num_images']} test images are predicted "
+      f"positive on more than half of their pixels: the detector fires on their background "
+      f"(docs/training.md, 'A detector that fires everywhere')",
+      file=sys.stderr,
+      flush=True,
+    )
+
+
 def _format_eta(seconds: float) -> str:
   seconds = int(max(seconds, 0))
   hours, rest = divmod(seconds, 3600)
@@ -628,6 +641,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
               f"{last_eval['fa_strict'] * 1e6:.2f}e-6",
               flush=True,
             )
+            warn_if_saturated(last_eval, f"epoch {epoch}")
           checkpointer.save(
             step,
             _state_dict(state),
@@ -683,6 +697,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       f"Fa_strict {last_eval['fa_strict'] * 1e6:.2f}e-6",
       flush=True,
     )
+    warn_if_saturated(last_eval, "the end")
   writer.flush()
   writer.close()
   return final

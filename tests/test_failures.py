@@ -493,6 +493,7 @@ VALIDATION = [  # field, value, the message of validate_config(purpose='train')
   ("eval.every_epochs", 0, "eval.every_epochs: 0 is too small"),
   ("dataset.std", 0.0, "dataset.std: 0.0 is too small (a finite number > 0)"),
   ("train.profile", "5:2", "train.profile: '5:2' is not a step count or range"),
+  ("model.output_prior", 0.9, "model.output_prior: 0.9 is too large (a number in [0, 0.5])"),
 ]
 
 

@@ -482,3 +482,37 @@ def test_analysis_tool_pins_findings():
     tp = tool.var_turning_points((10, 50))
     for r in tp:
       assert r["x_min_numeric"] == pytest.approx(r["x_min_analytic"], abs=1e-3)
+
+
+def test_saturated_image_gets_almost_no_pull_from_the_diff_weight():
+  """The trap the output prior avoids (docs/losses.md): on an image predicted positive
+  almost everywhere, the paper's diff weight (w ~ 2 At / Ap) cuts the pull on the
+  background ~100x below plain IoU's; at p = 0.5 everywhere (zero-bias init) ~300x below
+  its pull at p = 0.01. The tool's closed form equals jax.grad through the training loss."""
+  tool = _load_tool()
+  n, at = tool.SATURATION_IMAGE
+  side = int(math.isqrt(n))
+  mask = np.zeros((1, side, side, 1))
+  mask.reshape(-1)[:at] = 1.0
+
+  def pull(cfg, p_bg, p_fg):
+    logit = lambda p: math.log(p / (1.0 - p))
+    z = jnp.asarray(np.where(mask > 0, logit(p_fg), logit(p_bg)))
+    grad = jax.grad(lambda z: L.single_output_loss(z, jnp.asarray(mask), cfg, epoch=99)[0])(z)
+    return float(jnp.sum(jnp.where(mask > 0, 0.0, grad)))
+
+  with jax.enable_x64(True):
+    pulls = {}
+    for label, p_bg, p_fg in tool.SATURATION_STATES:
+      for name, cfg, kind in (
+        ("iou", _cfg(name="soft_iou", deep_supervision=False), None),
+        ("diff", _cfg(deep_supervision=False), "diff"),
+      ):
+        pulls[name, label] = pull(cfg, p_bg, p_fg)
+        assert pulls[name, label] == pytest.approx(
+          tool.background_pull(kind, {}, p_bg, p_fg), rel=1e-6
+        )
+  healthy, zero_bias, prior, saturated = (s[0] for s in tool.SATURATION_STATES)
+  assert pulls["iou", saturated] / pulls["diff", saturated] > 100
+  assert pulls["diff", healthy] / pulls["diff", saturated] > 1e5
+  assert pulls["diff", prior] / pulls["diff", zero_bias] > 250

@@ -430,3 +430,23 @@ def test_summable_counts_across_hosts():
       "skip": sum(ious) / len(ious),
     }[conv]
     assert a["niou"] == pytest.approx(expected_niou)
+
+
+def test_num_saturated_counts_images_more_than_half_positive():
+  """An image is saturated when more than half of its (cropped) pixels are predicted
+  positive; exactly half is not. Padding outside `sizes` and filler images do not count."""
+  half = _img()
+  half[:10] = 0.9  # 200 of 400 pixels: not more than half
+  most = _img()
+  most[:11] = 0.9  # 220 of 400
+  padded = np.full((20, 20), 0.9, np.float32)  # positive everywhere, but cropped to 10 x 10
+  padded[:10, :10] = 0.0
+  m = metrics_at_eval_defaults()
+  m.update(
+    np.stack([half, most, padded, most]),
+    np.zeros((4, 20, 20), np.float32),
+    sizes=[(20, 20), (20, 20), (10, 10), (20, 20)],
+    valid=[True, True, True, False],
+  )
+  assert m.compute()["num_saturated"] == 1
+  assert M.IRSTDMetrics.from_counts(m.counts(), **m.config()).compute()["num_saturated"] == 1

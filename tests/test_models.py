@@ -261,3 +261,44 @@ def test_inspect_kernels_tool_draws_png(tmp_path):
   out = tmp_path / "k.png"
   assert tool.draw({"params": params}, cfg, "test", str(out)) == 2
   assert out.stat().st_size > 1000
+
+
+@pytest.mark.parametrize("deep_supervision", [True, False])
+def test_output_prior_initialisation(deep_supervision):
+  """Default init: side biases logit(pi), the fusion the mean of the sides, so every pixel
+  of the first prediction is near pi (a batch at random init is then not saturated, the
+  state where the overlap losses barely pull back, docs/losses.md). output_prior=0 keeps
+  flax's zero biases."""
+  prior = default_config.model_config().output_prior
+  assert 0.0 < prior < 0.5
+  model = make("l1_gp_rotated", deep_supervision=deep_supervision, **SMALL)
+  x = jax.random.normal(jax.random.key(0), (2, 40, 36, 1))
+  (logits, sides), variables = jax.jit(
+    lambda x: model.init_with_output(jax.random.key(1), x, train=True)
+  )(x)
+  params = variables["params"]
+  logit_prior = np.log(prior / (1.0 - prior))
+  names = [f"output_{k}" for k in range(4 if deep_supervision else 1)]
+  for name in names:
+    np.testing.assert_allclose(params[name]["bias"], [logit_prior], rtol=1e-6)
+  probs = jax.nn.sigmoid(logits)
+  assert float(probs.max()) < 0.5
+  assert 0.5 * prior < float(probs.mean()) < 2.0 * prior
+  if deep_supervision:
+    kernel = np.asarray(params["final"]["kernel"])  # (3, 3, 4, 1)
+    expected = np.zeros_like(kernel)
+    expected[1, 1] = 0.25
+    np.testing.assert_array_equal(kernel, expected)
+    np.testing.assert_allclose(
+      logits,
+      sum(models.unet.upsample(s, 2**k, (40, 36)) for k, s in enumerate(sides)) / 4,
+      atol=1e-5,
+    )
+  legacy = make("l1_gp_rotated", deep_supervision=deep_supervision, output_prior=0.0, **SMALL)
+  legacy_params = abstract_init(legacy)["params"]
+  init = jax.jit(lambda x: legacy.init(jax.random.key(1), x, train=False))(x)["params"]
+  assert jax.tree_util.tree_structure(init) == jax.tree_util.tree_structure(legacy_params)
+  for name in names:
+    np.testing.assert_array_equal(init[name]["bias"], [0.0])
+  with pytest.raises(ValueError, match="output_prior"):
+    models.unet.output_initializers(0.7)

@@ -98,6 +98,7 @@ def create_model(model_config) -> UNet:
     bn_momentum=float(cfg.bn_momentum),
     bn_epsilon=float(cfg.bn_epsilon),
     dtype=_DTYPES[cfg.dtype],
+    output_prior=float(cfg.output_prior),
   )
 
 

@@ -18,6 +18,14 @@ Architecture (channels c0..c4 = config.channels, b0..b3 = config.blocks):
                up8(side_3)) -> fused logits (deep supervision on); without deep
                supervision the logits are output_0(d0) and there is no ``final``.
 
+Output initialisation (``output_prior`` = pi in (0, 0.5]): every ``output_k`` bias starts
+at logit(pi) and ``final`` starts as the mean of the side logits (centre tap 1/K per
+input, zero bias), so the first prediction is p ~ pi on every pixel of every image. With
+zero biases (``output_prior = 0``: flax's defaults, the init of runs before 2026-12-07)
+the first prediction is p ~ 0.5, where every image is saturated: the overlap losses'
+gradient on a saturated image is 1e2-1e5 times weaker than on a healthy one
+(docs/losses.md), and images left saturated after warm-up can stay so.
+
 Any H, W: max pooling is 2x2 / stride 2 with 'SAME' padding (-inf padding at the
 bottom/right, PyTorch ``MaxPool2d(2, ceil_mode=True)``), so level k has size
 ceil(H / 2^k); upsampling is bilinear x2 (half-pixel centres, PyTorch
@@ -141,6 +149,29 @@ class Stage(nn.Module):
     return x
 
 
+def output_initializers(output_prior: float) -> tuple[dict[str, Any], dict[str, Any]]:
+  """Initialisers (nn.Conv keyword arguments) of the side outputs and of the fusion.
+
+  output_prior = 0: flax's defaults. Otherwise the side biases start at logit(pi) and the
+  fusion's (3, 3, K, 1) kernel at 1/K on the centre tap of each input (the mean of the K
+  side logits), its bias at 0.
+  """
+  if output_prior == 0.0:
+    return {}, {}
+  if not 0.0 < output_prior <= 0.5:
+    raise ValueError(f"output_prior={output_prior!r}: expected 0 (off) or a value in (0, 0.5]")
+  side_bias = math.log(output_prior / (1.0 - output_prior))
+
+  def mean_of_inputs(key, shape, dtype=jnp.float32):
+    del key
+    kh, kw, k_in, k_out = shape
+    kernel = jnp.zeros(shape, dtype)
+    return kernel.at[kh // 2, kw // 2].set(jnp.full((k_in, k_out), 1.0 / k_in, dtype))
+
+  side = {"bias_init": nn.initializers.constant(side_bias)}
+  return side, {"kernel_init": mean_of_inputs, "bias_init": nn.initializers.zeros}
+
+
 class UNet(nn.Module):
   """MSHNet-style U-Net.  See the module docstring for layout and names.
 
@@ -158,6 +189,7 @@ class UNet(nn.Module):
   bn_momentum: float
   bn_epsilon: float
   dtype: Dtype
+  output_prior: float = 0.0
 
   @nn.compact
   def __call__(self, images, train: bool = False):
@@ -173,9 +205,17 @@ class UNet(nn.Module):
       bn_epsilon=self.bn_epsilon,
       dtype=self.dtype,
     )
-    conv = lambda f, k, name: nn.Conv(
-      f, (k, k), padding="SAME", use_bias=True, dtype=self.dtype, param_dtype=jnp.float32, name=name
+    conv = lambda f, k, name, **init: nn.Conv(
+      f,
+      (k, k),
+      padding="SAME",
+      use_bias=True,
+      dtype=self.dtype,
+      param_dtype=jnp.float32,
+      name=name,
+      **init,
     )
+    side_init, final_init = output_initializers(self.output_prior)
     stage = lambda f, n, name: Stage(f, n, tuple(kw.items()), name=name)
 
     x = images.astype(self.dtype)
@@ -193,20 +233,20 @@ class UNet(nn.Module):
     d1 = stage(c[1], b[0], "decoder_1")(up_cat(e1, d2), train)
     d0 = stage(c[0], 1, "decoder_0")(up_cat(e0, d1), train)
 
-    out0 = conv(1, 1, "output_0")(d0)
+    out0 = conv(1, 1, "output_0", **side_init)(d0)
     if not self.deep_supervision:
       return out0.astype(jnp.float32), ()
     sides = [
       out0,
-      conv(1, 1, "output_1")(d1),
-      conv(1, 1, "output_2")(d2),
-      conv(1, 1, "output_3")(d3),
+      conv(1, 1, "output_1", **side_init)(d1),
+      conv(1, 1, "output_2", **side_init)(d2),
+      conv(1, 1, "output_3", **side_init)(d3),
     ]
     hw = images.shape[1:3]
     fused_in = jnp.concatenate(
       [sides[0]] + [upsample(s, 2**k, hw) for k, s in enumerate(sides) if k], axis=-1
     )
-    logits = conv(1, 3, "final")(fused_in)
+    logits = conv(1, 3, "final", **final_init)(fused_in)
     return logits.astype(jnp.float32), tuple(s.astype(jnp.float32) for s in sides)
 
 
