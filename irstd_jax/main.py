@@ -2,14 +2,16 @@
 
 Any config field can be overridden on the command line, e.g. --config.train.num_epochs=2.
 
-Exit status: 0 done; 2 a bad config, flag, data set or checkpoint (one `error:` line on
-stderr, before any compilation where the data are not needed to tell); 3 training
+Exit status: 0 done; 2 a bad config, flag, data set or checkpoint, or a workdir another
+live run holds (one `error:` line on stderr, before any compilation where the data are
+not needed to tell); 3 training
 diverged (non-finite loss, gradient norm or state; nothing non-finite is saved);
 130 / 143 stopped by SIGINT / SIGTERM after saving a checkpoint.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -24,6 +26,7 @@ from ml_collections import config_flags
 from irstd_jax import config_check
 from irstd_jax import datasets
 from irstd_jax import train
+from irstd_jax import workdir_lock
 
 _CONFIG = config_flags.DEFINE_config_file(
   "config", None, "Path to a configs/*.py file.", lock_config=True
@@ -77,9 +80,12 @@ def main(argv):
     jax.process_count(),
     jax.local_devices(),
   )
+  # One lock per job (process 0), taken before anything in the workdir is read or written.
+  lock = workdir_lock.hold(workdir) if jax.process_index() == 0 else contextlib.nullcontext()
   try:
-    train.train_and_evaluate(config, workdir)
-  except (datasets.DataNotPreparedError, config_check.ConfigError) as e:
+    with lock:
+      train.train_and_evaluate(config, workdir)
+  except (datasets.DataNotPreparedError, config_check.ConfigError, workdir_lock.WorkdirInUse) as e:
     return _error(e, 2)
   except train.TrainingDiverged as e:
     return _error(e, 3)

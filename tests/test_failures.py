@@ -56,6 +56,7 @@ class Ctx:
   workdir: pathlib.Path  # the row's --workdir / --checkpoint
   shared: pathlib.Path  # the trained workdir every row may copy
   cache: pathlib.Path  # JAX compilation cache shared by the subprocesses
+  holder: subprocess.Popen | None = None  # a process holding the workdir's lock
 
 
 def _env(ctx: Ctx) -> dict:
@@ -130,6 +131,19 @@ def damage_all(ctx: Ctx) -> None:
   for name in (checkpointing.LATEST_DIR, checkpointing.BEST_DIR):
     for step in _steps(ctx.workdir / name):
       _truncate_data_files(ctx.workdir / name / str(step))
+
+
+def held_by_another_run(ctx: Ctx) -> None:
+  """The shared run's copy, its lock held by a live process (a second terminal's run)."""
+  copy_shared(ctx)
+  code = (
+    "import sys, time\nfrom irstd_jax import workdir_lock\n"
+    "with workdir_lock.hold(sys.argv[1]):\n  print('held', flush=True)\n  time.sleep(300)"
+  )
+  ctx.holder = subprocess.Popen(
+    [sys.executable, "-c", code, str(ctx.workdir)], cwd=REPO, stdout=subprocess.PIPE, text=True
+  )
+  assert ctx.holder.stdout.readline().strip() == "held"
 
 
 def file_as_workdir(ctx: Ctx) -> None:
@@ -227,6 +241,15 @@ def checkpoints_untouched(ctx: Ctx, proc) -> None:
   assert (ctx.workdir / "final_metrics.json").read_text() == (
     ctx.shared / "final_metrics.json"
   ).read_text()
+
+
+def refused_naming_the_holder(ctx: Ctx, proc) -> None:
+  try:
+    assert f"in use by pid {ctx.holder.pid} on " in proc.stderr
+    checkpoints_untouched(ctx, proc)
+  finally:
+    ctx.holder.kill()
+    ctx.holder.wait()
 
 
 def resumed_from_the_older_step(ctx: Ctx, proc) -> None:
@@ -392,6 +415,16 @@ ROWS = [
     ": no readable checkpoint: ",
     no_eval_output,
     prepare=damage_all,
+  ),
+  # 7. A second run on a workdir whose run is still alive: refused before anything moves.
+  Row(
+    "workdir held by a live run",
+    main_with(),
+    2,
+    "is in use by pid ",
+    refused_naming_the_holder,
+    prepare=held_by_another_run,
+    one_line=True,
   ),
   # 6. A resume whose config changed the saved state's shape; train.init_from.
   Row(
@@ -622,3 +655,26 @@ def test_overrides_accept_fields_older_configs_lack_and_refuse_unknown_names():
   assert config.dataset.manual_dir == "True" and config.train.learning_rate == 1.0
   with pytest.raises(config_check.ConfigError, match=r"^trian\.seed: no such config field"):
     config_check.apply_overrides(config, ["trian.seed=1"])
+
+
+def test_workdir_lock_is_exclusive_released_on_exit_and_ignores_a_dead_holder(tmp_path):
+  from irstd_jax import workdir_lock
+
+  workdir = tmp_path / "run"
+  with workdir_lock.hold(str(workdir)) as path:
+    holder = json.loads(pathlib.Path(path).read_text())
+    assert holder["pid"] == os.getpid()
+    with pytest.raises(workdir_lock.WorkdirInUse, match=f"in use by pid {os.getpid()} on "):
+      with workdir_lock.hold(str(workdir)):
+        pass
+  # Released on exit (also on an exception), and a lock file whose holder died is stale:
+  with pytest.raises(KeyError):
+    with workdir_lock.hold(str(workdir)):
+      raise KeyError("boom")
+  dead = subprocess.run(
+    [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True
+  )
+  stale = {"pid": int(dead.stdout), "host": "h", "started": "t", "command": "c"}
+  pathlib.Path(path).write_text(json.dumps(stale))
+  with workdir_lock.hold(str(workdir)):
+    assert json.loads(pathlib.Path(path).read_text())["pid"] == os.getpid()
