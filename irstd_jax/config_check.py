@@ -133,12 +133,78 @@ def apply_overrides(config, overrides: Iterable[str], flag: str = "--set") -> No
 # -------------------------------------------------------------------------- flag parsing
 
 
+def _config_path(argv: list[str]) -> str | None:
+  """The last `--config` value in argv (`--config=PATH` or `--config PATH`; absl's last
+  one wins), else None."""
+  found = None
+  for i, arg in enumerate(argv[1:], 1):
+    if arg.startswith("--config="):
+      found = arg[len("--config=") :]
+    elif arg == "--config" and i + 1 < len(argv):
+      found = argv[i + 1]
+  return found
+
+
+def check_config_file(path: str) -> None:
+  """ConfigError (field `--config`, one line naming the file) unless `path` is a Python
+  file that imports and whose `get_config()` returns a ConfigDict. Runs the file once."""
+  import importlib.util  # noqa: PLC0415 (only for --config files)
+  import traceback  # noqa: PLC0415
+
+  import ml_collections  # noqa: PLC0415
+
+  allowed = "a configs/*.py file whose get_config() returns an ml_collections.ConfigDict"
+  shown = path
+  path, *arguments = path.split(":", 1)  # config_flags' `file.py:argument` form
+  path = os.path.abspath(os.path.expanduser(path))
+  if not os.path.isfile(path):
+    what = "is a directory" if os.path.isdir(path) else "does not exist"
+    raise ConfigError("--config", f"{shown} {what}", allowed)
+
+  def where(error: BaseException) -> str:
+    if isinstance(error, SyntaxError) and error.lineno:
+      return f" (line {error.lineno})"
+    lines = [f.lineno for f in traceback.extract_tb(error.__traceback__) if f.filename == path]
+    return f" (line {lines[-1]})" if lines else ""
+
+  try:
+    spec = importlib.util.spec_from_file_location("irstd_jax_config_check", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+  except Exception as e:  # noqa: BLE001 (any error of the user's file is reported)
+    raise ConfigError(
+      "--config", f"{shown} cannot be imported{where(e)}: {type(e).__name__}: {e}", allowed
+    ) from None
+  if not callable(getattr(module, "get_config", None)):
+    raise ConfigError("--config", f"{shown} defines no get_config()", allowed)
+  try:
+    config = module.get_config(*arguments)
+  except Exception as e:  # noqa: BLE001
+    raise ConfigError(
+      "--config", f"{shown}: get_config() raised{where(e)} {type(e).__name__}: {e}", allowed
+    ) from None
+  if not isinstance(config, ml_collections.ConfigDict):
+    raise ConfigError(
+      "--config",
+      f"{shown}: get_config() returned {type(config).__name__}, not a ConfigDict",
+      allowed,
+    )
+
+
 def parse_flags(argv: list[str]) -> list[str]:
   """absl's flag parsing (the `flags_parser` of `app.run`) with one-line errors.
 
-  A bad flag value, a missing required flag or an unknown `--config.a.b` field prints
-  `error: ...` and exits with status 2 instead of a usage dump or a traceback.
+  A bad flag value, a missing required flag, an unknown `--config.a.b` field or a
+  `--config` file that is missing, does not import, or whose get_config() fails or
+  returns something else prints `error: ...` and exits with status 2 instead of a usage
+  dump or a traceback.
   """
+  config_path = _config_path(argv)
+  if config_path:
+    try:
+      check_config_file(config_path)
+    except ConfigError as e:
+      fail(e)
   try:
     return flags.FLAGS(argv)
   except flags.Error as e:

@@ -62,7 +62,7 @@ def _initialize_distributed() -> None:
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    return _error(f"unexpected arguments {argv[1:]}: every option is a --flag", 2)
   if not flags.FLAGS["verbosity"].present:
     # Orbax and TFDS log every file operation at INFO; the progress lines are printed.
     logging.set_verbosity(logging.WARNING)

@@ -12,6 +12,7 @@ depends on the server.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 import contextlib
 import datetime
 import fcntl
@@ -19,7 +20,6 @@ import json
 import os
 import socket
 import sys
-from collections.abc import Iterator
 
 LOCK_NAME = "lock"
 

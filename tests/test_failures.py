@@ -416,6 +416,15 @@ ROWS = [
     no_eval_output,
     prepare=damage_all,
   ),
+  Row(
+    "config file missing",
+    main_with("--config={ctx.tmp}/nope.py"),
+    2,
+    "error: --config: ",
+    nothing_written,
+    one_line=True,
+  ),
+  Row("positional argument", main_with("extra"), 2, "error: unexpected arguments", nothing_written),
   # 7. A second run on a workdir whose run is still alive: refused before anything moves.
   Row(
     "workdir held by a live run",
@@ -678,3 +687,36 @@ def test_workdir_lock_is_exclusive_released_on_exit_and_ignores_a_dead_holder(tm
   pathlib.Path(path).write_text(json.dumps(stale))
   with workdir_lock.hold(str(workdir)):
     assert json.loads(pathlib.Path(path).read_text())["pid"] == os.getpid()
+
+
+CONFIG_FILES = [
+  ("missing", None, "does not exist"),
+  (
+    "imports a missing module",
+    "import no_such_module\n",
+    "cannot be imported (line 1): ModuleNotFoundError: No module named 'no_such_module'",
+  ),
+  ("syntax error", "x = 1\ndef get_config(:\n", "cannot be imported (line 2): SyntaxError"),
+  (
+    "get_config raises",
+    "def get_config():\n  raise ValueError('no data here')\n",
+    "get_config() raised (line 2) ValueError: no data here",
+  ),
+  ("no get_config", "x = 1\n", "defines no get_config()"),
+  ("returns None", "def get_config():\n  pass\n", "returned NoneType, not a ConfigDict"),
+  ("returns a dict", "def get_config():\n  return {}\n", "returned dict, not a ConfigDict"),
+]
+
+
+@pytest.mark.parametrize(
+  "text, message", [c[1:] for c in CONFIG_FILES], ids=[c[0] for c in CONFIG_FILES]
+)
+def test_config_file_errors_are_one_line_naming_the_file(tmp_path, text, message):
+  path = tmp_path / "my_config.py"
+  if text is not None:
+    path.write_text(text)
+  with pytest.raises(config_check.ConfigError) as info:
+    config_check.check_config_file(str(path))
+  line = str(info.value)
+  assert line.startswith(f"--config: {path}") and message in line and "\n" not in line, line
+  config_check.check_config_file(str(REPO / "configs" / "synthetic.py"))  # a good one passes
