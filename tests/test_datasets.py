@@ -563,3 +563,21 @@ def test_memory_source_reports_bad_input_like_tfds(tmp_path):
     datasets.load_sources(_dataset_config("sirst2", tmp_path, root, source="memory"))
   with pytest.raises(ValueError, match="dataset.source='disk'"):
     datasets.load_sources(_dataset_config("nudt_sirst", tmp_path, root, source="disk"))
+
+
+def test_memory_source_prints_the_scan_warnings(tmp_path, capsys):
+  """The warnings docs/data.md promises reach the user with the memory source too: a
+  train/test overlap and an RGB image converted to grey, one `warning:` line each."""
+  root = _tiny_uniform(tmp_path / "set", train=("a", "b", "c"), test=("c", "d"))
+  rgb = np.random.default_rng(3).integers(0, 256, (12, 16, 3)).astype(np.uint8)
+  Image.fromarray(rgb, "RGB").save(root / "images" / "a.png")
+  cfg = default_config.base_config().dataset
+  cfg.name, cfg.source, cfg.manual_dir = "nuaa_sirst", "memory", str(root)
+  train, test = datasets.load_sources(cfg)
+  assert len(train) == 3 and len(test) == 2
+  lines = capsys.readouterr().err.splitlines()
+  assert any(
+    line.startswith("warning: nuaa_sirst: 1 id(s) are in both the train and the test split")
+    for line in lines
+  ), lines
+  assert any("a.png: RGB image converted to grayscale" in line for line in lines), lines

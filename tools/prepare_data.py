@@ -113,8 +113,7 @@ def main(argv):
     f"({plan.split_files['train']}), test {len(plan.splits['test'])} "
     f"({plan.split_files['test']})"
   )
-  for line in manual.summarize_warnings(plan.warnings, limit=10):
-    print(f"warning: {line}")
+  manual.print_warnings(name, plan.warnings, limit=10)
   if _VALIDATE_ONLY.value:
     print(f"valid ({time.time() - start:.1f} s); --validate_only: nothing written")
     return 0

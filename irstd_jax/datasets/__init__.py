@@ -100,6 +100,7 @@ def load_memory_sources(dataset_config: ml_collections.ConfigDict):
     dataset_config.test_split,
     policy,
   )
+  manual.print_warnings(name, plan.warnings)
 
   def load(entry):
     return _record(entry.id, *manual.load_pair(entry, policy))

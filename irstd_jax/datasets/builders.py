@@ -180,8 +180,7 @@ class _ManualIrst(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       plan.split_files["test"],
       len(plan.splits["test"]),
     )
-    for line in manual.summarize_warnings(plan.warnings):
-      logging.warning("%s: %s", self.name, line)
+    manual.print_warnings(self.name, plan.warnings)
     return {
       split: self._generate_examples(entries, policy) for split, entries in plan.splits.items()
     }

@@ -31,6 +31,7 @@ import concurrent.futures
 import dataclasses
 import io
 import os
+import sys
 
 import numpy as np
 from PIL import Image
@@ -469,3 +470,10 @@ def summarize_warnings(warnings: Sequence[str], limit: int = 5) -> list[str]:
   if len(warnings) <= limit:
     return list(warnings)
   return list(warnings[:limit]) + [f"... and {len(warnings) - limit} more warnings"]
+
+
+def print_warnings(name: str, warnings: Sequence[str], limit: int = 5) -> None:
+  """The one place a scan's warnings reach the user (main, evaluate, prepare_data, either
+  source): `warning: <name>: <text>` lines on stderr, the first `limit` of them."""
+  for line in summarize_warnings(warnings, limit):
+    print(f"warning: {name}: {line}", file=sys.stderr, flush=True)
