@@ -37,9 +37,15 @@ import numpy as np
 import orbax.checkpoint as ocp
 import tensorstore as ts
 
+from irstd_jax import config_check
+
 LATEST_DIR = "checkpoints"
 BEST_DIR = "checkpoints_best"
 CORRUPT_SUFFIX = ".corrupt"
+
+
+# The fields of a training state that a checkpoint holds (train.TrainState's).
+STATE_FIELDS = ("step", "params", "batch_stats", "opt_state")
 
 
 class CheckpointError(ValueError):
@@ -184,8 +190,38 @@ def _manager(directory: str, barrier_prefix: str, **options) -> ocp.CheckpointMa
   )
 
 
+def resume_error(workdir: str, step: int, what: str) -> config_check.ConfigError:
+  return config_check.ConfigError(
+    "--workdir",
+    f"{workdir} holds a run (checkpoint step {step}) that differs from this "
+    f"config where the saved state's shape depends on it: {what}",
+    f"resume with the old values; or pass another --workdir; or start another --workdir "
+    f"from its weights with --config.train.init_from={workdir}",
+  )
+
+
+def check_resume(config, workdir: str) -> bool:
+  """True when workdir holds checkpoints to resume; ConfigError when the config changed
+  a field that the saved state's tree depends on (config_check.state_changes).
+
+  Reads only the newest readable checkpoint's meta: cheap, before any data or compilation.
+  """
+  found = newest_meta(os.path.join(workdir, LATEST_DIR))
+  if found is None:
+    return False
+  step, meta = found
+  changes = config_check.state_changes(meta.get("config", {}), config)
+  if changes:
+    raise resume_error(workdir, step, ", ".join(changes))
+  return True
+
+
 class Checkpointer:
-  """Saves and restores training states; all processes must call save/restore together."""
+  """Saves and restores training states; all processes must call save/restore together.
+
+  A context manager: leaving the block (normally, by an exception or SystemExit) waits for
+  the saves in flight, then closes both managers.
+  """
 
   def __init__(self, workdir: str, max_to_keep: int = 3):
     self.latest = _manager(os.path.join(workdir, LATEST_DIR), LATEST_DIR, max_to_keep=max_to_keep)
@@ -272,6 +308,25 @@ class Checkpointer:
       multihost_utils.sync_global_devices(f"irstd_jax:set_aside_{step}")
     self.latest.reload()
 
+  def restore_into(self, state, workdir: str, sharding):
+    """`state` with the newest readable checkpoint's values (a damaged step is moved aside
+    with one warning line and the next older one used), placed with `sharding`; `state`
+    itself when there is none. ConfigError when the saved tree does not fit."""
+    try:
+      restored = self.restore_latest(
+        {f: getattr(state, f) for f in STATE_FIELDS},
+        report=lambda line: print(line, file=sys.stderr, flush=True),
+      )
+    except StateMismatchError as e:  # what check_resume's meta comparison cannot see
+      raise resume_error(workdir, e.step, "; ".join(e.differences[:3])) from None
+    if restored is None:
+      return state
+    saved, meta = restored
+    state = jax.device_put(state.replace(**saved), sharding)
+    if jax.process_index() == 0:
+      print(f"resumed from step {int(state.step)} (epoch {meta.get('epoch')})", flush=True)
+    return state
+
   def wait(self) -> None:
     self.latest.wait_until_finished()
     self.best.wait_until_finished()
@@ -279,6 +334,15 @@ class Checkpointer:
   def close(self) -> None:
     self.latest.close()
     self.best.close()
+
+  def __enter__(self) -> Checkpointer:
+    return self
+
+  def __exit__(self, *exc) -> None:
+    try:
+      self.wait()  # earlier (finite) saves in flight complete, whatever ended the block
+    finally:
+      self.close()
 
 
 def newest_meta(directory: str) -> tuple[int, dict[str, Any]] | None:

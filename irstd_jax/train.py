@@ -17,7 +17,6 @@ import sys
 import time
 from typing import Any
 
-from absl import logging
 from flax.training import train_state
 import jax
 from jax.experimental import multihost_utils
@@ -113,32 +112,6 @@ def create_train_state(
     tx=tx,
     batch_stats=variables.get("batch_stats", {}),
   )
-
-
-def _resume_error(workdir: str, step: int, what: str) -> config_check.ConfigError:
-  return config_check.ConfigError(
-    "--workdir",
-    f"{workdir} holds a run (checkpoint step {step}) that differs from this "
-    f"config where the saved state's shape depends on it: {what}",
-    f"resume with the old values; or pass another --workdir; or start another --workdir "
-    f"from its weights with --config.train.init_from={workdir}",
-  )
-
-
-def check_resume_config(config: ml_collections.ConfigDict, workdir: str) -> bool:
-  """True when workdir holds checkpoints to resume; ConfigError when the config changed
-  a field that the saved state's tree depends on (config_check.state_changes).
-
-  Reads only the newest readable checkpoint's meta: cheap, before any data or compilation.
-  """
-  found = checkpointing.newest_meta(os.path.join(workdir, checkpointing.LATEST_DIR))
-  if found is None:
-    return False
-  step, meta = found
-  changes = config_check.state_changes(meta.get("config", {}), config)
-  if changes:
-    raise _resume_error(workdir, step, ", ".join(changes))
-  return True
 
 
 def load_init_variables(config: ml_collections.ConfigDict, model) -> dict[str, Any]:
@@ -329,12 +302,7 @@ def _profile_window(spec: str, start_step: int, total_steps: int) -> tuple[int, 
 
 
 def _state_dict(state: TrainState) -> dict[str, Any]:
-  return {
-    "step": state.step,
-    "params": state.params,
-    "batch_stats": state.batch_stats,
-    "opt_state": state.opt_state,
-  }
+  return {field: getattr(state, field) for field in checkpointing.STATE_FIELDS}
 
 
 class _Preemption:
@@ -457,6 +425,136 @@ class _DivergenceGuard:
     self._state_checked_at = step
 
 
+class ProgressLog:
+  """Every `train.log_every_steps` steps, at each epoch's end and at the last step: the
+  window's mean metrics to the writer, one progress line, and the divergence check (the
+  one place the loop reads the per-step metrics on the host)."""
+
+  def __init__(self, config, writer, schedule, guard, steps_per_epoch, total_steps, start_step):
+    self.config, self.writer, self.schedule, self.guard = config, writer, schedule, guard
+    self.steps_per_epoch, self.total_steps, self.start_step = (
+      steps_per_epoch,
+      total_steps,
+      start_step,
+    )
+    self.every = max(int(config.train.log_every_steps), 1)
+    self.window: list[dict[str, jax.Array]] = []
+    self.window_start = self.loop_start = time.time()
+
+  def __call__(self, step: int, step_metrics: dict[str, jax.Array]) -> None:
+    self.window.append(step_metrics)
+    if step % self.every == 0 or step % self.steps_per_epoch == 0 or step == self.total_steps:
+      self.flush(step)
+
+  def flush(self, step: int) -> None:
+    """Writes and checks the steps since the last window (also before a preemption save)."""
+    if not self.window:
+      return
+    host_window, self.window = jax.device_get(self.window), []
+    elapsed, self.window_start = time.time() - self.window_start, time.time()
+    summary = {k: float(np.mean([m[k] for m in host_window])) for k in host_window[0]}
+    summary["images_per_sec"] = len(host_window) * self.config.train.batch_size / max(elapsed, 1e-9)
+    summary["step_time_ms"] = 1000.0 * elapsed / len(host_window)
+    summary["learning_rate"] = float(self.schedule(step - 1))
+    self.writer.write_scalars(step, summary)
+    if jax.process_index() == 0:
+      rate = (step - self.start_step) / max(time.time() - self.loop_start, 1e-9)
+      print(
+        f"epoch {math.ceil(step / self.steps_per_epoch)}/{self.config.train.num_epochs} "
+        f"step {step}/{self.total_steps} loss {summary['loss']:.4f} "
+        f"{summary['images_per_sec']:.1f} img/s ETA "
+        f"{_format_eta((self.total_steps - step) / max(rate, 1e-9))}",
+        flush=True,
+      )
+    self.guard.check_window(host_window, step - len(host_window) + 1)
+
+
+class ProfileWindow:
+  """A profiler trace of the steps `train.profile` names (lead process only)."""
+
+  def __init__(self, spec: str, start_step: int, total_steps: int, workdir: str):
+    window = _profile_window(spec, start_step, total_steps)
+    self.first, self.end = window if window and jax.process_index() == 0 else (None, None)
+    self.path = os.path.join(workdir, "profile")
+
+  def before_step(self, step: int) -> None:
+    if step == self.first:
+      jax.profiler.start_trace(self.path)
+
+  def after_step(self, step: int, state: TrainState) -> None:
+    if step == self.end:
+      jax.block_until_ready(state)
+      jax.profiler.stop_trace()
+      print(f"profiler trace of steps {self.first}..{step - 1} written to {self.path}", flush=True)
+
+
+def report_evaluation(result: dict[str, Any], when: str) -> None:
+  """The evaluation line (lead process), then the warning when images are saturated."""
+  if jax.process_index() != 0:
+    return
+  print(
+    f"  test @ {when}: mIoU {result['miou']:.4f} nIoU {result['niou']:.4f} Pd "
+    f"{result['pd']:.4f} Fa {result['fa'] * 1e6:.2f}e-6 Fa_strict "
+    f"{result['fa_strict'] * 1e6:.2f}e-6",
+    flush=True,
+  )
+  warn_if_saturated(result, when)
+
+
+def initial_state(config, model, tx, rng, resuming: bool, replicated) -> TrainState:
+  """Step 0: random, or `train.init_from`'s variables when not resuming (a resume restores
+  over it, `Checkpointer.restore_into`)."""
+  init_variables = None
+  if resuming:
+    if config.train.init_from and jax.process_index() == 0:
+      print("train.init_from ignored: resuming from the checkpoints in the workdir", flush=True)
+  elif config.train.init_from:
+    init_variables = load_init_variables(config, model)
+  crop = config.dataset.crop_size
+  # Run once, so compiled without LLVM's optimisation passes: each parameter's random
+  # initialiser is its own kernel, and the optimised compile of ~840 of them took 16.3 s
+  # against 5.9 s (demo config, 2-core Xeon); 4% of the initial values move by <= 2.4e-7.
+  make_state = jax.jit(
+    functools.partial(create_train_state, model=model, tx=tx, image_shape=(crop, crop)),
+    out_shardings=replicated,
+    compiler_options={"xla_backend_optimization_level": 0},
+  )
+  return make_state(rng, init_variables=init_variables)
+
+
+def make_train_batches(config, train_source) -> input_pipeline.TrainBatches:
+  if config.train.batch_size > len(train_source):
+    raise config_check.ConfigError(
+      "train.batch_size",
+      f"{config.train.batch_size} is larger than the {len(train_source)} training images",
+      f"at most {len(train_source)}",
+    )
+  d = config.dataset
+  augment = input_pipeline.AugmentConfig(
+    d.crop_size, d.flip, d.rot90, d.target_crop_prob, d.intensity_jitter
+  )
+  return input_pipeline.TrainBatches(
+    train_source,
+    config.train.batch_size,
+    augment,
+    d.mean,
+    d.std,
+    config.seed,
+    jax.process_index(),
+    jax.process_count(),
+  )
+
+
+def check_batch_sizes(config) -> None:
+  for section, name in (("train", "batch_size"), ("eval", "batch_size")):
+    if config[section][name] % jax.device_count():
+      raise config_check.ConfigError(
+        f"{section}.{name}",
+        f"{config[section][name]} is not divisible by the {jax.device_count()} devices of the mesh",
+        f"a multiple of {jax.device_count()}",
+      )
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains, evaluates every `eval.every_epochs`, checkpoints, and resumes from workdir.
 
@@ -467,226 +565,103 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   norm or the state stops being finite (nothing non-finite is saved).
   """
   is_lead = jax.process_index() == 0
-  for field in ("train.batch_size", "eval.batch_size"):
-    section, name = field.split(".")
-    if config[section][name] % jax.device_count():
-      raise config_check.ConfigError(
-        field,
-        f"{config[section][name]} is not divisible by the {jax.device_count()} devices of the mesh",
-        f"a multiple of {jax.device_count()}",
-      )
+  check_batch_sizes(config)
   model = models.create_model(config.model)
-  init_variables = None
-  if check_resume_config(config, workdir):
-    if config.train.init_from and is_lead:
-      print(f"train.init_from ignored: resuming from the checkpoints in {workdir}", flush=True)
-  elif config.train.init_from:
-    init_variables = load_init_variables(config, model)
+  resuming = checkpointing.check_resume(config, workdir)  # before the data: refusing is cheap
   train_source, test_source = datasets.load_sources(config.dataset)
-  if config.train.batch_size > len(train_source):
-    raise config_check.ConfigError(
-      "train.batch_size",
-      f"{config.train.batch_size} is larger than the {len(train_source)} training images",
-      f"at most {len(train_source)}",
-    )
-  os.makedirs(workdir, exist_ok=True)
-  writer = metric_writers.create_metric_writer(workdir, is_lead)
-
-  augment_cfg = input_pipeline.AugmentConfig(
-    crop_size=config.dataset.crop_size,
-    flip=config.dataset.flip,
-    rot90=config.dataset.rot90,
-    target_crop_prob=config.dataset.target_crop_prob,
-    intensity_jitter=config.dataset.intensity_jitter,
-  )
-  train_batches = input_pipeline.TrainBatches(
-    train_source,
-    config.train.batch_size,
-    augment_cfg,
-    config.dataset.mean,
-    config.dataset.std,
-    config.seed,
-    jax.process_index(),
-    jax.process_count(),
-  )
+  train_batches = make_train_batches(config, train_source)
   steps_per_epoch = train_batches.steps_per_epoch
   total_steps = steps_per_epoch * config.train.num_epochs
-
   mesh = make_mesh()
   replicated = jax.NamedSharding(mesh, jax.P())
   data_sharding = jax.NamedSharding(mesh, jax.P("data"))
-
   schedule = learning_rate_schedule(config.train, total_steps)
   tx = make_optimizer(config.train, schedule)
   init_rng, train_rng = jax.random.split(jax.random.key(config.seed))
-  crop = config.dataset.crop_size
-  # Run once, so compiled without LLVM's optimisation passes: each parameter's random
-  # initialiser is its own kernel, and the optimised compile of ~840 of them took 16.3 s
-  # against 5.9 s (demo config, 2-core Xeon); 4% of the initial values move by <= 2.4e-7.
-  make_state = jax.jit(
-    functools.partial(create_train_state, model=model, tx=tx, image_shape=(crop, crop)),
-    out_shardings=replicated,
-    compiler_options={"xla_backend_optimization_level": 0},
-  )
-  state = (
-    make_state(init_rng)
-    if init_variables is None
-    else make_state(init_rng, init_variables=init_variables)
-  )
-
-  checkpointer = checkpointing.Checkpointer(workdir, config.train.max_to_keep)
+  state = initial_state(config, model, tx, init_rng, resuming, replicated)
   meta_base = {"config": json.loads(config.to_json_best_effort())}
-  # A damaged step is moved aside (one warning line) and the next older one is used.
-  try:
-    restored = checkpointer.restore_latest(
-      _state_dict(state), report=lambda line: print(line, file=sys.stderr, flush=True)
+  os.makedirs(workdir, exist_ok=True)
+  with (
+    metric_writers.create_metric_writer(workdir, is_lead) as writer,
+    checkpointing.Checkpointer(workdir, config.train.max_to_keep) as checkpointer,
+    _Preemption() as preemption,
+  ):
+    state = checkpointer.restore_into(state, workdir, replicated)
+    start_step = step = int(state.step)
+    jit_train_step = jax.jit(
+      functools.partial(train_step, loss_config=config.loss, steps_per_epoch=steps_per_epoch),
+      in_shardings=(replicated, data_sharding, replicated),
+      out_shardings=(replicated, replicated),
+      donate_argnums=(0,),
     )
-  except checkpointing.StateMismatchError as e:  # what check_resume_config cannot see
-    checkpointer.close()
-    raise _resume_error(workdir, e.step, "; ".join(e.differences[:3])) from None
-  if restored is not None:
-    saved, meta = restored
-    state = state.replace(**saved)
-    state = jax.device_put(state, replicated)
-    logging.info("Resumed from %s at step %d", workdir, int(state.step))
+    jit_eval_step = jax.jit(
+      eval_step, in_shardings=(replicated, data_sharding), out_shardings=data_sharding
+    )
+    run_evaluation = lambda state: evaluate(
+      jit_eval_step, state, test_source, config.eval, config.dataset, data_sharding
+    )
+    guard = _DivergenceGuard(config.train)
+    progress = ProgressLog(
+      config, writer, schedule, guard, steps_per_epoch, total_steps, start_step
+    )
+    profile = ProfileWindow(config.train.profile, start_step, total_steps, workdir)
+    eval_every = max(int(config.eval.every_epochs), 1)
+    last_eval = None
     if is_lead:
-      print(f"resumed from step {int(state.step)} (epoch {meta.get('epoch')})", flush=True)
-  start_step = int(state.step)
-
-  jit_train_step = jax.jit(
-    functools.partial(train_step, loss_config=config.loss, steps_per_epoch=steps_per_epoch),
-    in_shardings=(replicated, data_sharding, replicated),
-    out_shardings=(replicated, replicated),
-    donate_argnums=(0,),
-  )
-  jit_eval_step = jax.jit(
-    eval_step, in_shardings=(replicated, data_sharding), out_shardings=data_sharding
-  )
-
-  if is_lead:
-    print(
-      f"training {config.model.name} on {config.dataset.name}: {len(train_source)} train "
-      f"/ {len(test_source)} test images, {steps_per_epoch} steps/epoch x "
-      f"{config.train.num_epochs} epochs, global batch {config.train.batch_size} on "
-      f"{jax.device_count()} device(s)",
-      flush=True,
-    )
-
-  eval_every = max(int(config.eval.every_epochs), 1)
-  log_every = max(int(config.train.log_every_steps), 1)
-  window: list[dict[str, jax.Array]] = []
-  window_start, loop_start = time.time(), time.time()
-  best_miou, last_eval = -1.0, None
-  step = start_step
-  profile_steps = _profile_window(config.train.profile, start_step, total_steps)
-  guard = _DivergenceGuard(config.train)
-  try:
-    with _Preemption() as preemption:
-      for batch in train_batches.iterate(start_step, total_steps):
-        if profile_steps and step == profile_steps[0] and is_lead:
-          jax.profiler.start_trace(os.path.join(workdir, "profile"))
-        step_rng = jax.random.fold_in(train_rng, step)
-        state, step_metrics = jit_train_step(state, shard_batch(batch, data_sharding), step_rng)
-        window.append(step_metrics)
-        step += 1
-        if profile_steps and step == profile_steps[1] and is_lead:
-          jax.block_until_ready(state)
-          jax.profiler.stop_trace()
-          print(
-            f"profiler trace of steps {profile_steps[0]}..{step - 1} written to "
-            f"{os.path.join(workdir, 'profile')}",
-            flush=True,
-          )
-        epoch_done = step % steps_per_epoch == 0
-        if step % log_every == 0 or epoch_done or step == total_steps:
-          host_window = jax.device_get(window)
-          summary = {k: float(np.mean([m[k] for m in host_window])) for k in host_window[0]}
-          elapsed = time.time() - window_start
-          summary["images_per_sec"] = len(window) * config.train.batch_size / max(elapsed, 1e-9)
-          summary["step_time_ms"] = 1000.0 * elapsed / len(window)
-          summary["learning_rate"] = float(schedule(step - 1))
-          writer.write_scalars(step, summary)
-          if is_lead:
-            done = (step - start_step) / max(time.time() - loop_start, 1e-9)
-            eta = (total_steps - step) / max(done, 1e-9)
-            print(
-              f"epoch {math.ceil(step / steps_per_epoch)}/{config.train.num_epochs} "
-              f"step {step}/{total_steps} loss {summary['loss']:.4f} "
-              f"{summary['images_per_sec']:.1f} img/s ETA {_format_eta(eta)}",
-              flush=True,
-            )
-          window, window_start = [], time.time()
-          guard.check_window(host_window, step - len(host_window) + 1)
-        epoch = step // steps_per_epoch
-        meta = dict(meta_base, epoch=epoch, step=step)
-        evaluate_now = epoch_done and (epoch % eval_every == 0 or step == total_steps)
-        save_now = epoch_done and epoch % config.train.checkpoint_every_epochs == 0
-        if preemption.requested and window:  # steps since the last log window
-          guard.check_window(jax.device_get(window), step - len(window) + 1)
-        if evaluate_now or save_now or preemption.requested:
-          guard.check_state(state, step)  # nothing non-finite is evaluated or saved
-        if evaluate_now:
-          last_eval = evaluate(
-            jit_eval_step, state, test_source, config.eval, config.dataset, data_sharding
-          )
-          writer.write_scalars(
-            step, {f"test/{k}": v for k, v in last_eval.items() if np.isscalar(v)}
-          )
-          best_miou = max(best_miou, last_eval["miou"])
-          if is_lead:
-            print(
-              f"  test @ epoch {epoch}: mIoU {last_eval['miou']:.4f} nIoU "
-              f"{last_eval['niou']:.4f} Pd {last_eval['pd']:.4f} Fa "
-              f"{last_eval['fa'] * 1e6:.2f}e-6 Fa_strict "
-              f"{last_eval['fa_strict'] * 1e6:.2f}e-6",
-              flush=True,
-            )
-            warn_if_saturated(last_eval, f"epoch {epoch}")
-          checkpointer.save(
-            step,
-            _state_dict(state),
-            metrics_lib.strict_json(dict(meta, metrics=last_eval)),
-            metrics={"miou": last_eval["miou"]},
-          )
-        elif save_now:
-          checkpointer.save(step, _state_dict(state), meta)
-        if preemption.requested:
-          checkpointer.save(step, _state_dict(state), meta)
-          checkpointer.wait()
-          if is_lead:
-            print(f"{preemption.name}: saved a checkpoint at step {step}; exiting", flush=True)
-          checkpointer.close()
-          writer.close()
-          raise SystemExit(preemption.exit_status)
-    if last_eval is None:  # resumed at the end: nothing ran, evaluate the restored state
-      guard.check_state(state, step)
-      last_eval = evaluate(
-        jit_eval_step, state, test_source, config.eval, config.dataset, data_sharding
+      print(
+        f"training {config.model.name} on {config.dataset.name}: {len(train_source)} train "
+        f"/ {len(test_source)} test images, {steps_per_epoch} steps/epoch x "
+        f"{config.train.num_epochs} epochs, global batch {config.train.batch_size} on "
+        f"{jax.device_count()} device(s)",
+        flush=True,
       )
-    guard.check_state(state, step)  # (checked already when the last epoch ended)
-  except TrainingDiverged:
-    checkpointer.wait()  # earlier (finite) saves still in flight complete; nothing new
-    checkpointer.close()
-    writer.flush()
-    writer.close()
-    raise
-
-  checkpointer.save(
-    step,
-    _state_dict(state),
-    metrics_lib.strict_json(
-      dict(meta_base, epoch=step // steps_per_epoch, step=step, metrics=last_eval)
-    ),
-    metrics={"miou": last_eval["miou"]},
-  )
-  checkpointer.wait()
-  checkpointer.close()
-  final = {
-    "step": step,
-    "epochs": config.train.num_epochs,
-    "test": {k: float(v) for k, v in last_eval.items() if np.isscalar(v)},
-    "wall_time_s": time.time() - loop_start,
-  }
+    for batch in train_batches.iterate(start_step, total_steps):
+      profile.before_step(step)
+      step_rng = jax.random.fold_in(train_rng, step)
+      state, step_metrics = jit_train_step(state, shard_batch(batch, data_sharding), step_rng)
+      step += 1
+      profile.after_step(step, state)
+      progress(step, step_metrics)
+      epoch, epoch_done = step // steps_per_epoch, step % steps_per_epoch == 0
+      meta = dict(meta_base, epoch=epoch, step=step)
+      if epoch_done and (epoch % eval_every == 0 or step == total_steps):
+        guard.check_state(state, step)  # nothing non-finite is evaluated or saved
+        last_eval = run_evaluation(state)
+        writer.write_scalars(step, {f"test/{k}": v for k, v in last_eval.items() if np.isscalar(v)})
+        report_evaluation(last_eval, f"epoch {epoch}")
+        checkpointer.save(
+          step,
+          _state_dict(state),
+          metrics_lib.strict_json(dict(meta, metrics=last_eval)),
+          metrics={"miou": last_eval["miou"]},
+        )
+      elif epoch_done and epoch % config.train.checkpoint_every_epochs == 0:
+        guard.check_state(state, step)
+        checkpointer.save(step, _state_dict(state), meta)
+      if preemption.requested:  # saved at once (a no-op when this step just was)
+        progress.flush(step)
+        guard.check_state(state, step)
+        checkpointer.save(step, _state_dict(state), meta)
+        if is_lead:
+          print(f"{preemption.name}: saved a checkpoint at step {step}; exiting", flush=True)
+        raise SystemExit(preemption.exit_status)
+    guard.check_state(state, step)
+    if last_eval is None:  # resumed at the end: nothing ran, evaluate the restored state
+      last_eval = run_evaluation(state)
+    checkpointer.save(
+      step,
+      _state_dict(state),
+      metrics_lib.strict_json(
+        dict(meta_base, epoch=step // steps_per_epoch, step=step, metrics=last_eval)
+      ),
+      metrics={"miou": last_eval["miou"]},
+    )
+    final = {
+      "step": step,
+      "epochs": config.train.num_epochs,
+      "test": {k: float(v) for k, v in last_eval.items() if np.isscalar(v)},
+      "wall_time_s": time.time() - progress.loop_start,
+    }
   if is_lead:
     with open(os.path.join(workdir, "final_metrics.json"), "w") as f:
       json.dump(metrics_lib.strict_json(final), f, indent=2, allow_nan=False)
@@ -698,6 +673,4 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       flush=True,
     )
     warn_if_saturated(last_eval, "the end")
-  writer.flush()
-  writer.close()
   return final
