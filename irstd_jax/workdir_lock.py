@@ -43,8 +43,11 @@ def _holder_text(path: str) -> str:
 def hold(workdir: str) -> Iterator[str]:
   """Holds WORKDIR/lock for the block (the workdir is created if needed); yields its path.
 
-  Raises WorkdirInUse when a live process holds it.
+  Raises WorkdirInUse when a live process holds it. A workdir this call created and that
+  holds nothing but the lock at the end (the run stopped before writing anything) is
+  removed again, so a refused run leaves nothing behind.
   """
+  created = not os.path.isdir(workdir)
   os.makedirs(workdir, exist_ok=True)
   path = os.path.join(workdir, LOCK_NAME)
   fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -66,4 +69,7 @@ def hold(workdir: str) -> Iterator[str]:
     os.pwrite(fd, json.dumps(holder).encode(), 0)
     yield path
   finally:
+    if created and os.listdir(workdir) == [LOCK_NAME]:
+      os.unlink(path)  # still held: nobody can take the lock of a file being removed
+      os.rmdir(workdir)
     os.close(fd)  # releases the flock

@@ -669,7 +669,12 @@ def test_overrides_accept_fields_older_configs_lack_and_refuse_unknown_names():
 def test_workdir_lock_is_exclusive_released_on_exit_and_ignores_a_dead_holder(tmp_path):
   from irstd_jax import workdir_lock
 
+  fresh = tmp_path / "fresh"
+  with workdir_lock.hold(str(fresh)):
+    pass
+  assert not fresh.exists()  # created by the lock, nothing written: removed again
   workdir = tmp_path / "run"
+  workdir.mkdir()
   with workdir_lock.hold(str(workdir)) as path:
     holder = json.loads(pathlib.Path(path).read_text())
     assert holder["pid"] == os.getpid()
