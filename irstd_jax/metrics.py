@@ -41,9 +41,10 @@ Target metrics (``distance`` d = 3 by default):
   ``fa <= fa_strict`` always, with equality unless the quirk fires (a matched 2x2 target
   plus a separate 2x2 false alarm: ``fa`` counts 0 pixels, ``fa_strict`` 4).
 
-Collapse check: ``num_saturated`` counts the images with more than half of their pixels
-predicted positive (``pred.sum() > A / 2``); no real detector does that, so any such image
-means the model fires on its background (training prints a warning, docs/training.md).
+Collapse check: ``num_saturated`` counts the images with more than ``SATURATED_FRACTION``
+(a tenth) of their pixels predicted positive (``pred.sum() > A / 10``); small targets never
+cover that much, so any such image means the model fires on its background (training
+prints a warning, docs/training.md).
 
 Size breakdown: each target is binned by its pixel area with ``size_edges=(10, 81)``:
 small = area <= 9 (point-like, fits 3x3), medium = 10..80 (up to the SPIE small-target
@@ -297,6 +298,9 @@ _SCALARS = (
 )
 
 
+SATURATED_FRACTION = 0.1  # an image predicted positive on more than this is 'saturated'
+
+
 class IRSTDMetrics:
   """Streaming mIoU / nIoU / Pd / Fa accumulator (host side, numpy + scipy).
 
@@ -393,7 +397,7 @@ class IRSTDMetrics:
     s["num_false_components"] += int((~r.pred_matched).sum())
     s["fa_pixels"] += r.fa_pixels
     s["fa_strict_pixels"] += r.fa_strict_pixels
-    s["num_saturated"] += int(2 * int(r.pred_cc.areas.sum()) > r.pred.size)
+    s["num_saturated"] += int(int(r.pred_cc.areas.sum()) > SATURATED_FRACTION * r.pred.size)
     if r.union > 0:
       self._iou_sum += r.intersection / r.union
     else:

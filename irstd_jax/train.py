@@ -273,7 +273,7 @@ def warn_if_saturated(result: dict[str, Any], when: str) -> None:
   if count:
     print(
       f"warning: at {when}, {count} of {result['num_images']} test images are predicted "
-      f"positive on more than half of their pixels: the detector fires on their background "
+      f"positive on more than a tenth of their pixels: the detector fires on their background "
       f"(docs/training.md, 'A detector that fires everywhere')",
       file=sys.stderr,
       flush=True,

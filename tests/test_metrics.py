@@ -432,18 +432,20 @@ def test_summable_counts_across_hosts():
     assert a["niou"] == pytest.approx(expected_niou)
 
 
-def test_num_saturated_counts_images_more_than_half_positive():
-  """An image is saturated when more than half of its (cropped) pixels are predicted
-  positive; exactly half is not. Padding outside `sizes` and filler images do not count."""
-  half = _img()
-  half[:10] = 0.9  # 200 of 400 pixels: not more than half
-  most = _img()
-  most[:11] = 0.9  # 220 of 400
+def test_num_saturated_counts_images_more_than_a_tenth_positive():
+  """An image is saturated when more than a tenth of its (cropped) pixels are predicted
+  positive; exactly a tenth is not. Padding outside `sizes` and filler images do not count."""
+  assert M.SATURATED_FRACTION == 0.1
+  tenth = _img()
+  tenth[:2] = 0.9  # 40 of 400 pixels: not more than a tenth
+  over = _img()
+  over[:2] = 0.9
+  over[2, 0] = 0.9  # 41 of 400
   padded = np.full((20, 20), 0.9, np.float32)  # positive everywhere, but cropped to 10 x 10
   padded[:10, :10] = 0.0
   m = metrics_at_eval_defaults()
   m.update(
-    np.stack([half, most, padded, most]),
+    np.stack([tenth, over, padded, over]),
     np.zeros((4, 20, 20), np.float32),
     sizes=[(20, 20), (20, 20), (10, 10), (20, 20)],
     valid=[True, True, True, False],
