@@ -267,14 +267,22 @@ def merge_across_processes(accumulator: metrics_lib.IRSTDMetrics) -> metrics_lib
 # ---------------------------------------------------------------------------------- loop
 
 
-def warn_if_saturated(result: dict[str, Any], when: str) -> None:
-  """One stderr line when test images are predicted positive on most of their pixels."""
-  count = int(result.get("num_saturated", 0))
-  if count:
+def warn_if_degenerate(result: dict[str, Any], when: str) -> None:
+  """One stderr line when the detector fires on test images' background (saturated
+  images) or predicts no positive pixel on a test split that has targets."""
+  saturated = int(result.get("num_saturated", 0))
+  if saturated:
+    problem = (
+      f"{saturated} of {result['num_images']} test images are predicted positive on more "
+      f"than a tenth of their pixels: the detector fires on their background"
+    )
+  elif result.get("pred_pixels", 1) == 0 and result.get("num_targets", 0):
+    problem = "no test pixel is predicted positive: the detector finds nothing"
+  else:
+    return
+  if jax.process_index() == 0:
     print(
-      f"warning: at {when}, {count} of {result['num_images']} test images are predicted "
-      f"positive on more than a tenth of their pixels: the detector fires on their background "
-      f"(docs/training.md, 'A detector that fires everywhere')",
+      f"warning: at {when}, {problem} (docs/training.md, 'A detector that fires everywhere')",
       file=sys.stderr,
       flush=True,
     )
@@ -488,17 +496,23 @@ class ProfileWindow:
       print(f"profiler trace of steps {self.first}..{step - 1} written to {self.path}", flush=True)
 
 
-def report_evaluation(result: dict[str, Any], when: str) -> None:
-  """The evaluation line (lead process), then the warning when images are saturated."""
-  if jax.process_index() != 0:
-    return
-  print(
-    f"  test @ {when}: mIoU {result['miou']:.4f} nIoU {result['niou']:.4f} Pd "
-    f"{result['pd']:.4f} Fa {result['fa'] * 1e6:.2f}e-6 Fa_strict "
-    f"{result['fa_strict'] * 1e6:.2f}e-6",
-    flush=True,
-  )
-  warn_if_saturated(result, when)
+def report_evaluation(result: dict[str, Any], when: str) -> dict[str, float] | None:
+  """The evaluation line (lead process) and warn_if_degenerate's; the metrics that rank
+  the checkpoint for best, None when its images are saturated."""
+  if jax.process_index() == 0:
+    print(
+      f"  test @ {when}: mIoU {result['miou']:.4f} nIoU {result['niou']:.4f} Pd "
+      f"{result['pd']:.4f} Fa {result['fa'] * 1e6:.2f}e-6 Fa_strict "
+      f"{result['fa_strict'] * 1e6:.2f}e-6",
+      flush=True,
+    )
+  warn_if_degenerate(result, when)
+  return ranking_metrics(result)
+
+
+def ranking_metrics(result: dict[str, Any]) -> dict[str, float] | None:
+  """What ranks a checkpoint for best: its mIoU; None (never best) when it saturates."""
+  return None if result.get("num_saturated", 0) else {"miou": result["miou"]}
 
 
 def initial_state(config, model, tx, rng, resuming: bool, replicated) -> TrainState:
@@ -628,12 +642,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         guard.check_state(state, step)  # nothing non-finite is evaluated or saved
         last_eval = run_evaluation(state)
         writer.write_scalars(step, {f"test/{k}": v for k, v in last_eval.items() if np.isscalar(v)})
-        report_evaluation(last_eval, f"epoch {epoch}")
         checkpointer.save(
           step,
           _state_dict(state),
           metrics_lib.strict_json(dict(meta, metrics=last_eval)),
-          metrics={"miou": last_eval["miou"]},
+          metrics=report_evaluation(last_eval, f"epoch {epoch}"),
         )
       elif epoch_done and epoch % config.train.checkpoint_every_epochs == 0:
         guard.check_state(state, step)
@@ -648,13 +661,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     guard.check_state(state, step)
     if last_eval is None:  # resumed at the end: nothing ran, evaluate the restored state
       last_eval = run_evaluation(state)
-    checkpointer.save(
+    checkpointer.save(  # a no-op when the last epoch's evaluation saved this step
       step,
       _state_dict(state),
       metrics_lib.strict_json(
         dict(meta_base, epoch=step // steps_per_epoch, step=step, metrics=last_eval)
       ),
-      metrics={"miou": last_eval["miou"]},
+      metrics=ranking_metrics(last_eval),
     )
     final = {
       "step": step,
@@ -672,5 +685,5 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       f"Fa_strict {last_eval['fa_strict'] * 1e6:.2f}e-6",
       flush=True,
     )
-    warn_if_saturated(last_eval, "the end")
+    warn_if_degenerate(last_eval, "the end")
   return final

@@ -725,3 +725,17 @@ def test_config_file_errors_are_one_line_naming_the_file(tmp_path, text, message
   line = str(info.value)
   assert line.startswith(f"--config: {path}") and message in line and "\n" not in line, line
   config_check.check_config_file(str(REPO / "configs" / "synthetic.py"))  # a good one passes
+
+
+def test_a_degenerate_evaluation_warns_and_a_saturated_one_is_never_best(capsys):
+  healthy = {"miou": 0.6, "num_images": 4, "num_saturated": 0, "pred_pixels": 9, "num_targets": 5}
+  assert train.report_evaluation(healthy, "epoch 3") == {"miou": 0.6}
+  assert "warning" not in capsys.readouterr().err
+  saturated = dict(healthy, miou=0.04, num_saturated=2)
+  assert train.report_evaluation(saturated, "epoch 6") is None  # never offered as best
+  err = capsys.readouterr().err.strip()
+  assert err.startswith("warning: at epoch 6, 2 of 4 test images are predicted positive on ")
+  assert len(err.splitlines()) == 1
+  blind = dict(healthy, miou=0.0, pred_pixels=0)  # e.g. train.learning_rate=1e9
+  assert train.report_evaluation(blind, "the end") == {"miou": 0.0}
+  assert "no test pixel is predicted positive" in capsys.readouterr().err
