@@ -728,7 +728,8 @@ def test_config_file_errors_are_one_line_naming_the_file(tmp_path, text, message
 
 
 def test_a_degenerate_evaluation_warns_and_a_saturated_one_is_never_best(capsys):
-  healthy = {"miou": 0.6, "num_images": 4, "num_saturated": 0, "pred_pixels": 9, "num_targets": 5}
+  healthy = {"miou": 0.6, "niou": 0.5, "pd": 0.8, "fa": 1e-5, "fa_strict": 1e-5, "num_images": 4}
+  healthy.update(num_saturated=0, pred_pixels=9, num_targets=5)
   assert train.report_evaluation(healthy, "epoch 3") == {"miou": 0.6}
   assert "warning" not in capsys.readouterr().err
   saturated = dict(healthy, miou=0.04, num_saturated=2)
