@@ -27,10 +27,9 @@ from irstd_jax import datasets
 from irstd_jax import default_config
 from irstd_jax import losses
 from irstd_jax import models
+from irstd_jax import optim
 
 PURPOSES = ("train", "eval", "predict")
-OPTIMIZERS = ("adam", "adamw", "adagrad", "sgd")
-SCHEDULES = ("constant", "cosine", "poly")
 REDUCTIONS = ("per_image", "batch")
 LOCATION_CENTROIDS = ("centroid", "mshnet")
 DTYPES = ("float32", "bfloat16")
@@ -405,9 +404,9 @@ def _check_train(config) -> None:
   _number(config, "seed", integer=True)
   _number(config, "train.num_epochs", low=1, integer=True)
   _number(config, "train.batch_size", low=1, integer=True)
-  _choice(config, "train.optimizer", OPTIMIZERS, "optimizer")
+  _choice(config, "train.optimizer", optim.OPTIMIZERS, "optimizer")
   _number(config, "train.learning_rate", low=0, low_open=True)
-  _choice(config, "train.schedule", SCHEDULES, "schedule")
+  _choice(config, "train.schedule", optim.SCHEDULES, "schedule")
   _number(config, "train.warmup_steps", low=0, integer=True)
   _number(config, "train.weight_decay", low=0)
   _number(config, "train.momentum", low=0, high=1, high_open=True)
@@ -450,8 +449,7 @@ def validate_config(config, *, workdir: str | None = None, purpose: str = "train
 # ----------------------------------------------------------------------- resume changes
 
 # Model fields that neither shape the saved state nor change what the parameters compute
-# (float32 parameters are stored whatever the compute dtype).
-# Fields that change how a state is computed or initialised, not its tree.
+# (float32 parameters are stored whatever the compute dtype; output_prior only initialises).
 _MODEL_FIELDS_OUTSIDE_STATE = (
   "model.dtype",
   "model.bn_momentum",

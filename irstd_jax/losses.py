@@ -98,7 +98,9 @@ returns float32.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from collections.abc import Sequence
+import dataclasses
 import math
 from typing import Any
 
@@ -106,8 +108,11 @@ import jax
 import jax.numpy as jnp
 
 __all__ = [
+  "SCALE_WEIGHTS",
   "SCALE_WEIGHT_KINDS",
+  "LOSSES",
   "LOSS_NAMES",
+  "LossSpec",
   "scale_weight",
   "region_sums",
   "soft_iou_from_sums",
@@ -125,8 +130,6 @@ __all__ = [
   "total_loss",
 ]
 
-SCALE_WEIGHT_KINDS = ("diff", "var", "mobius", "var_denominator")
-LOSS_NAMES = ("scale", "soft_iou", "dice", "bce", "focal", "sd")
 _LOC_SMOOTH = 1e-8  # MSHNet's LLoss constant (d above)
 
 
@@ -160,22 +163,39 @@ def scale_weight(
   Returns:
     w with the broadcast shape and dtype of Ap, At.
   """
-  Ap = jnp.asarray(Ap)
-  At = jnp.asarray(At)
+  if kind not in SCALE_WEIGHTS:
+    raise ValueError(f"unknown scale_weight kind {kind!r}; expected one of {SCALE_WEIGHT_KINDS}")
+  return SCALE_WEIGHTS[kind](jnp.asarray(Ap), jnp.asarray(At), b_over, b_under, eps)
+
+
+def _diff_weight(Ap, At, b_over, b_under, eps):
   x = Ap - At
-  S = Ap + At
-  if kind == "diff":
-    return 1.0 - (b_over * jax.nn.relu(x) + b_under * jax.nn.relu(-x)) / (S + eps)
-  if kind == "var":
-    v = jnp.square(x / 2.0)
-    return (jnp.minimum(Ap, At) + v + eps) / (jnp.maximum(Ap, At) + v + eps)
-  if kind == "mobius":
-    return 2.0 * Ap / (S + eps)
-  if kind == "var_denominator":
-    v = jnp.square(x / 2.0)
-    m = jnp.maximum(Ap, At)
-    return (m + eps) / (m + v + eps)
-  raise ValueError(f"unknown scale_weight kind {kind!r}; expected one of {SCALE_WEIGHT_KINDS}")
+  return 1.0 - (b_over * jax.nn.relu(x) + b_under * jax.nn.relu(-x)) / (Ap + At + eps)
+
+
+def _var_weight(Ap, At, b_over, b_under, eps):
+  v = jnp.square((Ap - At) / 2.0)
+  return (jnp.minimum(Ap, At) + v + eps) / (jnp.maximum(Ap, At) + v + eps)
+
+
+def _mobius_weight(Ap, At, b_over, b_under, eps):
+  return 2.0 * Ap / (Ap + At + eps)
+
+
+def _var_denominator_weight(Ap, At, b_over, b_under, eps):
+  v = jnp.square((Ap - At) / 2.0)
+  m = jnp.maximum(Ap, At)
+  return (m + eps) / (m + v + eps)
+
+
+# `config.loss.scale_weight` -> w(Ap, At, b_over, b_under, eps) (formulas: module doc).
+SCALE_WEIGHTS = {
+  "diff": _diff_weight,
+  "var": _var_weight,
+  "mobius": _mobius_weight,
+  "var_denominator": _var_denominator_weight,
+}
+SCALE_WEIGHT_KINDS = tuple(SCALE_WEIGHTS)
 
 
 # ----------------------------------------------------------------------------
@@ -395,8 +415,62 @@ def _scale_family(p, g, cfg, weighted, location_on=None, sd=False):
 # ----------------------------------------------------------------------------
 
 
+def _iou_aux(p, g, cfg):
+  """The aux dict of a loss without a scale weight: mean soft IoU, w = 1, no location."""
+  iou = jnp.mean(soft_iou_from_sums(*region_sums(p, g), float(cfg.smooth)))
+  return {"iou": iou, "scale_weight": jnp.ones((), p.dtype), "location": jnp.zeros((), p.dtype)}
+
+
+def _scale_entry(z, p, g, cfg, epoch):
+  weighted = epoch >= int(cfg.warm_epochs)
+  return _scale_family(p, g, cfg, weighted, epoch >= int(cfg.location_warm_epochs))
+
+
+def _sd_entry(z, p, g, cfg, epoch):
+  return _scale_family(p, g, cfg, epoch >= int(cfg.warm_epochs), sd=True)
+
+
+def _soft_iou_entry(z, p, g, cfg, epoch):
+  aux = _iou_aux(p, g, cfg)
+  return 1.0 - aux["iou"], aux
+
+
+def _dice_entry(z, p, g, cfg, epoch):
+  return dice_loss(z, g, float(cfg.smooth)), _iou_aux(p, g, cfg)
+
+
+def _bce_entry(z, p, g, cfg, epoch):
+  return bce_loss(z, g), _iou_aux(p, g, cfg)
+
+
+def _focal_entry(z, p, g, cfg, epoch):
+  return focal_loss(z, g, float(cfg.focal_alpha), float(cfg.focal_gamma)), _iou_aux(p, g, cfg)
+
+
+@dataclasses.dataclass(frozen=True)
+class LossSpec:
+  """A `config.loss.name`: `fn(z, p, g, loss_config, epoch) -> (loss, aux)` on one output
+  (z logits, p probabilities, g masks, all (N, H, W, 1) in the compute dtype; epoch an
+  int32 scalar), and whether it is plain soft IoU while epoch < warm_epochs."""
+
+  fn: Callable
+  warmup: bool = False
+
+
+# `config.loss.name` -> LossSpec. A new loss is one function plus one entry here.
+LOSSES = {
+  "scale": LossSpec(_scale_entry, warmup=True),
+  "soft_iou": LossSpec(_soft_iou_entry),
+  "dice": LossSpec(_dice_entry),
+  "bce": LossSpec(_bce_entry),
+  "focal": LossSpec(_focal_entry),
+  "sd": LossSpec(_sd_entry, warmup=True),
+}
+LOSS_NAMES = tuple(LOSSES)
+
+
 def single_output_loss(logits, masks, loss_config, epoch=0):
-  """Loss of one output map, selected by ``loss_config.name``.
+  """Loss of one output map, `LOSSES[loss_config.name]`.
 
   Args:
     logits: (N, H, W, 1) any float dtype.
@@ -410,32 +484,10 @@ def single_output_loss(logits, masks, loss_config, epoch=0):
     not computed) and, for 'sd', 'sd_beta'.
   """
   name = loss_config.name
-  smooth = float(loss_config.smooth)
-  z, p, g = _probs_and_masks(logits, masks)
-  epoch = jnp.asarray(epoch)
-  if name in ("scale", "sd"):
-    weighted = epoch >= int(loss_config.warm_epochs)
-    loc_on = epoch >= int(loss_config.location_warm_epochs)
-    return _scale_family(p, g, loss_config, weighted, loc_on, sd=(name == "sd"))
-  Ap, At, I = region_sums(p, g)
-  iou = jnp.mean(soft_iou_from_sums(Ap, At, I, smooth))
-  aux = {"iou": iou, "scale_weight": jnp.ones((), p.dtype), "location": jnp.zeros((), p.dtype)}
-  if name == "soft_iou":
-    loss = 1.0 - iou
-  elif name == "dice":
-    loss = dice_loss(z, g, smooth)
-  elif name == "bce":
-    loss = bce_loss(z, g)
-  elif name == "focal":
-    loss = focal_loss(
-      z,
-      g,
-      float(loss_config.focal_alpha),
-      float(loss_config.focal_gamma),
-    )
-  else:
+  if name not in LOSSES:
     raise ValueError(f"unknown loss name {name!r}; expected one of {LOSS_NAMES}")
-  return loss, aux
+  z, p, g = _probs_and_masks(logits, masks)
+  return LOSSES[name].fn(z, p, g, loss_config, jnp.asarray(epoch))
 
 
 def _resize_to(logits: jax.Array, hw) -> jax.Array:
@@ -479,7 +531,7 @@ def total_loss(logits, side_logits: Sequence[jax.Array], masks, loss_config, epo
   else:
     loss = main
     side_mean = jnp.zeros_like(main)
-  if loss_config.name in ("scale", "sd"):
+  if LOSSES[loss_config.name].warmup:
     warm = jnp.asarray(epoch) < int(loss_config.warm_epochs)
   else:
     warm = jnp.zeros((), jnp.float32)

@@ -34,59 +34,11 @@ from irstd_jax import losses
 from irstd_jax import metric_writers
 from irstd_jax import metrics as metrics_lib
 from irstd_jax import models
+from irstd_jax import optim
 
 
 class TrainState(train_state.TrainState):
   batch_stats: Any = None
-
-
-# ---------------------------------------------------------------------------- optimiser
-
-
-def learning_rate_schedule(
-  train_config: ml_collections.ConfigDict, total_steps: int
-) -> optax.Schedule:
-  """`constant`, `cosine` (linear warm-up then cosine to 0) or `poly` (MSHNet-style)."""
-  base = train_config.learning_rate
-  warmup = min(int(train_config.warmup_steps), max(total_steps - 1, 0))
-  kind = train_config.schedule
-  if kind == "constant":
-    main = optax.constant_schedule(base)
-  elif kind == "cosine":
-    main = optax.cosine_decay_schedule(base, max(total_steps - warmup, 1))
-  elif kind == "poly":
-    main = optax.polynomial_schedule(
-      base, 0.0, power=0.9, transition_steps=max(total_steps - warmup, 1)
-    )
-  else:
-    raise ValueError(f"train.schedule={kind!r}: expected constant, cosine or poly")
-  if warmup == 0:
-    return main
-  return optax.join_schedules([optax.linear_schedule(0.0, base, warmup), main], boundaries=[warmup])
-
-
-def make_optimizer(
-  train_config: ml_collections.ConfigDict, schedule: optax.Schedule
-) -> optax.GradientTransformation:
-  name = train_config.optimizer
-  wd = train_config.weight_decay
-  if name == "adam":
-    opt = optax.adam(schedule)
-  elif name == "adamw":
-    opt = optax.adamw(schedule, weight_decay=wd)
-  elif name == "adagrad":  # MSHNet's optimiser
-    opt = optax.adagrad(schedule)
-  elif name == "sgd":
-    opt = optax.sgd(schedule, momentum=train_config.momentum)
-  else:
-    raise ValueError(f"train.optimizer={name!r}: expected adam, adamw, adagrad or sgd")
-  chain = []
-  if train_config.grad_clip_norm:
-    chain.append(optax.clip_by_global_norm(train_config.grad_clip_norm))
-  chain.append(opt)
-  tx = optax.chain(*chain)
-  accum = int(train_config.grad_accum_steps)
-  return optax.MultiSteps(tx, accum) if accum > 1 else tx
 
 
 # -------------------------------------------------------------------------------- steps
@@ -589,8 +541,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   mesh = make_mesh()
   replicated = jax.NamedSharding(mesh, jax.P())
   data_sharding = jax.NamedSharding(mesh, jax.P("data"))
-  schedule = learning_rate_schedule(config.train, total_steps)
-  tx = make_optimizer(config.train, schedule)
+  schedule = optim.learning_rate_schedule(config.train, total_steps)
+  tx = optim.make_optimizer(config.train, schedule)
   init_rng, train_rng = jax.random.split(jax.random.key(config.seed))
   state = initial_state(config, model, tx, init_rng, resuming, replicated)
   meta_base = {"config": json.loads(config.to_json_best_effort())}

@@ -64,6 +64,7 @@ def test_cli_round_trip(tmp_path):
 
   from irstd_jax import checkpointing
   from irstd_jax import models
+  from irstd_jax import optim
   from irstd_jax import train
 
   config = _config()
@@ -104,7 +105,7 @@ def test_cli_round_trip(tmp_path):
 
   # The directory is a resumable workdir: the fresh optimizer state has the structure
   # that train.py's TrainState expects.
-  tx = train.make_optimizer(config.train, train.learning_rate_schedule(config.train, 10))
+  tx = optim.make_optimizer(config.train, optim.learning_rate_schedule(config.train, 10))
   abstract = jax.eval_shape(
     lambda: train.create_train_state(jax.random.key(0), model, tx, (16, 16))
   )

@@ -9,6 +9,7 @@ import pytest
 
 from irstd_jax import losses
 from irstd_jax import models
+from irstd_jax import optim
 from irstd_jax import train
 from irstd_jax.datasets import synthetic
 
@@ -29,7 +30,7 @@ def _fixed_batch(n=4, size=32):
 def _setup(tmp_path, **overrides):
   config = tiny_config(tmp_path, **overrides)
   model = models.create_model(config.model)
-  tx = train.make_optimizer(config.train, optax.constant_schedule(config.train.learning_rate))
+  tx = optim.make_optimizer(config.train, optax.constant_schedule(config.train.learning_rate))
   state = jax.jit(lambda key: train.create_train_state(key, model, tx, (32, 32)))(jax.random.key(0))
   return config, state
 
@@ -107,16 +108,16 @@ def test_schedules_and_optimizers():
   from ml_collections import ConfigDict
 
   cfg = ConfigDict({"learning_rate": 1.0, "schedule": "cosine", "warmup_steps": 10})
-  sched = train.learning_rate_schedule(cfg, 110)
+  sched = optim.learning_rate_schedule(cfg, 110)
   assert float(sched(0)) == 0.0 and abs(float(sched(10)) - 1.0) < 1e-6
   assert abs(float(sched(110))) < 1e-6
   cfg.schedule = "poly"
-  assert 0 < float(train.learning_rate_schedule(cfg, 110)(60)) < 1
+  assert 0 < float(optim.learning_rate_schedule(cfg, 110)(60)) < 1
   cfg.schedule = "bogus"
   import pytest
 
   with pytest.raises(ValueError, match="train.schedule='bogus'"):
-    train.learning_rate_schedule(cfg, 10)
+    optim.learning_rate_schedule(cfg, 10)
 
 
 def test_grad_accumulation_applies_the_mean_update_every_k_steps(tmp_path):

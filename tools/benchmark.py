@@ -263,6 +263,7 @@ def build_jax_steps(args, model_name: str, size: int, dtype: str) -> types.Simpl
 
   from irstd_jax import default_config
   from irstd_jax import models
+  from irstd_jax import optim
   from irstd_jax import train as jtrain
 
   if args.cpu_devices != 1 and jax.config.jax_num_cpu_devices != args.cpu_devices:
@@ -283,7 +284,7 @@ def build_jax_steps(args, model_name: str, size: int, dtype: str) -> types.Simpl
   tcfg = default_config.base_config().train
   tcfg.optimizer, tcfg.learning_rate = r["optimizer"], r["lr"]
   tcfg.schedule, tcfg.warmup_steps = "constant", 0
-  tx = jtrain.make_optimizer(tcfg, jtrain.learning_rate_schedule(tcfg, 10**6))
+  tx = optim.make_optimizer(tcfg, optim.learning_rate_schedule(tcfg, 10**6))
   state = jax.jit(
     functools.partial(jtrain.create_train_state, model=model, tx=tx, image_shape=(size, size)),
     out_shardings=replicated,

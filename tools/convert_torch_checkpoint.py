@@ -42,6 +42,7 @@ import torch_weights  # noqa: E402  (sibling: tools/ is sys.path[0] when run as 
 
 from irstd_jax import checkpointing  # noqa: E402
 from irstd_jax import models  # noqa: E402
+from irstd_jax import optim  # noqa: E402
 from irstd_jax import train  # noqa: E402
 
 # Flags are defined only when run as a script, so that importing this file (tests) does
@@ -85,7 +86,7 @@ def torch_to_orbax(state_dict, config, output_dir: str, step: int = 0, source: s
   """Writes ``output_dir/checkpoints/<step>/``; returns the checkpoints directory."""
   model, template = abstract_variables(config.model)
   variables = torch_weights.torch_state_dict_to_flax(state_dict, template=template)
-  tx = train.make_optimizer(config.train, train.learning_rate_schedule(config.train, 1))
+  tx = optim.make_optimizer(config.train, optim.learning_rate_schedule(config.train, 1))
   ts = train.TrainState.create(
     apply_fn=model.apply, params=variables["params"], tx=tx, batch_stats=variables["batch_stats"]
   )

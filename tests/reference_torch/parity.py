@@ -509,7 +509,7 @@ def metrics_summary(records: list[Record]) -> list[Record]:
 
 # -------------------------------------------------------------------------- optimizer
 def optimizer_parity(name="unet", steps=3, lr=1e-3, seed=0, image_shape=(32, 32), n=2):
-  """Adam (optax.adam via train.make_optimizer / train.train_step vs torch.optim.Adam),
+  """Adam (optax.adam via optim.make_optimizer / train.train_step vs torch.optim.Adam),
   scale loss (diff) + deep supervision, ``steps`` steps on different batches.
 
   Returns (records, zero_grad_records): parameters whose exact gradient is zero
@@ -518,13 +518,14 @@ def optimizer_parity(name="unet", steps=3, lr=1e-3, seed=0, image_shape=(32, 32)
   reported separately (their gradient size, and the parameter difference <= 2 lr
   steps), not compared at float precision.
   """
+  from irstd_jax import optim
   from irstd_jax import train as jtrain
 
   cfg, jmodel, v, tmod = build_pair(name, image_shape, seed)
   tcfg = default_config.base_config().train
   tcfg.update(dict(optimizer="adam", learning_rate=lr, schedule="constant", warmup_steps=0))
   lcfg = _loss_cfg(name="scale", scale_weight="diff", warm_epochs=0, deep_supervision=True)
-  tx = jtrain.make_optimizer(tcfg, jtrain.learning_rate_schedule(tcfg, 100))
+  tx = optim.make_optimizer(tcfg, optim.learning_rate_schedule(tcfg, 100))
   state = jtrain.TrainState.create(
     apply_fn=jmodel.apply, params=v["params"], tx=tx, batch_stats=v["batch_stats"]
   )
