@@ -53,7 +53,7 @@ Differences from MSHNet's ``SLSIoULoss`` (github.com/Lliu666/MSHNet,
 * MSHNet always adds its location loss (weight 1) after warm-up; here it is
   ``location_weight`` (default 0, SPEC: a source of false alarms).
 * MSHNet's deep supervision max-pools the *labels* down to each side output;
-  here (SPEC, docs/INTERFACES.md) the side *logits* are resized bilinearly to
+  here (SPEC, docs/interfaces.md) the side *logits* are resized bilinearly to
   the mask size and the same loss is applied; the fused and side losses are
   averaged: (L_fused + sum_k L_side_k) / (1 + K), as MSHNet averages.
 

@@ -5,7 +5,7 @@ Public API:
   MODEL_NAMES: the names ``config.model.name`` accepts
   ARCHITECTURES: per-name settings that create_model applies
 
-Call convention (docs/INTERFACES.md):
+Call convention (docs/interfaces.md):
   logits, side_logits = model.apply(variables, images, train=False)
   (logits, side_logits), new_state = model.apply(
       variables, images, train=True, mutable=['batch_stats'])
