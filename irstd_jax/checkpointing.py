@@ -205,7 +205,10 @@ def check_resume(config, workdir: str) -> bool:
   a field that the saved state's tree depends on (config_check.state_changes).
 
   Reads only the newest readable checkpoint's meta: cheap, before any data or compilation.
+  A workdir whose checkpoint folders are files is refused here too, not at the first save.
   """
+  for name in (LATEST_DIR, BEST_DIR):
+    config_check.check_directory(os.path.join(workdir, name), "--workdir")
   found = newest_meta(os.path.join(workdir, LATEST_DIR))
   if found is None:
     return False
@@ -437,6 +440,11 @@ def resolve_checkpoint_dir(path: str, prefer_best: bool = True) -> str:
   path = os.path.abspath(path)
   if not os.path.exists(path):
     raise FileNotFoundError(f"{path}: no such checkpoint directory")
+  if not os.path.isdir(path):
+    raise FileNotFoundError(
+      f"{path}: is a file, not a checkpoint directory (a workdir, its {LATEST_DIR}/ or "
+      f"{BEST_DIR}/, or an exported folder)"
+    )
   for name in (BEST_DIR, LATEST_DIR) if prefer_best else (LATEST_DIR, BEST_DIR):
     candidate = os.path.join(path, name)
     if os.path.isdir(candidate) and ocp.utils.checkpoint_steps(candidate):

@@ -146,6 +146,26 @@ def held_by_another_run(ctx: Ctx) -> None:
   assert ctx.holder.stdout.readline().strip() == "held"
 
 
+def checkpoints_dir_is_a_file(ctx: Ctx) -> None:
+  ctx.workdir.mkdir(parents=True)
+  (ctx.workdir / checkpointing.LATEST_DIR).write_text("not a directory")
+
+
+def file_as_checkpoint(ctx: Ctx) -> None:
+  ctx.workdir.parent.mkdir(parents=True, exist_ok=True)
+  ctx.workdir.write_text("not a checkpoint")
+
+
+def checkpoints_file_untouched(ctx: Ctx, proc) -> None:
+  assert (ctx.workdir / checkpointing.LATEST_DIR).read_text() == "not a directory"
+  assert sorted(p.name for p in ctx.workdir.iterdir()) == [checkpointing.LATEST_DIR, "lock"]
+
+
+def no_predict_output(ctx: Ctx, proc) -> None:
+  assert not (ctx.tmp / "out").exists()
+  assert ctx.workdir.read_text() == "not a checkpoint"
+
+
 def file_as_workdir(ctx: Ctx) -> None:
   ctx.workdir.parent.mkdir(parents=True, exist_ok=True)
   ctx.workdir.write_text("not a directory")
@@ -425,6 +445,23 @@ ROWS = [
     one_line=True,
   ),
   Row("positional argument", main_with("extra"), 2, "error: unexpected arguments", nothing_written),
+  Row(
+    "checkpoints folder is a file",
+    main_with(),
+    2,
+    "/checkpoints is an existing file, not a directory",
+    checkpoints_file_untouched,
+    prepare=checkpoints_dir_is_a_file,
+    one_line=True,
+  ),
+  Row(
+    "checkpoint path is a file, predict",
+    predict_with("--output={ctx.tmp}/out"),
+    2,
+    ": is a file, not a checkpoint directory",
+    no_predict_output,
+    prepare=file_as_checkpoint,
+  ),
   # 7. A second run on a workdir whose run is still alive: refused before anything moves.
   Row(
     "workdir held by a live run",
