@@ -4,29 +4,46 @@ Any config field can be overridden on the command line, e.g. --config.train.num_
 
 Exit status: 0 done; 2 a bad config, flag, data set or checkpoint, or a workdir another
 live run holds (one `error:` line on stderr, before any compilation where the data are
-not needed to tell); 3 training
-diverged (non-finite loss, gradient norm or state; nothing non-finite is saved);
-130 / 143 stopped by SIGINT / SIGTERM after saving a checkpoint.
+not needed to tell); 3 training diverged (non-finite loss, gradient norm or state;
+nothing non-finite is saved); 130 / 143 stopped by SIGINT / SIGTERM: inside the training
+loop after saving a checkpoint, anywhere else (start-up, compilation, the final save, a
+second Ctrl-C) at once with one line, keeping the checkpoints already written.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
+
+
+def _stop_at_once(signum, frame) -> None:
+  """Outside the loop's own handling: one line, and the process ends (the kernel frees the
+  workdir lock; a checkpoint being written is left incomplete and is never the newest
+  readable one, so a rerun resumes from the last complete one)."""
+  del frame
+  name = signal.Signals(signum).name
+  print(f"error: stopped by {name}; checkpoints already written are kept", file=sys.stderr)
+  os._exit(128 + signum)
+
+
+# Before the heavy imports, so a Ctrl-C at start-up is one line too, not a traceback.
+for _signal in (signal.SIGINT, signal.SIGTERM):
+  signal.signal(_signal, _stop_at_once)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF only writes TFDS data sets here
 
-from absl import app
-from absl import flags
-from absl import logging
-import jax
-from ml_collections import config_flags
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+from absl import logging  # noqa: E402
+import jax  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
 
-from irstd_jax import config_check
-from irstd_jax import datasets
-from irstd_jax import train
-from irstd_jax import workdir_lock
+from irstd_jax import config_check  # noqa: E402
+from irstd_jax import datasets  # noqa: E402
+from irstd_jax import train  # noqa: E402
+from irstd_jax import workdir_lock  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file(
   "config", None, "Path to a configs/*.py file.", lock_config=True

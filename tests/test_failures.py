@@ -241,11 +241,31 @@ def main_interrupted(at_step: int, *args) -> Callable:
   return run
 
 
+def main_interrupted_at_start(signum: int, after_s: float = 1.0) -> Callable:
+  """main, sent `signum` `after_s` seconds after it starts (while it imports JAX)."""
+
+  def run(ctx: Ctx) -> subprocess.CompletedProcess:
+    cmd = _main_cmd(ctx, [])
+    proc = subprocess.Popen(
+      cmd, cwd=REPO, env=_env(ctx), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    time.sleep(after_s)
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=300)
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+  return run
+
+
 # ------------------------------------------------------------------------------ checks
 
 
 def nothing_written(ctx: Ctx, proc) -> None:
   assert not ctx.workdir.exists(), sorted(ctx.workdir.iterdir())
+
+
+def no_checkpoint_written(ctx: Ctx, proc) -> None:
+  assert not (ctx.workdir / checkpointing.LATEST_DIR).exists()
 
 
 def workdir_still_a_file(ctx: Ctx, proc) -> None:
@@ -461,6 +481,14 @@ ROWS = [
     ": is a file, not a checkpoint directory",
     no_predict_output,
     prepare=file_as_checkpoint,
+  ),
+  Row(
+    "SIGINT at start-up",
+    main_interrupted_at_start(signal.SIGINT),
+    130,
+    "error: stopped by SIGINT; checkpoints already written are kept",
+    no_checkpoint_written,
+    one_line=True,
   ),
   # 7. A second run on a workdir whose run is still alive: refused before anything moves.
   Row(
