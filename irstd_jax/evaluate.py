@@ -250,7 +250,8 @@ def _define_flags():
 
 def main(argv, config_flag=None) -> int:
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    print(f"error: unexpected arguments {argv[1:]}: every option is a --flag", file=sys.stderr)
+    return 2
   FLAGS = flags.FLAGS
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
@@ -262,6 +263,10 @@ def main(argv, config_flag=None) -> int:
   if config_flag is not None and config_flag.value is not None:
     config = config_flag.value
   try:
+    if FLAGS.num_figures < 0:
+      raise config_check.ConfigError(
+        "--num_figures", f"{FLAGS.num_figures} is negative", "an integer >= 0"
+      )
     config_check.apply_overrides(config, FLAGS.set)
     config_check.validate_config(config, workdir=FLAGS.output, purpose="eval")
   except config_check.ConfigError as e:

@@ -53,6 +53,22 @@ def list_inputs(path: str) -> list[str]:
   raise FileNotFoundError(f"{path}: no such file or directory")
 
 
+def check_output_outside_input(input_path: str, output: str) -> None:
+  """ConfigError when --output is the --input folder or inside it: the written PNGs would
+  be read back as inputs by the next run (`x_mask_mask.png`)."""
+  if not os.path.isdir(input_path):
+    return
+  folder = os.path.realpath(input_path)
+  out = os.path.realpath(output)
+  if out == folder or out.startswith(folder + os.sep):
+    raise config_check.ConfigError(
+      "--output",
+      f"{output} is {'the input folder' if out == folder else 'inside the input folder'} "
+      f"{input_path}: a later run would read the predictions as inputs",
+      "a folder outside --input",
+    )
+
+
 def read_grayscale_uint8(path: str) -> tuple[np.ndarray, list[str]]:
   """(H, W) uint8 and a list of notes (conversions made). Raises on unreadable files."""
   notes = []
@@ -142,7 +158,8 @@ def predict_files(
 
 def main(argv) -> int:
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    print(f"error: unexpected arguments {argv[1:]}: every option is a --flag", file=sys.stderr)
+    return 2
   FLAGS = flags.FLAGS
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
@@ -154,6 +171,7 @@ def main(argv) -> int:
     return 2
   try:
     config_check.validate_config(config, workdir=FLAGS.output, purpose="predict")
+    check_output_outside_input(FLAGS.input, FLAGS.output)
     if FLAGS.threshold is not None and not 0.0 <= FLAGS.threshold < 1.0:
       raise config_check.ConfigError(
         "--threshold", f"{FLAGS.threshold!r} is out of range", "a probability in [0, 1)"

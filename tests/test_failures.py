@@ -166,6 +166,12 @@ def no_predict_output(ctx: Ctx, proc) -> None:
   assert ctx.workdir.read_text() == "not a checkpoint"
 
 
+def shared_and_an_image_folder(ctx: Ctx) -> None:
+  copy_shared(ctx)
+  (ctx.tmp / "in").mkdir()
+  Image.fromarray(np.zeros((16, 16), np.uint8)).save(ctx.tmp / "in" / "a.png")
+
+
 def file_as_workdir(ctx: Ctx) -> None:
   ctx.workdir.parent.mkdir(parents=True, exist_ok=True)
   ctx.workdir.write_text("not a directory")
@@ -266,6 +272,11 @@ def nothing_written(ctx: Ctx, proc) -> None:
 
 def no_checkpoint_written(ctx: Ctx, proc) -> None:
   assert not (ctx.workdir / checkpointing.LATEST_DIR).exists()
+
+
+def input_folder_untouched(ctx: Ctx, proc) -> None:
+  assert "inside the input folder" in proc.stderr
+  assert sorted(p.name for p in (ctx.tmp / "in").iterdir()) == ["a.png"]
 
 
 def workdir_still_a_file(ctx: Ctx, proc) -> None:
@@ -489,6 +500,22 @@ ROWS = [
     "error: stopped by SIGINT; checkpoints already written are kept",
     no_checkpoint_written,
     one_line=True,
+  ),
+  Row(
+    "predict output inside its input",
+    predict_with("--input={ctx.tmp}/in", "--output={ctx.tmp}/in/pred"),
+    2,
+    "error: --output: ",
+    input_folder_untouched,
+    prepare=shared_and_an_image_folder,
+  ),
+  Row(
+    "evaluate with a negative figure count",
+    evaluate_with("--num_figures=-1"),
+    2,
+    "error: --num_figures: -1 is negative (an integer >= 0)",
+    no_eval_output,
+    prepare=copy_shared,
   ),
   # 7. A second run on a workdir whose run is still alive: refused before anything moves.
   Row(
