@@ -6,19 +6,14 @@
 
 Split: the published train.txt / val.txt (val used as test) -- an assumption about the
 archive's layout, see docs/data.md. JPEG masks are thresholded at 128.
-Recipe: MSHNet's (`mshnet_recipe` in configs/nuaa_sirst.py), with batch 16 for this larger set.
+Recipe: MSHNet's (`default_config.mshnet_recipe`), with batch 16 for this larger set.
 """
 
-import pathlib
-import runpy
-
-# configs/ is not a package (main loads a config file by its path), so the shared recipe
-# is read by path as well.
-_RECIPE = pathlib.Path(__file__).with_name("nuaa_sirst.py")
+from irstd_jax import default_config
 
 
 def get_config():
-  config = runpy.run_path(str(_RECIPE))["mshnet_recipe"]("sirst_uavb")
+  config = default_config.mshnet_recipe("sirst_uavb")
   # NOT measured here (the set is not available in this sandbox): MSHNet's ImageNet
   # normalisation averaged over RGB, in uint8 units (0.449 * 255, 0.226 * 255). Run
   # tools/prepare_data.py and paste the measured values.

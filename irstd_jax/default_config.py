@@ -153,3 +153,21 @@ def loss_config() -> ml_collections.ConfigDict:
   c.sd_ref_area = 81.0
   c.sd_ref_resolution = 512.0 * 512.0
   return c
+
+
+def mshnet_recipe(name: str) -> ml_collections.ConfigDict:
+  """The base config (the paper's model and loss) with data set `name` and MSHNet's training
+  recipe (Lliu666/MSHNet main.py; docs/data.md says where this pipeline differs from it):
+  what configs/{nuaa_sirst,nudt_sirst,irstd1k,sirst_uavb}.py start from."""
+  config = base_config()
+  config.dataset.name = name
+  config.dataset.crop_size = 256
+  config.train.num_epochs = 400
+  config.train.batch_size = 4
+  config.train.optimizer = "adagrad"
+  config.train.learning_rate = 0.05
+  config.train.schedule = "constant"
+  config.loss.warm_epochs = 6  # MSHNet: epochs 0..5 plain soft IoU (`epoch > warm_epoch`)
+  config.eval.batch_size = 8
+  config.eval.every_epochs = 5
+  return config
