@@ -172,6 +172,42 @@ def _item_handlers() -> dict[str, ocp.CheckpointHandler]:
   return {"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()}
 
 
+def damaged_step_metadata(directory: str) -> list[tuple[int, str, str]]:
+  """(step, file, reason) of each step folder whose orbax metadata file is not JSON text.
+
+  orbax's CheckpointManager reads every step's `_CHECKPOINT_METADATA` when it starts and
+  fails with an error naming no file (UnicodeDecodeError on random bytes), so the step
+  folders are checked first.
+  """
+  damaged = []
+  if not os.path.isdir(directory):
+    return damaged
+  for name in sorted(os.listdir(directory)):
+    path = os.path.join(directory, name, "_CHECKPOINT_METADATA")
+    if not (name.isdigit() and os.path.isfile(path)):
+      continue
+    try:
+      with open(path, encoding="utf-8") as f:
+        json.load(f)
+    except (OSError, ValueError) as e:  # UnicodeDecodeError is a ValueError
+      damaged.append((int(name), path, _reason(e)))
+  return damaged
+
+
+def set_aside_damaged_metadata(directory: str, report) -> None:
+  """Moves every step folder with damaged metadata to `<step>.corrupt` (one line each)."""
+  for step, path, reason in damaged_step_metadata(directory):
+    source = os.path.join(directory, str(step))
+    target, n = source + CORRUPT_SUFFIX, 1
+    while os.path.exists(target):
+      target, n = f"{source}{CORRUPT_SUFFIX}{n}", n + 1
+    if jax.process_index() == 0:
+      os.rename(source, target)
+      report(f"warning: {path} cannot be read ({reason}); moved {source} to {target}")
+    if jax.process_count() > 1:
+      multihost_utils.sync_global_devices(f"irstd_jax:set_aside_metadata_{step}")
+
+
 def _manager(directory: str, barrier_prefix: str, **options) -> ocp.CheckpointManager:
   # The handlers are named so that item_metadata (the saved tree) can be read before a
   # restore. The latest and the best manager save at the same step, each finishing in its
@@ -205,10 +241,14 @@ def check_resume(config, workdir: str) -> bool:
   a field that the saved state's tree depends on (config_check.state_changes).
 
   Reads only the newest readable checkpoint's meta: cheap, before any data or compilation.
-  A workdir whose checkpoint folders are files is refused here too, not at the first save.
+  A workdir whose checkpoint folders are files is refused here too, not at the first save;
+  step folders whose orbax metadata is not JSON are moved aside (one warning line each).
   """
   for name in (LATEST_DIR, BEST_DIR):
     config_check.check_directory(os.path.join(workdir, name), "--workdir")
+    set_aside_damaged_metadata(
+      os.path.join(workdir, name), lambda line: print(line, file=sys.stderr, flush=True)
+    )
   found = newest_meta(os.path.join(workdir, LATEST_DIR))
   if found is None:
     return False
@@ -462,6 +502,11 @@ def _warn(line: str) -> None:
 
 
 def _read_only_manager(directory: str) -> ocp.CheckpointManager:
+  damaged = damaged_step_metadata(directory)
+  if damaged:
+    _, path, reason = damaged[0]
+    more = f"; {len(damaged) - 1} more step(s) damaged" if len(damaged) > 1 else ""
+    raise CheckpointError(f"{path}: cannot be read ({reason}{more})")
   with _quiet_read_only():
     return ocp.CheckpointManager(
       directory,

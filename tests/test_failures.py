@@ -172,6 +172,16 @@ def shared_and_an_image_folder(ctx: Ctx) -> None:
   Image.fromarray(np.zeros((16, 16), np.uint8)).save(ctx.tmp / "in" / "a.png")
 
 
+def random_bytes_everywhere(ctx: Ctx) -> None:
+  """Every file of every checkpoint replaced with random bytes of the same size."""
+  copy_shared(ctx)
+  rng = np.random.default_rng(0)
+  for name in (checkpointing.LATEST_DIR, checkpointing.BEST_DIR):
+    for path in (ctx.workdir / name).rglob("*"):
+      if path.is_file():
+        path.write_bytes(rng.integers(0, 256, max(path.stat().st_size, 16), np.uint8).tobytes())
+
+
 def file_as_workdir(ctx: Ctx) -> None:
   ctx.workdir.parent.mkdir(parents=True, exist_ok=True)
   ctx.workdir.write_text("not a directory")
@@ -516,6 +526,15 @@ ROWS = [
     "error: --num_figures: -1 is negative (an integer >= 0)",
     no_eval_output,
     prepare=copy_shared,
+  ),
+  Row(
+    "every checkpoint file random bytes, evaluate",
+    evaluate_with(),
+    2,
+    "/_CHECKPOINT_METADATA: cannot be read (UnicodeDecodeError: ",
+    no_eval_output,
+    prepare=random_bytes_everywhere,
+    one_line=True,
   ),
   # 7. A second run on a workdir whose run is still alive: refused before anything moves.
   Row(
