@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterable
 import difflib
+import importlib
 import math
 import os
 import re
@@ -23,17 +24,9 @@ from typing import NoReturn
 from absl import flags
 import jax
 
-from irstd_jax import datasets
 from irstd_jax import default_config
-from irstd_jax import losses
-from irstd_jax import models
-from irstd_jax import optim
 
-PURPOSES = ("train", "eval", "predict")
-REDUCTIONS = ("per_image", "batch")
-LOCATION_CENTROIDS = ("centroid", "mshnet")
-DTYPES = ("float32", "bfloat16")
-MIN_CROP_SIZE = 16  # four 2x poolings
+PURPOSES = default_config.PURPOSES
 
 
 class ConfigError(ValueError):
@@ -259,25 +252,31 @@ def _is_number(value: Any) -> bool:
   return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _number(
-  config,
-  path: str,
-  *,
-  low: float | None = None,
-  high: float | None = None,
-  low_open: bool = False,
-  high_open: bool = False,
-  integer: bool = False,
-) -> None:
-  value = _get(config, path)
-  if value is None:
-    return
-  lo = "" if low is None else f"{'>' if low_open else '>='} {low:g}"
-  hi = "" if high is None else f"{'<' if high_open else '<='} {high:g}"
+def choices(field: default_config.Field) -> tuple[str, ...]:
+  """A field's allowed strings; a "module:REGISTRY" reference is read here (it imports
+  the module: validation may load JAX, the schema itself does not)."""
+  if isinstance(field.choices, str):
+    module, attribute = field.choices.split(":")
+    return tuple(getattr(importlib.import_module(module), attribute))
+  return tuple(field.choices or ())
+
+
+def _range_text(field: default_config.Field, integer: bool) -> str:
+  low, high = field.low, field.high
   if low is not None and high is not None:
-    allowed = f"a number in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    left, right = "(" if field.low_open else "[", ")" if field.high_open else "]"
+    return f"a number in {left}{low:g}, {high:g}{right}"
+  if low is not None:
+    bound = f"{'>' if field.low_open else '>='} {low:g}"
+  elif high is not None:
+    bound = f"{'<' if field.high_open else '<='} {high:g}"
   else:
-    allowed = f"{'an integer' if integer else 'a finite number'} {lo or hi}".strip()
+    bound = ""
+  return f"{'an integer' if integer else 'a finite number'} {bound}".strip()
+
+
+def _check_number(path: str, field: default_config.Field, value: Any, integer: bool) -> None:
+  allowed = _range_text(field, integer)
   if integer:
     if not isinstance(value, int) or isinstance(value, bool):
       raise ConfigError(path, f"{value!r} is not an integer", allowed)
@@ -285,32 +284,37 @@ def _number(
     raise ConfigError(path, f"{value!r} is not a number", allowed)
   elif not math.isfinite(value):
     raise ConfigError(path, f"{value} is not a finite number", allowed)
-  if low is not None and (value < low or (low_open and value == low)):
+  low, high = field.low, field.high
+  if low is not None and (value < low or (field.low_open and value == low)):
     raise ConfigError(path, f"{value!r} is too small", allowed)
-  if high is not None and (value > high or (high_open and value == high)):
+  if high is not None and (value > high or (field.high_open and value == high)):
     raise ConfigError(path, f"{value!r} is too large", allowed)
 
 
-def _choice(config, path: str, choices: Iterable[str], what: str) -> None:
-  value = _get(config, path)
-  if value is None:
-    return
-  choices = tuple(choices)
-  if value not in choices:
-    raise ConfigError(path, f"{value!r} is not a known {what}", f"one of {', '.join(choices)}")
-
-
-def _int_sequence(config, path: str, length: int) -> None:
-  value = _get(config, path)
-  if value is None:
-    return
-  allowed = f"{length} integers >= 1"
-  if (
-    not isinstance(value, (list, tuple))
-    or len(value) != length
-    or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)
-  ):
-    raise ConfigError(path, f"{value!r} is not {length} positive integers", allowed)
+def check_field(path: str, field: default_config.Field, value: Any) -> None:
+  """ConfigError unless `value` has the field's type and lies in its range or choices."""
+  default = field.default
+  if isinstance(default, tuple):
+    allowed = f"{field.length} integers >= {field.low:g}"
+    if (
+      not isinstance(value, (list, tuple))
+      or len(value) != field.length
+      or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+      or any(v < field.low for v in value)
+    ):
+      raise ConfigError(path, f"{value!r} is not {field.length} positive integers", allowed)
+  elif isinstance(default, bool):
+    if not isinstance(value, bool):
+      raise ConfigError(path, f"{value!r} is not a boolean", "True or False")
+  elif isinstance(default, (int, float)):
+    _check_number(path, field, value, integer=isinstance(default, int))
+  elif field.choices is not None:
+    allowed = choices(field)
+    if value not in allowed:
+      what = field.what or path.rsplit(".", 1)[-1].replace("_", " ")
+      raise ConfigError(path, f"{value!r} is not a known {what}", f"one of {', '.join(allowed)}")
+  elif not isinstance(value, str):
+    raise ConfigError(path, f"{value!r} is not a string", "text")
 
 
 def check_directory(path: str, field: str) -> None:
@@ -351,111 +355,55 @@ def _check_profile(config) -> None:
 
 
 def _check_unknown_fields(config) -> None:
-  known = set(field_names(reference_config()))
+  known = set(default_config.FIELDS)
   for name in field_names(config):
     if name not in known:
       raise unknown_field_error(name, known)
 
 
-def _check_model(config) -> None:
-  _choice(config, "model.name", models.MODEL_NAMES, "model")
-  _choice(config, "model.dtype", DTYPES, "compute dtype")
-  _int_sequence(config, "model.channels", 5)
-  _int_sequence(config, "model.blocks", 4)
-  _number(config, "model.output_prior", low=0.0, high=0.5)
-
-
-def _check_dataset(config, purpose: str) -> None:
-  _number(config, "dataset.mean")
-  _number(config, "dataset.std", low=0, low_open=True)
-  if purpose == "predict":
-    return
-  _choice(config, "dataset.name", ("synthetic",) + datasets.REAL_DATASETS, "data set")
-  _choice(config, "dataset.source", datasets.SOURCES, "data source")
-  if _get(config, "dataset.name") == "synthetic":
-    _number(config, "dataset.num_test", low=1, integer=True)
-    _number(config, "dataset.image_size", low=MIN_CROP_SIZE, integer=True)
-  if purpose != "train":
-    return
-  if _get(config, "dataset.name") == "synthetic":
-    _number(config, "dataset.num_train", low=1, integer=True)
-  _number(config, "dataset.crop_size", low=MIN_CROP_SIZE, integer=True)
-  _number(config, "dataset.target_crop_prob", low=0, high=1)
-  _number(config, "dataset.intensity_jitter", low=0)
-
-
-def _check_loss(config) -> None:
-  _choice(config, "loss.name", losses.LOSS_NAMES, "loss")
-  _choice(config, "loss.scale_weight", losses.SCALE_WEIGHT_KINDS, "scale weight")
-  _choice(config, "loss.reduction", REDUCTIONS, "reduction")
-  _choice(config, "loss.location_centroid", LOCATION_CENTROIDS, "centroid")
-  _number(config, "loss.warm_epochs", low=0, integer=True)
-  _number(config, "loss.location_warm_epochs", low=0, integer=True)
-  _number(config, "loss.location_weight", low=0)
-  _number(config, "loss.smooth", low=0)
-  _number(config, "loss.eps", low=0, low_open=True)
-  _number(config, "loss.b_over")
-  _number(config, "loss.b_under")
-  _number(config, "loss.focal_alpha", low=0, high=1)
-  _number(config, "loss.focal_gamma", low=0)
-
-
-def _check_train(config) -> None:
-  _number(config, "seed", integer=True)
-  _number(config, "train.num_epochs", low=1, integer=True)
-  _number(config, "train.batch_size", low=1, integer=True)
-  _choice(config, "train.optimizer", optim.OPTIMIZERS, "optimizer")
-  _number(config, "train.learning_rate", low=0, low_open=True)
-  _choice(config, "train.schedule", optim.SCHEDULES, "schedule")
-  _number(config, "train.warmup_steps", low=0, integer=True)
-  _number(config, "train.weight_decay", low=0)
-  _number(config, "train.momentum", low=0, high=1, high_open=True)
-  _number(config, "train.grad_clip_norm", low=0)
-  _number(config, "train.grad_accum_steps", low=1, integer=True)
-  _number(config, "train.log_every_steps", low=1, integer=True)
-  _number(config, "train.checkpoint_every_epochs", low=1, integer=True)
-  _number(config, "train.max_to_keep", low=1, integer=True)
-  _number(config, "eval.every_epochs", low=1, integer=True)
-  _check_profile(config)
-
-
 def validate_config(config, *, workdir: str | None = None, purpose: str = "train") -> None:
   """Raises ConfigError for the first field that cannot work for `purpose`.
+
+  Every field of `default_config.FIELDS` whose `check` names `purpose` is checked against
+  its type, range or choices (a field the config lacks is skipped: a checkpoint's config
+  may predate it); training also refuses fields the schema does not know.
 
   Args:
     config: the ConfigDict a run would use.
     workdir: the directory the run writes (train: --workdir; eval, predict: --output),
       checked to be a writable directory or creatable; None skips the check.
-    purpose: 'train' (everything), 'eval' (model, data set, eval.*) or 'predict'
+    purpose: 'train' (every field), 'eval' (model, data set, eval.*) or 'predict'
       (model, normalisation, eval.threshold).
   """
   if purpose not in PURPOSES:
     raise ValueError(f"purpose={purpose!r}: expected one of {PURPOSES}")
   if purpose == "train":
     _check_unknown_fields(config)
-  _check_model(config)
-  _check_dataset(config, purpose)
-  _number(config, "eval.threshold", low=0, high=1, high_open=True)
-  if purpose != "predict":
-    _number(config, "eval.batch_size", low=1, integer=True)
-    _number(config, "eval.distance", low=0)
+  missing = object()
+  for path, field in default_config.FIELDS.items():
+    value = _get(config, path, missing)
+    if purpose not in field.check or value is missing:
+      continue
+    if field.when is not None and not field.when(config):
+      continue
+    check_field(path, field, value)
   if purpose == "train":
-    _check_loss(config)
-    _check_train(config)
+    _check_profile(config)
+    from irstd_jax import models  # noqa: PLC0415 (JAX: only once the fields are known)
+
+    conflicts = models.preset_conflicts(config.model)
+    if conflicts:
+      path, value, preset = conflicts[0]
+      raise ConfigError(
+        path,
+        f"{value!r} would be overridden by model.name={config.model.name!r}, which sets {preset!r}",
+        "leave it at its default, or set model.name=custom to choose every switch",
+      )
   if workdir is not None:
     check_directory(workdir, "--workdir" if purpose == "train" else "--output")
 
 
 # ----------------------------------------------------------------------- resume changes
-
-# Model fields that neither shape the saved state nor change what the parameters compute
-# (float32 parameters are stored whatever the compute dtype; output_prior only initialises).
-_MODEL_FIELDS_OUTSIDE_STATE = (
-  "model.dtype",
-  "model.bn_momentum",
-  "model.bn_epsilon",
-  "model.output_prior",
-)
 
 
 def _normalized(value: Any) -> Any:
@@ -464,37 +412,79 @@ def _normalized(value: Any) -> Any:
   return value
 
 
+def _turned_on(value: Any) -> bool:
+  return bool(value) and not (isinstance(value, int) and value == 1)
+
+
 def state_changes(stored: Any, config) -> list[str]:
   """'field (old -> new)' for every field whose change makes a saved training state unfit.
 
-  `stored` is the config saved in a checkpoint's meta (a dict); `config` the new one.
-  Compared: model.* (the architecture; not dtype, BatchNorm settings, output_prior),
-  train.optimizer, train.grad_clip_norm turned on or off and train.grad_accum_steps turned
-  on or off (optax.MultiSteps): each changes the parameter or optimizer state tree.
+  `stored` is the config saved in a checkpoint's meta (a dict); `config` the new one. The
+  schema's `state` says which fields count: "equal" (the architecture, the optimizer: any
+  change alters the parameter or optimizer state tree) and "on_off" (clipping and
+  accumulation: turning them on or off alters the optimizer state). A field missing from
+  either config (written before it existed) has today's default.
   """
-  reference = reference_config()
-  names = [n for n in field_names(reference.model)]
-  names += [n for n in field_names(config.model) if n not in names]
   changes = []
-  for name in names:
-    path = f"model.{name}"
-    if path in _MODEL_FIELDS_OUTSIDE_STATE:
+  for path, field in default_config.FIELDS.items():
+    if field.state is None:
       continue
-    default = _get(reference, path)
-    old, new = _normalized(_get(stored, path, default)), _normalized(_get(config, path, default))
-    if old != new:
+    old = _normalized(_get(stored, path, field.default))
+    new = _normalized(_get(config, path, field.default))
+    if field.state == "equal" and old != new:
       changes.append(f"{path} ({old!r} -> {new!r})")
-  # A field missing from a stored config (written before it existed) had today's default.
-  path = "train.optimizer"
-  old, new = _get(stored, path, _get(reference, path)), _get(config, path)
-  if old != new:
-    changes.append(f"{path} ({old!r} -> {new!r})")
-  for path, what in (
-    ("train.grad_clip_norm", "clipping"),
-    ("train.grad_accum_steps", "accumulation"),
-  ):
-    old, new = _get(stored, path, _get(reference, path)), _get(config, path)
-    on = (lambda v: bool(v) and v > 1) if path.endswith("steps") else bool
-    if on(old) != on(new):
-      changes.append(f"{path} ({old!r} -> {new!r}: {what} turned {'on' if on(new) else 'off'})")
+    elif field.state == "on_off" and _turned_on(old) != _turned_on(new):
+      what = "accumulation" if path.endswith("steps") else "clipping"
+      on = "on" if _turned_on(new) else "off"
+      changes.append(f"{path} ({old!r} -> {new!r}: {what} turned {on})")
   return changes
+
+
+# ------------------------------------------------------------------------ the reference
+
+
+def _allowed_text(path: str, field: default_config.Field) -> str:
+  default = field.default
+  if isinstance(default, tuple):
+    return f"{field.length} integers >= {field.low:g}"
+  if isinstance(default, bool):
+    return "True, False"
+  if isinstance(default, (int, float)):
+    return _range_text(field, integer=isinstance(default, int))
+  if field.choices is not None:
+    return ", ".join(f"`{c}`" for c in choices(field))
+  return "text"
+
+
+def reference_markdown() -> str:
+  """docs/config.md: every field of the schema (`python -m irstd_jax.config_check`)."""
+  lines = [
+    "# Config reference",
+    "",
+    "Generated from the schema in `irstd_jax/default_config.py` by",
+    "`python -m irstd_jax.config_check > docs/config.md`; tests/test_docs.py fails when it",
+    "is stale. Override any field with `--config.<field>=<value>`. *Checked for*: the",
+    "commands whose validation checks the field (train checks every field); *resume*: a",
+    "change refused when resuming (`equal`: any change, `on_off`: turning it on or off).",
+  ]
+  section = None
+  for path, field in default_config.FIELDS.items():
+    head = path.split(".")[0] if "." in path else "top level"
+    if head != section:
+      section = head
+      lines += [
+        "",
+        f"## {section}",
+        "",
+        "| field | default | allowed | checked for | resume | meaning |",
+        "|---|---|---|---|---|---|",
+      ]
+    lines.append(
+      f"| `{path}` | `{field.default!r}` | {_allowed_text(path, field)} | "
+      f"{', '.join(field.check)} | {field.state or ''} | {field.doc} |"
+    )
+  return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+  print(reference_markdown(), end="")

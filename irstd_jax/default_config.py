@@ -1,158 +1,304 @@
-"""The one place every default value lives: the base configuration every `configs/*.py`
-starts from (the paper's model and loss).
+"""The config schema: every field the project reads, declared once with its default, type,
+allowed values and a one-line doc. The one place every default value lives.
 
-Plain ml_collections, no JAX: reading a config loads nothing heavy. Code reads
-`config.field`; a field missing from a config is an error naming it (AttributeError),
-never a second default written in the code.
+`base_config()` (what every `configs/*.py` starts from: the paper's model and loss) is
+built from `FIELDS`; config validation (`config_check.validate_config`), the resume
+compatibility check (`config_check.state_changes`) and the config reference
+(docs/config.md, `python -m irstd_jax.config_check > docs/config.md`) all read it.
+
+Plain Python and ml_collections, no JAX: reading a config loads nothing heavy. A field's
+choices may name a registry (`"irstd_jax.losses:LOSSES"`): its keys, read when a config is
+validated. Code reads `config.field`; a field missing from a config is an error naming it
+(AttributeError), never a second default written in the code.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+import dataclasses
+from typing import Any
+
 import ml_collections
+
+PURPOSES = ("train", "eval", "predict")
+ALL = PURPOSES
+EVAL = ("train", "eval")
+TRAIN = ("train",)
+MIN_CROP_SIZE = 16  # four 2x poolings
+
+
+def _synthetic(config) -> bool:
+  return config.dataset.name == "synthetic"
+
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+  """One config field.
+
+  default: the value `base_config()` holds (its type is the field's type: bool, int,
+    float, str, or a tuple of ints).
+  doc: one line for the reference.
+  low, high, low_open, high_open: the allowed range of a number (None: unbounded).
+  choices: the allowed strings: a tuple, or "module:REGISTRY" (the registry's keys).
+  what: what a choice is, for errors ("'x' is not a known <what>"; default: the leaf name).
+  length: a tuple field's length.
+  check: the purposes whose validation checks the field (train checks every purpose's).
+  when: checked only when when(config) holds (e.g. synthetic-only fields).
+  state: how a change between a checkpoint's config and a resuming one breaks the saved
+    state: "equal" (any change), "on_off" (turning it on or off), None (never).
+  """
+
+  default: Any
+  doc: str
+  low: float | None = None
+  high: float | None = None
+  low_open: bool = False
+  high_open: bool = False
+  choices: tuple[str, ...] | str | None = None
+  what: str = ""
+  length: int | None = None
+  check: tuple[str, ...] = TRAIN
+  when: Callable[[Any], bool] | None = None
+  state: str | None = None
+
+
+# Every field, in the order of the config. Model fields shape the parameter tree
+# (state="equal") unless they only set the compute dtype, BatchNorm's running update or
+# the initialisation.
+FIELDS: dict[str, Field] = {
+  "seed": Field(0, "initialisation and data order", check=TRAIN),
+  # ------------------------------------------------------------------------- dataset
+  "dataset.name": Field(
+    "synthetic", "data set", choices="irstd_jax.datasets:NAMES", check=EVAL, what="data set"
+  ),
+  "dataset.source": Field(
+    "tfds",
+    "'tfds': prepare once into data_dir, read ArrayRecords; 'memory': decode manual_dir "
+    "(or generate the synthetic set) into RAM at start, no TensorFlow",
+    choices="irstd_jax.datasets:SOURCES",
+    check=EVAL,
+    what="data source",
+  ),
+  "dataset.data_dir": Field("", "TFDS data dir ('' = ~/tensorflow_datasets)"),
+  "dataset.manual_dir": Field("", "a real set's folder: images/, masks/, splits/"),
+  "dataset.train_split": Field("", "real sets: training split file name ('' = the layout's)"),
+  "dataset.test_split": Field("", "real sets: test split file name ('' = the layout's)"),
+  "dataset.binarize_masks": Field(False, "threshold non-binary masks at 128 instead of refusing"),
+  "dataset.fix_mask_size": Field(
+    False, "nearest-resize masks of another size than the image instead of refusing"
+  ),
+  "dataset.crop_size": Field(256, "training crop (pixels, square)", low=MIN_CROP_SIZE),
+  "dataset.mean": Field(0.0, "normalisation of uint8 intensities: (x - mean) / std", check=ALL),
+  "dataset.std": Field(255.0, "normalisation divisor", low=0, low_open=True, check=ALL),
+  "dataset.flip": Field(True, "random horizontal and vertical flips"),
+  "dataset.rot90": Field(True, "random 90-degree rotations"),
+  "dataset.target_crop_prob": Field(
+    0.5, "probability that a training crop is centred on a target", low=0, high=1
+  ),
+  "dataset.intensity_jitter": Field(0.0, "random intensity scale and shift amplitude", low=0),
+  "dataset.seed": Field(0, "synthetic set: generator seed", when=_synthetic),
+  "dataset.num_train": Field(400, "synthetic set: training images", low=1, when=_synthetic),
+  "dataset.num_test": Field(100, "synthetic set: test images", low=1, check=EVAL, when=_synthetic),
+  "dataset.image_size": Field(
+    128, "synthetic set: image side (pixels)", low=MIN_CROP_SIZE, check=EVAL, when=_synthetic
+  ),
+  # --------------------------------------------------------------------------- model
+  "model.name": Field(
+    "l1_gp_rotated",
+    "architecture preset (models.ARCHITECTURES; 'custom' takes block, channel_attention "
+    "and attention.kind/mask/prior from the config)",
+    choices="irstd_jax.models:MODEL_NAMES",
+    check=ALL,
+    state="equal",
+    what="model",
+  ),
+  "model.channels": Field(
+    (16, 32, 64, 128, 256), "channels of the 5 stages", low=1, length=5, check=ALL, state="equal"
+  ),
+  "model.blocks": Field(
+    (2, 2, 2, 2),
+    "residual blocks of the 4 encoder stages",
+    low=1,
+    length=4,
+    check=ALL,
+    state="equal",
+  ),
+  "model.dtype": Field(
+    "float32",
+    "compute dtype (parameters and batch_stats stay float32)",
+    choices=("float32", "bfloat16"),
+    check=ALL,
+    what="compute dtype",
+  ),
+  "model.deep_supervision": Field(True, "side outputs at every decoder stage", state="equal"),
+  "model.bn_momentum": Field(0.9, "BatchNorm running-average momentum (flax convention)"),
+  "model.bn_epsilon": Field(1e-5, "BatchNorm epsilon"),
+  "model.output_prior": Field(
+    0.01,
+    "initial probability of every output pixel (side biases logit(prior), fusion = mean "
+    "of the sides); 0 = zero biases (p ~ 0.5 at the start, runs before 2026-12-07)",
+    low=0.0,
+    high=0.5,
+    check=ALL,
+  ),
+  "model.block": Field(
+    "basic", "residual block (name preset)", choices=("basic", "pconv"), state="equal"
+  ),
+  "model.channel_attention": Field(
+    True, "channel attention in every block (name preset)", state="equal"
+  ),
+  "model.attention.kind": Field(
+    "gaussian",
+    "spatial attention (name preset)",
+    choices=("gaussian", "cbam", "none"),
+    state="equal",
+    what="attention kind",
+  ),
+  "model.attention.kernel_size": Field(7, "spatial attention kernel side", low=1, state="equal"),
+  "model.attention.num_blades": Field(4, "pinwheel blades", low=1, state="equal"),
+  "model.attention.twist": Field(
+    0.3, "blade rotation per pixel of radius (radians)", state="equal"
+  ),
+  "model.attention.sigma_min": Field(
+    0.5, "lower bound of the Gaussian's sigma", low=0, state="equal"
+  ),
+  "model.attention.sigma_init": Field(1.5, "initial sigma", low=0, low_open=True, state="equal"),
+  "model.attention.per_channel_sigma": Field(
+    False, "one sigma per descriptor channel (mean, max)", state="equal"
+  ),
+  "model.attention.mask": Field(
+    "rotated",
+    "pinwheel mask: learned rotation, fixed at theta_init, or none (name preset)",
+    choices=("rotated", "fixed", "none"),
+    state="equal",
+  ),
+  "model.attention.prior": Field(
+    "gaussian",
+    "Gaussian prior of the kernel (name preset)",
+    choices=("gaussian", "none"),
+    state="equal",
+  ),
+  "model.attention.amplitude_init": Field(1.0 / 14.0, "initial kernel amplitude", state="equal"),
+  "model.attention.theta_init": Field(0.0, "initial mask rotation (radians)", state="equal"),
+  "model.attention.learn_amplitude": Field(True, "the amplitude is a parameter", state="equal"),
+  # ---------------------------------------------------------------------------- loss
+  "loss.name": Field(
+    "scale", "loss (losses.LOSSES)", choices="irstd_jax.losses:LOSSES", what="loss"
+  ),
+  "loss.scale_weight": Field(
+    "diff",
+    "scale weight of 'scale' and 'sd' (losses.SCALE_WEIGHTS)",
+    choices="irstd_jax.losses:SCALE_WEIGHTS",
+    what="scale weight",
+  ),
+  "loss.b_over": Field(1.0, "diff coefficient for over-segmentation (Ap > At)"),
+  "loss.b_under": Field(1.0, "diff coefficient for under-segmentation (Ap < At)"),
+  "loss.smooth": Field(1.0, "s in the soft IoU and Dice", low=0),
+  "loss.eps": Field(
+    1e-6, "e in the scale weights and the centroid denominator", low=0, low_open=True
+  ),
+  "loss.warm_epochs": Field(5, "epochs (epoch < warm_epochs) of plain soft IoU", low=0),
+  "loss.detach_weight": Field(False, "stop the gradient through the scale weight (MSHNet: no)"),
+  "loss.reduction": Field(
+    "per_image",
+    "'per_image': 1 - mean_b w_b IoU_b; 'batch': areas summed over the batch first",
+    choices=("per_image", "batch"),
+  ),
+  "loss.location_weight": Field(0.0, "weight of MSHNet's location loss (MSHNet: 1)", low=0),
+  "loss.location_warm_epochs": Field(5, "location loss only from this epoch on", low=0),
+  "loss.location_centroid": Field(
+    "centroid",
+    "'centroid' (true centroid) or 'mshnet' (MSHNet's mean(x * p))",
+    choices=("centroid", "mshnet"),
+    what="centroid",
+  ),
+  "loss.deep_supervision": Field(True, "average the loss over the fused and side outputs"),
+  "loss.focal_alpha": Field(0.25, "focal loss alpha", low=0, high=1),
+  "loss.focal_gamma": Field(2.0, "focal loss gamma", low=0),
+  "loss.sd_delta": Field(0.5, "SD loss delta (PConv: 0.5)"),
+  "loss.sd_ref_area": Field(81.0, "SD loss reference area (PConv: 81 = 9x9 pixels)"),
+  "loss.sd_ref_resolution": Field(512.0 * 512.0, "SD loss reference resolution (pixels)"),
+  # --------------------------------------------------------------------------- train
+  "train.num_epochs": Field(400, "training epochs", low=1),
+  "train.batch_size": Field(8, "global batch, across all devices and processes", low=1),
+  "train.optimizer": Field(
+    "adam", "optimiser (optim.OPTIMIZERS)", choices="irstd_jax.optim:OPTIMIZERS", state="equal"
+  ),
+  # The bound catches a typo: 1e9 once trained to the end, exit 0, predicting nothing.
+  "train.learning_rate": Field(1e-3, "peak learning rate", low=0, low_open=True, high=10),
+  "train.schedule": Field(
+    "cosine", "schedule after the warm-up (optim.SCHEDULES)", choices="irstd_jax.optim:SCHEDULES"
+  ),
+  "train.warmup_steps": Field(0, "linear warm-up steps", low=0),
+  "train.weight_decay": Field(0.0, "adamw only", low=0),
+  "train.momentum": Field(0.9, "sgd only", low=0, high=1, high_open=True),
+  "train.grad_clip_norm": Field(0.0, "global-norm clipping (0 = off)", low=0, state="on_off"),
+  "train.grad_accum_steps": Field(
+    1, "steps accumulated per update (optax.MultiSteps)", low=1, state="on_off"
+  ),
+  "train.log_every_steps": Field(50, "steps between progress lines", low=1),
+  "train.checkpoint_every_epochs": Field(1, "epochs between checkpoints", low=1),
+  "train.max_to_keep": Field(3, "latest checkpoints kept", low=1),
+  "train.profile": Field(
+    "", "'' (off), 'N' (trace N steps after compilation) or 'A:B' (steps A..B-1)"
+  ),
+  "train.init_from": Field(
+    "",
+    "a workdir, checkpoints dir or exported folder to start from (params and batch_stats; "
+    "ignored when resuming)",
+  ),
+  # ---------------------------------------------------------------------------- eval
+  "eval.threshold": Field(0.5, "probability threshold", low=0, high=1, high_open=True, check=ALL),
+  "eval.distance": Field(
+    3.0, "Pd: a target counts as found within this distance (pixels)", low=0, check=EVAL
+  ),
+  "eval.batch_size": Field(8, "evaluation batch", low=1, check=EVAL),
+  "eval.pad_multiple": Field(
+    32,
+    "each test image is padded to a multiple of this (BasicIRSTD), then cropped back",
+    low=1,
+    check=EVAL,
+  ),
+  "eval.every_epochs": Field(10, "epochs between evaluations", low=1),
+}
+
+
+def _tree(fields: dict[str, Field], prefix: str = "") -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  for path, field in fields.items():
+    if not path.startswith(prefix):
+      continue
+    *parents, leaf = path[len(prefix) :].split(".")
+    node = config
+    for part in parents:
+      if part not in node:
+        node[part] = ml_collections.ConfigDict()
+      node = node[part]
+    node[leaf] = field.default
+  return config
 
 
 def base_config() -> ml_collections.ConfigDict:
-  config = ml_collections.ConfigDict()
-  config.seed = 0
-
-  config.dataset = ml_collections.ConfigDict()
-  config.dataset.name = "synthetic"
-  # "tfds": prepare once into data_dir, then read ArrayRecords; "memory": decode the
-  # manual_dir (or generate the synthetic set) into RAM at start, no TFDS/TensorFlow.
-  config.dataset.source = "tfds"
-  config.dataset.data_dir = ""  # TFDS data dir; empty = ~/tensorflow_datasets
-  config.dataset.manual_dir = ""  # real sets: images/, masks/, splits/
-  # Real-only fields: split file names ("" = the layout's official split) and mask repairs.
-  config.dataset.train_split = ""
-  config.dataset.test_split = ""
-  config.dataset.binarize_masks = False  # True: threshold non-binary masks at 128, not refuse
-  config.dataset.fix_mask_size = False  # True: nearest-resize masks of another size, not refuse
-  config.dataset.crop_size = 256  # training crop (pixels, square)
-  config.dataset.mean = 0.0  # normalisation of uint8 intensities: (x - mean) / std
-  config.dataset.std = 255.0
-  config.dataset.flip = True
-  config.dataset.rot90 = True
-  config.dataset.target_crop_prob = 0.5
-  config.dataset.intensity_jitter = 0.0
-  # Synthetic-only fields (ignored by real sets).
-  config.dataset.seed = 0
-  config.dataset.num_train = 400
-  config.dataset.num_test = 100
-  config.dataset.image_size = 128
-
-  config.model = model_config()
-  config.loss = loss_config()
-
-  config.train = ml_collections.ConfigDict()
-  config.train.num_epochs = 400
-  config.train.batch_size = 8  # global, across all devices and processes
-  config.train.optimizer = "adam"
-  config.train.learning_rate = 1e-3
-  config.train.schedule = "cosine"
-  config.train.warmup_steps = 0
-  config.train.weight_decay = 0.0  # adamw only
-  config.train.momentum = 0.9  # sgd only
-  config.train.grad_clip_norm = 0.0
-  config.train.grad_accum_steps = 1
-  config.train.log_every_steps = 50
-  config.train.checkpoint_every_epochs = 1
-  config.train.max_to_keep = 3
-  config.train.profile = ""  # "N": trace N steps after compilation; "A:B": steps A..B-1
-  # A workdir, checkpoints dir or exported folder: start from its params and batch_stats
-  # (fresh optimizer state, step 0) instead of a random init. Ignored when resuming.
-  config.train.init_from = ""
-
-  config.eval = ml_collections.ConfigDict()
-  config.eval.threshold = 0.5
-  config.eval.distance = 3.0
-  config.eval.batch_size = 8
-  # Each test image is padded to the next multiple of this (then cropped back), as
-  # BasicIRSTD does; images of one padded shape are batched together.
-  config.eval.pad_multiple = 32
-  config.eval.every_epochs = 10
-  return config
+  """Every field at its default: the paper's model and loss on the synthetic set."""
+  return _tree(FIELDS)
 
 
 def model_config() -> ml_collections.ConfigDict:
   """Default ``config.model`` (MSHNet-sized, the paper's model)."""
-  c = ml_collections.ConfigDict()
-  c.name = "l1_gp_rotated"
-  c.channels = (16, 32, 64, 128, 256)
-  c.blocks = (2, 2, 2, 2)
-  c.dtype = "float32"  # compute dtype; params / batch_stats stay float32
-  c.deep_supervision = True
-  c.bn_momentum = 0.9  # flax convention (PyTorch momentum 0.1)
-  c.bn_epsilon = 1e-5
-  # Initial probability of every output pixel (side biases logit(pi), fusion = mean of the
-  # sides); 0 = flax's zero biases (p ~ 0.5 at the start, runs before 2026-12-07).
-  c.output_prior = 0.01
-  c.block = "basic"  # 'basic' | 'pconv' (set by the name preset)
-  c.channel_attention = True  # (set by the name preset)
-  a = ml_collections.ConfigDict()
-  a.kind = "gaussian"  # 'gaussian' | 'cbam' | 'none' (set by the name preset)
-  a.kernel_size = 7
-  a.num_blades = 4
-  a.twist = 0.3  # radians of blade rotation per pixel of radius
-  a.sigma_min = 0.5
-  a.sigma_init = 1.5
-  a.per_channel_sigma = False  # one sigma per descriptor channel (mean, max)
-  a.mask = "rotated"  # 'rotated' | 'fixed' | 'none' (set by the name preset)
-  a.prior = "gaussian"  # 'gaussian' | 'none' (set by the name preset)
-  a.amplitude_init = 1.0 / 14.0
-  a.theta_init = 0.0  # radians; the constant theta of mask='fixed'
-  a.learn_amplitude = True
-  c.attention = a
-  return c
+  return _tree(FIELDS, "model.")
 
 
 def loss_config() -> ml_collections.ConfigDict:
-  """Default ``config.loss`` (the paper's diff-based scale loss).
+  """Default ``config.loss`` (the paper's diff-based scale loss; docs/losses.md)."""
+  return _tree(FIELDS, "loss.")
 
-  Fields:
-    name: 'scale' | 'soft_iou' | 'dice' | 'bce' | 'focal' | 'sd'.
-    scale_weight: 'diff' | 'var' | 'mobius' | 'var_denominator'
-      (used by 'scale' and 'sd').
-    b_over, b_under: diff coefficients for over- (Ap > At) and
-      under-segmentation (Ap < At).  Note: b_over > 1 makes w < 0 once
-      Ap / At > (b_over + 1) / (b_over - 1).
-    smooth: s in the soft IoU / Dice.
-    eps: e in the scale weights and in the centroid denominator.
-    warm_epochs: epochs (0-based, epoch < warm_epochs) of plain soft IoU.
-    detach_weight: stop the gradient through w (MSHNet: False).
-    reduction: 'per_image' (1 - mean_b w_b IoU_b) or 'batch' (areas and
-      intersection summed over the batch first).
-    location_weight: weight of MSHNet's location loss for name='scale'
-      (MSHNet: 1.0; SPEC default 0.0).
-    location_warm_epochs: location loss only when epoch >=
-      location_warm_epochs (MSHNet: same as its warm-up, 5).
-    location_centroid: 'centroid' (true centroid, SPEC) | 'mshnet'
-      (MSHNet's unnormalised first moment mean(x * p)).
-    deep_supervision: average the loss over the fused output and the side
-      outputs (side logits resized bilinearly to the mask size).
-    focal_alpha, focal_gamma: focal loss parameters.
-    sd_delta, sd_ref_area, sd_ref_resolution: SD loss parameters (PConv:
-      0.5, 81 = 9x9 pixels, 512*512).
-  """
-  c = ml_collections.ConfigDict()
-  c.name = "scale"
-  c.scale_weight = "diff"
-  c.b_over = 1.0
-  c.b_under = 1.0
-  c.smooth = 1.0
-  c.eps = 1e-6
-  c.warm_epochs = 5
-  c.detach_weight = False
-  c.reduction = "per_image"
-  c.location_weight = 0.0
-  c.location_warm_epochs = 5
-  c.location_centroid = "centroid"
-  c.deep_supervision = True
-  c.focal_alpha = 0.25
-  c.focal_gamma = 2.0
-  c.sd_delta = 0.5
-  c.sd_ref_area = 81.0
-  c.sd_ref_resolution = 512.0 * 512.0
-  return c
+
+def with_defaults(partial, prefix: str = "") -> ml_collections.ConfigDict:
+  """The defaults (of the subtree `prefix`, e.g. 'model.') overlaid with `partial` (a
+  ConfigDict or dict, e.g. a config stored in a checkpoint before a field existed)."""
+  config = _tree(FIELDS, prefix)
+  config.update(partial.to_dict() if hasattr(partial, "to_dict") else dict(partial))
+  return config
 
 
 def mshnet_recipe(name: str) -> ml_collections.ConfigDict:

@@ -71,9 +71,7 @@ def load_checkpoint(checkpoint: str, latest: bool = False):
   variables, meta = checkpointing.restore_variables(checkpoint, prefer_best=not latest)
   if "config" not in meta:
     raise ValueError(f"{checkpoint}: the checkpoint meta holds no 'config'")
-  config = default_config.base_config()
-  config.update(ml_collections.ConfigDict(meta["config"]))
-  return variables, meta, config
+  return variables, meta, default_config.with_defaults(meta["config"])
 
 
 def score_test_split(

@@ -377,7 +377,7 @@ ROWS = [
     "negative learning rate",
     main_with("--config.train.learning_rate=-0.001"),
     2,
-    "error: train.learning_rate: -0.001 is too small (a finite number > 0)",
+    "error: train.learning_rate: -0.001 is too small (a number in (0, 10])",
     nothing_written,
     one_line=True,
   ),

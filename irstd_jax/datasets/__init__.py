@@ -25,6 +25,7 @@ from irstd_jax.datasets.errors import DataNotPreparedError
 from irstd_jax.datasets.errors import how_to_prepare
 
 __all__ = [
+  "NAMES",
   "REAL_DATASETS",
   "SOURCES",
   "BadInputError",
@@ -36,6 +37,7 @@ __all__ = [
 ]
 
 REAL_DATASETS = ("nuaa_sirst", "nudt_sirst", "irstd1k", "sirst_uavb")
+NAMES = ("synthetic",) + REAL_DATASETS  # what dataset.name accepts
 SOURCES = ("tfds", "memory")
 _DEFAULT_DATA_DIR = os.path.join("~", "tensorflow_datasets")  # what data_dir="" means
 

@@ -10,18 +10,18 @@ Call convention (docs/interfaces.md):
   (logits, side_logits), new_state = model.apply(
       variables, images, train=True, mutable=['batch_stats'])
 
-Precedence: the model *name* decides the architecture switches listed in
-ARCHITECTURES (``block``, ``channel_attention``, ``attention.kind``, ``attention.mask``,
-``attention.prior``); a config value for those fields is overridden (logged when it
-differs).  Every other field (channels, blocks, dtype, deep_supervision, BN
-settings, kernel_size, num_blades, twist, sigma_min, sigma_init,
-per_channel_sigma, amplitude_init, theta_init, learn_amplitude) comes from the
-config.  Use ``name='custom'`` to take every field from the config as given.
+A model *name* is a preset: it sets the architecture switches listed in ARCHITECTURES
+(``block``, ``channel_attention``, ``attention.kind``, ``attention.mask``,
+``attention.prior``), an expansion `preset_summary` states and main prints. A config
+that sets one of those to a value other than both its default and the preset's is refused
+(`preset_conflicts`, read by config validation): nothing a user writes is silently
+ignored. Every other field comes from the config; ``name='custom'`` takes the switches
+from the config too.
 """
 
 from __future__ import annotations
 
-import logging
+from typing import Any
 
 import jax.numpy as jnp
 import ml_collections
@@ -66,20 +66,50 @@ MODEL_NAMES = tuple(ARCHITECTURES) + ("custom",)
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
+def _preset_paths(name: str) -> dict[str, Any]:
+  """{'block': ..., 'attention.kind': ...}: the fields the preset `name` sets."""
+  return {
+    (key if key in ("block", "channel_attention") else f"attention.{key}"): value
+    for key, value in ARCHITECTURES.get(name, {}).items()
+  }
+
+
+def _get_path(cfg, path: str) -> Any:
+  for part in path.split("."):
+    cfg = cfg[part]
+  return cfg
+
+
+def preset_conflicts(model_config) -> list[tuple[str, Any, Any]]:
+  """(field, value, preset value) for every preset field set to a value that is neither
+  its default nor the preset's: a value the preset would override."""
+  cfg = default_config.with_defaults(model_config, "model.")
+  defaults = default_config.model_config()
+  return [
+    (f"model.{path}", _get_path(cfg, path), value)
+    for path, value in _preset_paths(cfg.name).items()
+    if _get_path(cfg, path) not in (value, _get_path(defaults, path))
+  ]
+
+
+def preset_summary(model_config) -> str:
+  """One line: what the model name sets ('' for 'custom')."""
+  name = model_config.name
+  fields = ", ".join(f"{path}={value!r}" for path, value in _preset_paths(name).items())
+  return f"model.name={name!r} sets {fields}" if fields else ""
+
+
 def resolve_model_config(model_config) -> ml_collections.ConfigDict:
-  """A copy of model_config with the name's preset applied (see module doc)."""
-  cfg = default_config.model_config()
-  cfg.update(model_config.to_dict() if hasattr(model_config, "to_dict") else dict(model_config))
-  name = cfg.name
-  if name not in MODEL_NAMES:
-    raise ValueError(f"unknown model name {name!r}; choose from {MODEL_NAMES}")
-  if name == "custom":
-    return cfg
-  for key, value in ARCHITECTURES[name].items():
-    target = cfg if key in ("block", "channel_attention") else cfg.attention
-    if target[key] != value:
-      logging.info("model %s: %s=%r overrides config value %r", name, key, value, target[key])
-    target[key] = value
+  """A copy of model_config over the defaults with the name's preset applied (module doc)."""
+  cfg = default_config.with_defaults(model_config, "model.")
+  if cfg.name not in MODEL_NAMES:
+    raise ValueError(f"unknown model name {cfg.name!r}; choose from {MODEL_NAMES}")
+  for path, value in _preset_paths(cfg.name).items():
+    *parents, leaf = path.split(".")
+    node = cfg
+    for part in parents:
+      node = node[part]
+    node[leaf] = value
   return cfg
 
 
@@ -133,6 +163,8 @@ __all__ = [
   "model_stats",
   "pinwheel_mask",
   "pinwheel_soft_mask",
+  "preset_conflicts",
+  "preset_summary",
   "print_model_table",
   "resolve_model_config",
 ]
