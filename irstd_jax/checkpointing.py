@@ -13,6 +13,13 @@ older one is good: training (`Checkpointer.restore_latest`) moves it aside to
 `CheckpointError` (one line) when none is. A state whose tree does not fit the config
 (a changed model or optimizer) is `StateMismatchError`, not damage: nothing is moved.
 
+A save that fails on the file system (disk full, quota, file-size limit, an I/O error;
+orbax writes in background threads, so it surfaces at a later save, at
+`Checkpointer.check_saves` or when the block ends) is `CheckpointSaveError` (one line naming
+the step folder, the OS error and the free space). The complete steps stay as they were
+(orbax renames a step's temporary folder only once every file of it is written, and removes
+older steps only after a save succeeded); the failed step's temporary folder is removed.
+
 Exported weights (`export_variables`, what `pretrained/` ships): one folder with
   variables.msgpack   {'params', 'batch_stats'} float32 (flax.serialization msgpack)
   meta.json           the same meta (config, step, epoch, metrics) plus provenance
@@ -22,13 +29,18 @@ workdir.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 import contextlib
+import errno
+import glob
 import json
 import logging
 import os
 import re
+import shutil
 import sys
 from typing import Any
+import warnings
 
 from flax import serialization
 import jax
@@ -50,6 +62,10 @@ STATE_FIELDS = ("step", "params", "batch_stats", "opt_state")
 
 class CheckpointError(ValueError):
   """No readable checkpoint where one was asked for (the message is one line)."""
+
+
+class CheckpointSaveError(RuntimeError):
+  """A checkpoint could not be written (disk full, quota, file-size limit, ...); one line."""
 
 
 class StateMismatchError(ValueError):
@@ -96,8 +112,19 @@ def verify_step_files(step_dir: str) -> None:
 
 
 def _is_asyncio_leftover(record: logging.LogRecord) -> bool:
+  """asyncio's 'Task (or _GatheringFuture) exception was never retrieved' about orbax's
+  reads or writes, logged when the abandoned task is finalised."""
   message = record.getMessage()
-  return message.startswith("Task exception was never retrieved") and "orbax" in message
+  if "exception was never retrieved" not in message.split("\n", 1)[0]:
+    return False
+  if "orbax" in message:
+    return True
+  tb = record.exc_info[2] if record.exc_info else None
+  while tb is not None:
+    if "orbax" in tb.tb_frame.f_code.co_filename:
+      return True
+    tb = tb.tb_next
+  return False
 
 
 class _DropOrbaxLeftovers(logging.Filter):
@@ -138,6 +165,106 @@ def _reason(error: BaseException, limit: int = 160) -> str:
   if len(text) > limit:
     text = text[: limit - 3] + "..."
   return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+# Errors of a full file system: the message says to make room. Another OS error (EIO,
+# EROFS, EACCES) is reported the same way, with its own reason.
+STORAGE_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+# tensorstore (orbax's array writer) raises ValueError('... [os_error_code=28]').
+_TENSORSTORE_ERRNO = re.compile(r"os_error_code='?(\d+)")
+
+
+def os_error_number(error: BaseException) -> int | None:
+  """The OS error number behind `error` (an OSError's errno, or the code tensorstore puts
+  in its message), following the exception chain; None when there is none."""
+  seen = set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    if isinstance(error, OSError) and error.errno:
+      return error.errno
+    found = _TENSORSTORE_ERRNO.search(str(error))
+    if found:
+      return int(found.group(1))
+    error = error.__cause__ or error.__context__
+  return None
+
+
+def _size_text(num_bytes: float) -> str:
+  for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+    if num_bytes < 1024 or unit == "TiB":
+      return f"{num_bytes:.0f} {unit}" if unit == "B" else f"{num_bytes:.1f} {unit}"
+    num_bytes /= 1024
+  return ""  # not reached
+
+
+def free_space_text(path: str) -> str:
+  """'<free> free of <total> on the file system of <dir>', <dir> the nearest existing
+  folder at or above `path` (or why the free space is unknown)."""
+  directory = os.path.abspath(path)
+  while not os.path.isdir(directory) and os.path.dirname(directory) != directory:
+    directory = os.path.dirname(directory)
+  try:
+    usage = shutil.disk_usage(directory)
+  except OSError as e:
+    return f"free space on the file system of {directory} unknown ({e.strerror})"
+  return (
+    f"{_size_text(usage.free)} free of {_size_text(usage.total)} on the file system of {directory}"
+  )
+
+
+def os_error_text(error: BaseException) -> str:
+  """'[Errno 28] No space left on device (ENOSPC)' (with a hint for EFBIG), else _reason."""
+  number = os_error_number(error)
+  if number is None:
+    return _reason(error)
+  text = f"[Errno {number}] {os.strerror(number)} ({errno.errorcode.get(number, '?')})"
+  if number == errno.EFBIG:
+    text += ": a file would exceed this process's file-size limit (ulimit -f)"
+  return text
+
+
+def save_error_message(directory: str, step: int, error: BaseException, newest: int | None) -> str:
+  """The one line of a failed save: the step folder, the OS error, the free space, the
+  checkpoint a rerun resumes from."""
+  kept = (
+    f"the complete checkpoints are kept: make room and rerun the same command to resume "
+    f"from step {newest}"
+    if newest is not None
+    else "no complete checkpoint yet: make room and rerun the same command to start again"
+  )
+  return (
+    f"{os.path.join(directory, str(step))}: checkpoint not saved: {os_error_text(error)}; "
+    f"{free_space_text(directory)}; {kept}"
+  )
+
+
+def storage_error_message(path: str, error: OSError) -> str:
+  """One line for a file the run could not write outside a checkpoint (the workdir lock,
+  the metrics, final_metrics.json): the path, the OS error, the free space."""
+  return (
+    f"{error.filename or path}: cannot be written: {os_error_text(error)}; "
+    f"{free_space_text(error.filename or path)}; the complete checkpoints are kept"
+  )
+
+
+def _is_failed_save_report(record: logging.LogRecord) -> bool:
+  """Orbax's own report (with traceback) of an OS error in a save's background threads."""
+  if not record.exc_info or "orbax" not in record.pathname:
+    return False
+  return os_error_number(record.exc_info[1]) is not None
+
+
+class _DropFailedSaveReports(logging.Filter):
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not _is_failed_save_report(record)
+
+
+def _remove_temporary_step(directory: str, step: int) -> None:
+  """Removes what a failed save of `step` left (orbax's `<step>.orbax-checkpoint-tmp*`)."""
+  if jax.process_index() != 0:
+    return
+  for path in glob.glob(os.path.join(glob.escape(directory), f"{step}.orbax-checkpoint-tmp*")):
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _key_name(key) -> str:
@@ -263,7 +390,9 @@ class Checkpointer:
   """Saves and restores training states; all processes must call save/restore together.
 
   A context manager: leaving the block (normally, by an exception or SystemExit) waits for
-  the saves in flight, then closes both managers.
+  the saves in flight, then closes both managers. A save that failed on the file system
+  raises CheckpointSaveError (one line) wherever it surfaces: the next save, check_saves,
+  wait, or the end of the block.
   """
 
   def __init__(self, workdir: str, max_to_keep: int = 3):
@@ -276,10 +405,53 @@ class Checkpointer:
       best_mode="max",
       keep_checkpoints_without_metrics=False,
     )
+    self._pending: dict[int, int] = {}  # id(manager) -> step of its save in flight
+    self._failed: CheckpointSaveError | None = None
+    # Orbax logs a failed background write with its traceback from each thread it passes
+    # through (hundreds of lines); the failure is reported once, as CheckpointSaveError.
+    self._log_filter = _DropFailedSaveReports()
+    logging.getLogger("absl").addFilter(self._log_filter)
 
   @staticmethod
   def _args(state: dict[str, Any], meta: dict[str, Any]) -> ocp.args.Composite:
     return ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
+
+  @contextlib.contextmanager
+  def _saving(self, manager: ocp.CheckpointManager, step: int | None) -> Iterator[None]:
+    """Turns an OS error of `manager`'s save of `step` into CheckpointSaveError (once)."""
+    if self._failed is not None:
+      raise self._failed
+    try:
+      yield
+    except Exception as e:  # pylint: disable=broad-except
+      if step is None or os_error_number(e) is None:
+        raise
+      self._pending.pop(id(manager), None)
+      raise self._save_failed(manager, step, e) from None
+
+  def _save_failed(self, manager, step: int, error: BaseException) -> CheckpointSaveError:
+    directory = str(manager.directory)
+    _remove_temporary_step(directory, step)
+    _silence_orbax_leftovers()
+    # Reads abandoned by the failed write are finalised at exit as 'coroutine ... was
+    # never awaited' RuntimeWarnings, after the report.
+    warnings.filterwarnings("ignore", message="coroutine .* was never awaited")
+    latest_dir = str(self.latest.directory)
+    steps = ocp.utils.checkpoint_steps(latest_dir) if os.path.isdir(latest_dir) else []
+    newest = max(steps, default=None)
+    self._failed = CheckpointSaveError(save_error_message(directory, step, error, newest))
+    return self._failed
+
+  def _wait(self, manager: ocp.CheckpointManager) -> None:
+    with self._saving(manager, self._pending.get(id(manager))):
+      manager.wait_until_finished()
+    self._pending.pop(id(manager), None)
+
+  def _save(self, manager: ocp.CheckpointManager, step: int, **kwargs) -> None:
+    self._wait(manager)  # the previous save's failure names the previous step
+    with self._saving(manager, step):
+      self._pending[id(manager)] = step
+      manager.save(step, force=True, **kwargs)
 
   def save(
     self,
@@ -290,14 +462,21 @@ class Checkpointer:
   ) -> None:
     """Saves `state` as the latest; also as the best when `metrics['miou']` is a new high."""
     if self.latest.latest_step() != step:
-      self.latest.save(step, args=self._args(state, meta), force=True)
+      self._save(self.latest, step, args=self._args(state, meta))
     if metrics is not None and self.best.latest_step() != step:
-      self.best.save(
+      self._save(
+        self.best,
         step,
         args=self._args(state, meta),
         metrics={k: float(v) for k, v in metrics.items()},
-        force=True,
       )
+
+  def check_saves(self) -> None:
+    """Raises CheckpointSaveError when a background save has failed; never blocks (cheap
+    enough for every training step), so a full disk stops training at once."""
+    for manager in (self.latest, self.best):
+      if id(manager) in self._pending and not manager.is_saving_in_progress():
+        self._wait(manager)  # finished: returns at once, or raises its error
 
   def latest_step(self) -> int | None:
     return self.latest.latest_step()
@@ -371,19 +550,32 @@ class Checkpointer:
     return state
 
   def wait(self) -> None:
-    self.latest.wait_until_finished()
-    self.best.wait_until_finished()
+    self._wait(self.latest)
+    self._wait(self.best)
 
   def close(self) -> None:
-    self.latest.close()
-    self.best.close()
+    """Closes both managers (after a failed save too: each is closed whatever the other
+    raises; the failure was reported by wait)."""
+    try:
+      for manager in (self.latest, self.best):
+        try:
+          manager.close()
+        except Exception:  # pylint: disable=broad-except
+          if self._failed is None:
+            raise
+        step = self._pending.pop(id(manager), None)
+        if self._failed is not None and step is not None:  # its save failed as well
+          _remove_temporary_step(str(manager.directory), step)
+    finally:
+      logging.getLogger("absl").removeFilter(self._log_filter)
 
   def __enter__(self) -> Checkpointer:
     return self
 
   def __exit__(self, *exc) -> None:
     try:
-      self.wait()  # earlier (finite) saves in flight complete, whatever ended the block
+      if self._failed is None:  # else the block ends with it already
+        self.wait()  # earlier (finite) saves in flight complete, whatever ended the block
     finally:
       self.close()
 

@@ -5,7 +5,10 @@ Any config field can be overridden on the command line, e.g. --config.train.num_
 Exit status: 0 done; 2 a bad config, flag, data set or checkpoint, or a workdir another
 live run holds (one `error:` line on stderr, before any compilation where the data are
 not needed to tell); 3 training diverged (non-finite loss, gradient norm or state;
-nothing non-finite is saved); 130 / 143 stopped by SIGINT / SIGTERM: inside the training
+nothing non-finite is saved); 4 a checkpoint, or another file of the run on a full disk,
+could not be written (disk full, quota, file-size limit or another OS error: one line
+naming the path, the error and the free space; the complete checkpoints are kept and a
+rerun resumes from the newest); 130 / 143 stopped by SIGINT / SIGTERM: inside the training
 loop after saving a checkpoint, anywhere else (start-up, compilation, the final save, a
 second Ctrl-C) at once with one line, keeping the checkpoints already written.
 """
@@ -40,6 +43,7 @@ from absl import logging  # noqa: E402
 import jax  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
+from irstd_jax import checkpointing  # noqa: E402
 from irstd_jax import config_check  # noqa: E402
 from irstd_jax import datasets  # noqa: E402
 from irstd_jax import train  # noqa: E402
@@ -106,6 +110,12 @@ def main(argv):
     return _error(e, 2)
   except train.TrainingDiverged as e:
     return _error(e, 3)
+  except checkpointing.CheckpointSaveError as e:
+    return _error(e, 4)
+  except OSError as e:  # a full disk outside a checkpoint: the lock, metrics, final metrics
+    if checkpointing.os_error_number(e) not in checkpointing.STORAGE_FULL:
+      raise
+    return _error(checkpointing.storage_error_message(workdir, e), 4)
   return 0
 
 

@@ -527,8 +527,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   Returns the final summary dict (also written to workdir/final_metrics.json). Raises
   config_check.ConfigError before any compilation when the config cannot work with the
   devices, the data or the checkpoints already in workdir (a changed model or optimizer;
-  a train.init_from that does not fit), and TrainingDiverged when the loss, the gradient
-  norm or the state stops being finite (nothing non-finite is saved).
+  a train.init_from that does not fit), TrainingDiverged when the loss, the gradient
+  norm or the state stops being finite (nothing non-finite is saved), and
+  checkpointing.CheckpointSaveError when a checkpoint cannot be written (disk full).
   """
   is_lead = jax.process_index() == 0
   check_batch_sizes(config)
@@ -588,6 +589,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       step_rng = jax.random.fold_in(train_rng, step)
       state, step_metrics = jit_train_step(state, shard_batch(batch, data_sharding), step_rng)
       step += 1
+      checkpointer.check_saves()  # a background save that failed (disk full) stops it here
       profile.after_step(step, state)
       progress(step, step_metrics)
       epoch, epoch_done = step // steps_per_epoch, step % steps_per_epoch == 0

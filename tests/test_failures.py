@@ -11,6 +11,7 @@ model's programs are compiled about once, unoptimised.
 
 from collections.abc import Callable
 import dataclasses
+import errno
 import importlib.util
 import json
 import os
@@ -237,6 +238,29 @@ def predict_with(*args) -> Callable:
   )
 
 
+# Runs argv[2:] with RLIMIT_FSIZE at argv[1] bytes. Not subprocess's preexec_fn: forking a
+# process whose JAX threads run is unsafe (JAX warns of deadlocks); exec keeps one process.
+_WITH_FILE_SIZE_LIMIT = (
+  "import os, resource, sys; n = int(sys.argv[1]); "
+  "resource.setrlimit(resource.RLIMIT_FSIZE, (n, n)); os.execv(sys.argv[2], sys.argv[2:])"
+)
+
+
+def main_with_file_size_limit(limit: int, *args) -> Callable:
+  """main whose every file may grow to `limit` bytes (RLIMIT_FSIZE): a write past it fails
+  with EFBIG (Python ignores SIGXFSZ), as a write to a full disk fails with ENOSPC. Without
+  the compilation cache: its entries are larger than a checkpoint's files."""
+
+  def run(ctx: Ctx) -> subprocess.CompletedProcess:
+    cmd = _main_cmd(ctx, [*args, "--compilation_cache_dir="])
+    env = _env(ctx)
+    del env["JAX_COMPILATION_CACHE_DIR"]
+    limited = [sys.executable, "-c", _WITH_FILE_SIZE_LIMIT, str(limit), *cmd]
+    return subprocess.run(limited, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+  return run
+
+
 def main_interrupted(at_step: int, *args) -> Callable:
   """main, sent SIGINT once it logs `step <at_step>/`."""
 
@@ -357,6 +381,20 @@ def diverged_and_saved_nothing(ctx: Ctx, proc) -> None:
   assert _listing(ctx.workdir) == {checkpointing.LATEST_DIR: [], checkpointing.BEST_DIR: []}
   assert not (ctx.workdir / "final_metrics.json").exists()
   assert "test @ epoch" not in proc.stdout
+
+
+def kept_the_complete_checkpoints(ctx: Ctx, proc) -> None:
+  # Steps 2 and 4 (and best 4) as they were; no trace of step 6, complete or temporary.
+  assert _listing(ctx.workdir) == _listing(ctx.shared)
+  assert not list(ctx.workdir.rglob("*orbax-checkpoint-tmp*"))
+  assert (ctx.workdir / "final_metrics.json").read_text() == (
+    ctx.shared / "final_metrics.json"
+  ).read_text()
+  line = proc.stderr.splitlines()[-1]
+  assert " free of " in line and line.endswith("resume from step 4"), line
+  assert all(x.startswith(("warning: ", "error: ")) for x in proc.stderr.splitlines())
+  _, meta = checkpointing.restore_variables(str(ctx.workdir), prefer_best=False)
+  assert meta["step"] == 4  # the newest complete step still loads
 
 
 @dataclasses.dataclass(frozen=True)
@@ -575,6 +613,17 @@ ROWS = [
     "",
     started_from_the_shared_weights,
   ),
+  # 8. The file system refuses a write (disk full, quota, file-size limit).
+  Row(
+    "checkpoint save over the file-size limit",
+    # Resumes at step 4 and saves step 6: the state's files (20-140 kB) exceed 20 kB.
+    main_with_file_size_limit(20_000, "--config.train.num_epochs=3"),
+    4,
+    "/checkpoints/6: checkpoint not saved: [Errno 27] File too large (EFBIG): a file would "
+    "exceed this process's file-size limit (ulimit -f); ",
+    kept_the_complete_checkpoints,
+    prepare=copy_shared,
+  ),
 ]
 
 
@@ -697,6 +746,68 @@ def test_divergence_guard_names_the_step_and_checks_the_state_before_a_save():
   bad = state.replace(params={"w": jnp.array([1.0, np.nan, 1.0])})
   with pytest.raises(train.TrainingDiverged, match="at step 11 .non-finite parameters"):
     guard.check_state(bad, 11)
+
+
+def _tiny_state(step: int) -> dict:
+  leaf = np.full(3, float(step), np.float32)
+  return {"step": np.int32(step), "params": {"w": leaf}, "batch_stats": {"m": leaf}}
+
+
+def test_a_save_on_a_full_disk_is_one_line_naming_the_step_and_keeps_the_complete_ones(
+  tmp_path, monkeypatch
+):
+  checkpoints = tmp_path / checkpointing.LATEST_DIR
+  with pytest.raises(checkpointing.CheckpointSaveError) as info:
+    with checkpointing.Checkpointer(str(tmp_path)) as checkpointer:
+      checkpointer.save(1, _tiny_state(1), {"step": 1})
+
+      def full_disk(step, **kwargs):  # what orbax leaves when a write fails: a tmp folder
+        (checkpoints / f"{step}.orbax-checkpoint-tmp").mkdir()
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+      monkeypatch.setattr(checkpointer.latest, "save", full_disk)
+      checkpointer.save(2, _tiny_state(2), {"step": 2})
+  line = str(info.value)
+  assert line.startswith(
+    f"{checkpoints}/2: checkpoint not saved: [Errno 28] No space left on device (ENOSPC); "
+  )
+  assert " free of " in line and line.endswith("resume from step 1") and "\n" not in line
+  assert sorted(os.listdir(checkpoints)) == ["1"]  # the failed step's tmp folder is gone
+  variables, meta = checkpointing.restore_variables(str(tmp_path), prefer_best=False)
+  assert meta["step"] == 1 and variables["params"]["w"].tolist() == [1.0, 1.0, 1.0]
+
+
+def test_check_saves_raises_when_a_background_save_failed(tmp_path, monkeypatch):
+  """An async save's failure surfaces at the next training step, not at the next save."""
+  with checkpointing.Checkpointer(str(tmp_path)) as checkpointer:
+    checkpointer.save(3, _tiny_state(3), {"step": 3})
+    checkpointer.latest.wait_until_finished()  # really written; the failure is simulated
+    tensorstore_error = ValueError(
+      'OUT_OF_RANGE: Error writing local file "x": Failed to write 64194 bytes to '
+      "file 6: File too large [os_error_code='27']"
+    )
+    monkeypatch.setattr(checkpointer.latest, "is_saving_in_progress", lambda: False)
+    monkeypatch.setattr(
+      checkpointer.latest,
+      "wait_until_finished",
+      lambda: (_ for _ in ()).throw(tensorstore_error),
+    )
+    with pytest.raises(checkpointing.CheckpointSaveError, match=r"/checkpoints/3: .*\(EFBIG\)"):
+      checkpointer.check_saves()
+    with pytest.raises(checkpointing.CheckpointSaveError):  # and at every later save
+      checkpointer.save(4, _tiny_state(4), {"step": 4})
+    monkeypatch.undo()
+
+
+def test_os_error_numbers_are_found_in_orbax_and_tensorstore_errors():
+  assert checkpointing.os_error_number(OSError(errno.EDQUOT, "Disk quota exceeded")) == (
+    errno.EDQUOT
+  )
+  wrapped = RuntimeError("save failed")
+  wrapped.__cause__ = ValueError("Failed writing ... [os_error_code='28']")
+  assert checkpointing.os_error_number(wrapped) == errno.ENOSPC
+  assert checkpointing.os_error_number(ValueError("not an OS error")) is None
+  assert checkpointing.os_error_text(wrapped) == "[Errno 28] No space left on device (ENOSPC)"
 
 
 def _wait_for_handler(done: Callable[[], bool]) -> None:
