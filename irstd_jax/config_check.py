@@ -1,11 +1,11 @@
 """Config validation: every mistake that needs no data is refused before any expensive work.
 
-`validate_config(config, workdir=..., purpose=...)` raises `ConfigError`, whose message is
-one line `<field>: <what is wrong> (<allowed>)`; the command-line tools print it as
-`error: <message>` and exit with status 2 (`fail`). `parse_flags` gives absl's flag
-parsing the same one-line errors (an unknown `--config.a.b` field, a value of the wrong
-type) instead of a traceback. `apply_overrides` sets `a.b=value` fields and refuses names
-the project does not know.
+`validate_config(config, workdir=..., purpose=...)` loops over the schema
+(`default_config.FIELDS`) and raises `ConfigError`, whose message is one line
+`<field>: <what is wrong> (<allowed>)`; the commands print it as `error: <message>` and
+exit with status 2 (irstd_jax.cli). `apply_overrides` sets `a.b=value` fields and refuses
+names the project does not know; `state_changes` is the resume check;
+`python -m irstd_jax.config_check` writes the config reference (docs/config.md).
 """
 
 from __future__ import annotations
@@ -16,13 +16,7 @@ import difflib
 import importlib
 import math
 import os
-import re
-import sys
 from typing import Any
-from typing import NoReturn
-
-from absl import flags
-import jax
 
 from irstd_jax import default_config
 
@@ -36,11 +30,9 @@ class ConfigError(ValueError):
     self.field, self.problem, self.allowed = field, problem, allowed
     super().__init__(f"{field}: {problem} ({allowed})")
 
-
-def fail(message: Any, status: int = 2) -> NoReturn:
-  """Prints `error: <message>` (one line) to stderr and exits with `status`."""
-  print(f"error: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
-  raise SystemExit(status)
+  def with_field(self, field: str) -> ConfigError:
+    """The same error under another name (e.g. the flag that set the field)."""
+    return ConfigError(field, self.problem, self.allowed)
 
 
 # ------------------------------------------------------------------------- known fields
@@ -120,120 +112,6 @@ def apply_overrides(config, overrides: Iterable[str], flag: str = "--set") -> No
       if key not in known:
         raise unknown_field_error(key, known + field_names(config))
     node[leaf] = parse_value(text, node.get(leaf))
-
-
-# -------------------------------------------------------------------------- flag parsing
-
-
-def _config_path(argv: list[str]) -> str | None:
-  """The last `--config` value in argv (`--config=PATH` or `--config PATH`; absl's last
-  one wins), else None."""
-  found = None
-  for i, arg in enumerate(argv[1:], 1):
-    if arg.startswith("--config="):
-      found = arg[len("--config=") :]
-    elif arg == "--config" and i + 1 < len(argv):
-      found = argv[i + 1]
-  return found
-
-
-def check_config_file(path: str) -> None:
-  """ConfigError (field `--config`, one line naming the file) unless `path` is a Python
-  file that imports and whose `get_config()` returns a ConfigDict. Runs the file once."""
-  import importlib.util  # noqa: PLC0415 (only for --config files)
-  import traceback  # noqa: PLC0415
-
-  import ml_collections  # noqa: PLC0415
-
-  allowed = "a configs/*.py file whose get_config() returns an ml_collections.ConfigDict"
-  shown = path
-  path, *arguments = path.split(":", 1)  # config_flags' `file.py:argument` form
-  path = os.path.abspath(os.path.expanduser(path))
-  if not os.path.isfile(path):
-    what = "is a directory" if os.path.isdir(path) else "does not exist"
-    raise ConfigError("--config", f"{shown} {what}", allowed)
-
-  def where(error: BaseException) -> str:
-    if isinstance(error, SyntaxError) and error.lineno:
-      return f" (line {error.lineno})"
-    lines = [f.lineno for f in traceback.extract_tb(error.__traceback__) if f.filename == path]
-    return f" (line {lines[-1]})" if lines else ""
-
-  try:
-    spec = importlib.util.spec_from_file_location("irstd_jax_config_check", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-  except Exception as e:  # noqa: BLE001 (any error of the user's file is reported)
-    raise ConfigError(
-      "--config", f"{shown} cannot be imported{where(e)}: {type(e).__name__}: {e}", allowed
-    ) from None
-  if not callable(getattr(module, "get_config", None)):
-    raise ConfigError("--config", f"{shown} defines no get_config()", allowed)
-  try:
-    config = module.get_config(*arguments)
-  except Exception as e:  # noqa: BLE001
-    raise ConfigError(
-      "--config", f"{shown}: get_config() raised{where(e)} {type(e).__name__}: {e}", allowed
-    ) from None
-  if not isinstance(config, ml_collections.ConfigDict):
-    raise ConfigError(
-      "--config",
-      f"{shown}: get_config() returned {type(config).__name__}, not a ConfigDict",
-      allowed,
-    )
-
-
-def parse_flags(argv: list[str]) -> list[str]:
-  """absl's flag parsing (the `flags_parser` of `app.run`) with one-line errors.
-
-  A bad flag value, a missing required flag, an unknown `--config.a.b` field or a
-  `--config` file that is missing, does not import, or whose get_config() fails or
-  returns something else prints `error: ...` and exits with status 2 instead of a usage
-  dump or a traceback.
-  """
-  config_path = _config_path(argv)
-  if config_path:
-    try:
-      check_config_file(config_path)
-    except ConfigError as e:
-      fail(e)
-  try:
-    return flags.FLAGS(argv)
-  except flags.Error as e:
-    fail(e)
-  except (AttributeError, KeyError) as e:  # config_flags: an override of a missing field
-    found = re.search(r"[A-Za-z_]\w*", str(e))  # "'learning_rte'\nDid you mean ..."
-    missing = found.group(0) if found else str(e)
-    known = field_names(reference_config())
-    for arg in argv[1:]:
-      if arg.startswith("--config."):
-        path = arg[len("--config.") :].split("=", 1)[0]
-        if missing in path.split("."):
-          fail(ConfigError(f"--config.{path}", "no such config field", _did_you_mean(path, known)))
-    fail(f"bad --config override: {missing}")
-
-
-def define_compilation_cache_flag() -> flags.FlagHolder:
-  """--compilation_cache_dir, shared by main, evaluate and predict."""
-  return flags.DEFINE_string(
-    "compilation_cache_dir",
-    os.path.join("~", ".cache", "irstd_jax", "jax"),
-    "JAX's persistent compilation cache: a rerun, resume or evaluation with shapes seen "
-    "before loads the compiled programs instead of compiling them ('' = off; the "
-    "JAX_COMPILATION_CACHE_DIR environment variable, when set, wins).",
-  )
-
-
-def enable_compilation_cache(path: str) -> str | None:
-  """Points JAX's persistent compilation cache at `path` unless JAX_COMPILATION_CACHE_DIR
-  is set (JAX reads that itself) or `path` is empty; returns the directory in use."""
-  if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
-    return os.environ["JAX_COMPILATION_CACHE_DIR"]
-  if not path:
-    return None
-  path = os.path.abspath(os.path.expanduser(path))
-  jax.config.update("jax_compilation_cache_dir", path)
-  return path
 
 
 # ---------------------------------------------------------------------------- validation

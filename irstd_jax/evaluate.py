@@ -1,8 +1,8 @@
 """Evaluate a checkpoint on the whole test split: report + figures.
 
 python -m irstd_jax.evaluate --checkpoint=runs/demo --output=runs/demo/eval [--num_figures=8]
-  [--latest] [--protocol=full|mshnet] [--config=configs/x.py --config.field=...]
-  [--set=dataset.data_dir=/data]
+  [--latest] [--protocol=full|mshnet] [--config=configs/x.py]
+  [--config.dataset.data_dir=/data ...]
 
 Protocols (the report states which one ran):
   full    (default) every test image at its own resolution, padded (with the mean) to a
@@ -13,9 +13,8 @@ Protocols (the report states which one ran):
           pixels per image.
 
 The config is the one stored in the checkpoint (meta['config']) unless --config names a
-configs/*.py file (then --config.field=value overrides apply to it); --set=key=value
-overrides fields of either (a field name the project does not know is refused). The config
-is checked before anything is computed: a bad value, or an --output that cannot be a
+configs/*.py file; --config.FIELD=VALUE overrides fields of either, as in main (a field
+name the project does not know is refused). The config is checked before anything is computed: a bad value, or an --output that cannot be a
 directory, is one `error:` line and exit status 2. Writes to --output:
   report.json, report.md    mIoU, nIoU, Pd, Fa, Fa_strict, Pd by target size, threshold sweep
                             (PD-FA curve, pixel ROC AUC)   [irstd_jax.metrics.write_report]
@@ -29,7 +28,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 import time
 from typing import Any
 
@@ -42,6 +40,7 @@ from ml_collections import config_flags
 import numpy as np
 from PIL import Image
 
+from irstd_jax import cli
 from irstd_jax import config_check
 from irstd_jax import datasets
 from irstd_jax import inference
@@ -219,8 +218,8 @@ def _define_flags():
   config = config_flags.DEFINE_config_file(
     "config",
     None,
-    "Optional configs/*.py file; default: the config saved in the "
-    "checkpoint. --config.field=value overrides need this flag.",
+    "Optional configs/*.py file; default: the config saved in the checkpoint. "
+    "--config.FIELD=VALUE overrides either.",
     lock_config=False,
   )
   flags.DEFINE_string(
@@ -237,29 +236,22 @@ def _define_flags():
     list(PROTOCOLS),
     "full: native resolution; mshnet: MSHNet's test protocol (256x256 resize, logit > 0).",
   )
-  flags.DEFINE_multi_string(
-    "set",
-    [],
-    "key=value override of the checkpoint's config, "
-    "e.g. --set=dataset.data_dir=/data/tfds (repeatable).",
-  )
-  config_check.define_compilation_cache_flag()
+  cli.define_override_flag()
+  cli.define_compilation_cache_flag()
   flags.mark_flags_as_required(["checkpoint", "output"])
   return config
 
 
 def main(argv, config_flag=None) -> int:
   if len(argv) > 1:
-    print(f"error: unexpected arguments {argv[1:]}: every option is a --flag", file=sys.stderr)
-    return 2
+    return cli.error(f"unexpected arguments {argv[1:]}: every option is a --flag")
   FLAGS = flags.FLAGS
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
   try:
     variables, meta, config = inference.load_checkpoint(FLAGS.checkpoint, FLAGS.latest)
   except (FileNotFoundError, ValueError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+    return cli.error(e)
   if config_flag is not None and config_flag.value is not None:
     config = config_flag.value
   try:
@@ -267,12 +259,11 @@ def main(argv, config_flag=None) -> int:
       raise config_check.ConfigError(
         "--num_figures", f"{FLAGS.num_figures} is negative", "an integer >= 0"
       )
-    config_check.apply_overrides(config, FLAGS.set)
+    cli.apply_config_overrides(config)
     config_check.validate_config(config, workdir=FLAGS.output, purpose="eval")
   except config_check.ConfigError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
-  config_check.enable_compilation_cache(FLAGS.compilation_cache_dir)
+    return cli.error(e)
+  cli.enable_compilation_cache(FLAGS.compilation_cache_dir)
   step = meta.get("step")
   which = "latest" if FLAGS.latest else "best"
   print(
@@ -288,8 +279,7 @@ def main(argv, config_flag=None) -> int:
       protocol=FLAGS.protocol,
     )
   except datasets.DataNotPreparedError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+    return cli.error(e)
   r = out["metrics"]
   print(
     f"test ({out['num_images']} images, protocol {FLAGS.protocol}): mIoU {r['miou']:.4f}  "
@@ -305,4 +295,4 @@ def main(argv, config_flag=None) -> int:
 
 if __name__ == "__main__":
   _config_flag = _define_flags()
-  app.run(lambda argv: main(argv, _config_flag), flags_parser=config_check.parse_flags)
+  app.run(lambda argv: main(argv, _config_flag), flags_parser=cli.parse_flags)

@@ -44,6 +44,7 @@ import jax  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from irstd_jax import checkpointing  # noqa: E402
+from irstd_jax import cli  # noqa: E402
 from irstd_jax import config_check  # noqa: E402
 from irstd_jax import datasets  # noqa: E402
 from irstd_jax import train  # noqa: E402
@@ -64,7 +65,7 @@ _COORDINATOR = flags.DEFINE_string(
 )
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
-_COMPILATION_CACHE = config_check.define_compilation_cache_flag()
+_COMPILATION_CACHE = cli.define_compilation_cache_flag()
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -92,7 +93,7 @@ def main(argv):
     config_check.validate_config(config, workdir=_WORKDIR.value, purpose="train")
   except config_check.ConfigError as e:
     return _error(e, 2)
-  config_check.enable_compilation_cache(_COMPILATION_CACHE.value)
+  cli.enable_compilation_cache(_COMPILATION_CACHE.value)
   _initialize_distributed()
   workdir = os.path.abspath(os.path.expanduser(_WORKDIR.value))  # made once the checks pass
   logging.info(
@@ -125,4 +126,4 @@ def _error(message, status: int) -> int:
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=config_check.parse_flags)
+  app.run(main, flags_parser=cli.parse_flags)

@@ -1,7 +1,7 @@
 """Run a checkpoint on image files: masks, probability maps and overlays.
 
 python -m irstd_jax.predict --checkpoint=runs/demo --input=FOLDER_OR_FILE --output=DIR
-  [--threshold=0.5] [--latest]
+  [--threshold=0.5] [--latest] [--config.dataset.mean=... (overrides of the stored config)]
 
 Inputs: *.png, *.jpg/*.jpeg, *.bmp, *.tif/*.tiff (a folder is scanned non-recursively).
   - 8-bit grayscale: used as is.
@@ -33,6 +33,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from irstd_jax import cli
 from irstd_jax import config_check
 from irstd_jax import inference
 from irstd_jax import input_pipeline
@@ -158,8 +159,7 @@ def predict_files(
 
 def main(argv) -> int:
   if len(argv) > 1:
-    print(f"error: unexpected arguments {argv[1:]}: every option is a --flag", file=sys.stderr)
-    return 2
+    return cli.error(f"unexpected arguments {argv[1:]}: every option is a --flag")
   FLAGS = flags.FLAGS
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
@@ -167,9 +167,9 @@ def main(argv) -> int:
     files = list_inputs(FLAGS.input)
     variables, meta, config = inference.load_checkpoint(FLAGS.checkpoint, FLAGS.latest)
   except (FileNotFoundError, ValueError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+    return cli.error(e)
   try:
+    cli.apply_config_overrides(config)
     config_check.validate_config(config, workdir=FLAGS.output, purpose="predict")
     check_output_outside_input(FLAGS.input, FLAGS.output)
     if FLAGS.threshold is not None and not 0.0 <= FLAGS.threshold < 1.0:
@@ -177,11 +177,9 @@ def main(argv) -> int:
         "--threshold", f"{FLAGS.threshold!r} is out of range", "a probability in [0, 1)"
       )
   except config_check.ConfigError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+    return cli.error(e)
   if not files:
-    print(f"error: no {'/'.join(EXTENSIONS)} files in {FLAGS.input}", file=sys.stderr)
-    return 2
+    return cli.error(f"no {'/'.join(EXTENSIONS)} files in {FLAGS.input}")
   threshold = FLAGS.threshold if FLAGS.threshold is not None else float(config.eval.threshold)
   mean, std = float(config.dataset.mean), float(config.dataset.std)
   print(
@@ -190,7 +188,7 @@ def main(argv) -> int:
     f"normalisation mean {mean:g} std {std:g}",
     flush=True,
   )
-  config_check.enable_compilation_cache(FLAGS.compilation_cache_dir)
+  cli.enable_compilation_cache(FLAGS.compilation_cache_dir)
   predict = inference.make_predict_fn(config.model, variables)
   done, failed = predict_files(files, FLAGS.output, predict, mean, std, threshold)
   print(f"{len(done)} image(s) written to {FLAGS.output}", flush=True)
@@ -212,6 +210,7 @@ if __name__ == "__main__":
     "Probability threshold (prob > t); default: the checkpoint's eval.threshold.",
   )
   flags.DEFINE_bool("latest", False, "Use the newest checkpoint instead of the best one.")
-  config_check.define_compilation_cache_flag()
+  cli.define_override_flag()
+  cli.define_compilation_cache_flag()
   flags.mark_flags_as_required(["checkpoint", "input", "output"])
-  app.run(main, flags_parser=config_check.parse_flags)
+  app.run(main, flags_parser=cli.parse_flags)

@@ -33,6 +33,7 @@ import pytest
 from test_main import TINY
 
 from irstd_jax import checkpointing
+from irstd_jax import cli
 from irstd_jax import config_check
 from irstd_jax import default_config
 from irstd_jax import train
@@ -445,10 +446,10 @@ ROWS = [
     one_line=True,
   ),
   Row(
-    "evaluate --set typo",
-    evaluate_with("--set=eval.treshold=0.9"),
+    "evaluate override typo",
+    evaluate_with("--config.eval.treshold=0.9"),
     2,
-    "error: eval.treshold: no such config field (did you mean eval.threshold?)",
+    "error: --config.eval.treshold: no such config field (did you mean eval.threshold?)",
     no_eval_output,
     prepare=copy_shared,
     one_line=True,
@@ -943,10 +944,10 @@ def test_config_file_errors_are_one_line_naming_the_file(tmp_path, text, message
   if text is not None:
     path.write_text(text)
   with pytest.raises(config_check.ConfigError) as info:
-    config_check.check_config_file(str(path))
+    cli.check_config_file(str(path))
   line = str(info.value)
   assert line.startswith(f"--config: {path}") and message in line and "\n" not in line, line
-  config_check.check_config_file(str(REPO / "configs" / "synthetic.py"))  # a good one passes
+  cli.check_config_file(str(REPO / "configs" / "synthetic.py"))  # a good one passes
 
 
 def test_a_degenerate_evaluation_warns_and_a_saturated_one_is_never_best(capsys):

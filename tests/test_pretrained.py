@@ -77,8 +77,8 @@ def test_shipped_weights_reproduce_readme(shared_datasets, tmp_path, protocol):
     f"--output={tmp_path}",
     f"--protocol={protocol}",
     "--num_figures=0",
-    "--set=dataset.source=memory",
-    f"--set=dataset.manual_dir={shared_datasets / 'nuaa_sirst'}",
+    "--config.dataset.source=memory",
+    f"--config.dataset.manual_dir={shared_datasets / 'nuaa_sirst'}",
     optimise=protocol == "mshnet",
   )
   report = json.loads((tmp_path / "report.json").read_text())

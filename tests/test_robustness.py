@@ -49,7 +49,7 @@ def test_finished_runs_are_tabulated_not_retrained(tmp_path, capsys):
   [
     (["--paths=default,arm"], "--paths: unknown ['arm']"),
     (["--seeds=a"], "--seeds 'a': expected integers"),
-    (["--set", "train.num_epochs"], "--set 'train.num_epochs': expected FIELD=VALUE"),
+    (["--config.train.num_epochs"], "--config.train.num_epochs: expected --config.FIELD=VALUE"),
     (["--config=configs/nope.py"], "--config configs/nope.py: no such file"),
   ],
 )

@@ -1,10 +1,11 @@
 """Run an ablation grid through `irstd_jax.main` and write one results table.
 
     python tools/ablate.py --config=configs/nuaa_sirst.py --output_dir=runs/ablate \
-        --set dataset.manual_dir=../shared/datasets/nuaa_sirst --set train.num_epochs=40
+        --config.dataset.manual_dir=../shared/datasets/nuaa_sirst --config.train.num_epochs=40
 
 Each row of the grid is one ordinary training run (`python -m irstd_jax.main`) in
-`OUTPUT_DIR/<row>/` with the common `--set` overrides plus the row's own. Every row's
+`OUTPUT_DIR/<row>/` with the common `--config.FIELD=VALUE` overrides (main's spelling;
+`--set FIELD=VALUE` is the older one) plus the row's own. Every row's
 config is built and checked (irstd_jax.config_check) before the first row starts: a bad
 field or value is one `error: row '<row>': ...` line, exit status 2. A row's log is
 `OUTPUT_DIR/<row>/log.txt`. A row whose run already wrote `final_metrics.json` is not run
@@ -40,6 +41,7 @@ import time
 from benchmark import cpu_model  # the same CPU naming as the benchmark reports
 from learning_curve import parse_log  # the one parser of main's evaluation lines
 
+from irstd_jax import cli
 from irstd_jax import config_check
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -216,7 +218,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     action="append",
     default=[],
     metavar="FIELD=VALUE",
-    help="config override for every row, e.g. train.num_epochs=40 (repeatable)",
+    help="config override for every row, spelled --config.FIELD=VALUE as in main, e.g. "
+    "--config.train.num_epochs=40 (repeatable)",
   )
   p.add_argument(
     "--seeds",
@@ -226,7 +229,7 @@ def parse_args(argv=None) -> argparse.Namespace:
   )
   p.add_argument("--parallel", type=int, default=1, help="rows run at the same time")
   p.add_argument("--dry_run", action="store_true", help="print the commands only")
-  return p.parse_args(argv)
+  return p.parse_args(cli.set_args(sys.argv[1:] if argv is None else argv))
 
 
 def select_rows(grid: list, spec: str) -> list:
@@ -253,7 +256,7 @@ def load_config(path: str):
 
 
 def validate_rows(config_path: str, common: list[str], rows: list[dict], output_dir: str) -> None:
-  """Builds every row's config (file + common --set + the row's overrides) and checks it
+  """Builds every row's config (file + common overrides + the row's own) and checks it
   with config_check.validate_config: a bad row stops the grid before any row starts."""
   for row in rows:
     config = load_config(config_path)
@@ -263,7 +266,7 @@ def validate_rows(config_path: str, common: list[str], rows: list[dict], output_
         config, workdir=os.path.join(output_dir, row["dir"]), purpose="train"
       )
     except config_check.ConfigError as e:
-      config_check.fail(f"row {row['name']!r}: {e}")
+      cli.fail(f"row {row['name']!r}: {e}")
 
 
 def machine_description() -> str:
@@ -285,7 +288,7 @@ def main(argv=None) -> int:
   args = parse_args(argv)
   for override in args.set:
     if "=" not in override:
-      raise SystemExit(f"error: --set {override!r}: expected FIELD=VALUE")
+      raise SystemExit(f"error: --config.{override}: expected --config.FIELD=VALUE")
   grid = select_rows(GRIDS[args.grid], args.rows)
   try:
     seeds = [int(t) for t in args.seeds.split(",") if t.strip()]

@@ -1,7 +1,7 @@
 """Does a recipe train reliably? Seeds x CPU code paths, each held to a floor.
 
     python tools/robustness.py --output_dir=runs/robustness            # the demo config
-    python tools/robustness.py --output_dir=runs/robustness_old --set model.output_prior=0
+    python tools/robustness.py --output_dir=runs/robustness_old --config.model.output_prior=0
 
 Trains `--config` (default the demo, `configs/synthetic.py`, memory source) once per seed
 and per XLA:CPU code path, each an ordinary `python -m irstd_jax.main` run in
@@ -35,6 +35,8 @@ from ablate import main_command
 from ablate import mean_std
 from ablate import read_result
 
+from irstd_jax import cli
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 CODE_PATHS = {
@@ -60,11 +62,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     action="append",
     default=[],
     metavar="FIELD=VALUE",
-    help="config override for every run (repeatable); the demo's dataset.source=memory is "
-    "always set",
+    help="config override for every run, spelled --config.FIELD=VALUE as in main "
+    "(repeatable); the demo's dataset.source=memory is always set",
   )
   p.add_argument("--min_miou", type=float, default=0.5, help="the floor's test mIoU")
-  return p.parse_args(argv)
+  return p.parse_args(cli.set_args(sys.argv[1:] if argv is None else argv))
 
 
 def verdict(test: dict, min_miou: float) -> str:
@@ -137,7 +139,7 @@ def main(argv=None) -> int:
     problem = (
       f"--paths: unknown {unknown}; expected some of {list(CODE_PATHS)}"
       if unknown
-      else f"--set {bad_sets[0]!r}: expected FIELD=VALUE"
+      else f"--config.{bad_sets[0]}: expected --config.FIELD=VALUE"
       if bad_sets
       else f"--config {args.config}: no such file"
       if seeds and paths
