@@ -84,7 +84,7 @@ def _initialize_distributed() -> None:
 
 def main(argv):
   if len(argv) > 1:
-    return _error(f"unexpected arguments {argv[1:]}: every option is a --flag", 2)
+    return cli.error(f"unexpected arguments {argv[1:]}: every option is a --flag", 2)
   if not flags.FLAGS["verbosity"].present:
     # Orbax and TFDS log every file operation at INFO; the progress lines are printed.
     logging.set_verbosity(logging.WARNING)
@@ -92,7 +92,7 @@ def main(argv):
   try:  # before TensorFlow, the data and any compilation
     config_check.validate_config(config, workdir=_WORKDIR.value, purpose="train")
   except config_check.ConfigError as e:
-    return _error(e, 2)
+    return cli.error(e, 2)
   cli.enable_compilation_cache(_COMPILATION_CACHE.value)
   _initialize_distributed()
   workdir = os.path.abspath(os.path.expanduser(_WORKDIR.value))  # made once the checks pass
@@ -108,21 +108,16 @@ def main(argv):
     with lock:
       train.train_and_evaluate(config, workdir)
   except (datasets.DataNotPreparedError, config_check.ConfigError, workdir_lock.WorkdirInUse) as e:
-    return _error(e, 2)
+    return cli.error(e, 2)
   except train.TrainingDiverged as e:
-    return _error(e, 3)
+    return cli.error(e, 3)
   except checkpointing.CheckpointSaveError as e:
-    return _error(e, 4)
+    return cli.error(e, 4)
   except OSError as e:  # a full disk outside a checkpoint: the lock, metrics, final metrics
     if checkpointing.os_error_number(e) not in checkpointing.STORAGE_FULL:
       raise
-    return _error(checkpointing.storage_error_message(workdir, e), 4)
+    return cli.error(checkpointing.storage_error_message(workdir, e), 4)
   return 0
-
-
-def _error(message, status: int) -> int:
-  print(f"error: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
-  return status
 
 
 if __name__ == "__main__":
