@@ -31,7 +31,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 import contextlib
-import errno
 import glob
 import json
 import logging
@@ -50,6 +49,7 @@ import orbax.checkpoint as ocp
 import tensorstore as ts
 
 from irstd_jax import config_check
+from irstd_jax import storage
 
 LATEST_DIR = "checkpoints"
 BEST_DIR = "checkpoints_best"
@@ -167,62 +167,6 @@ def _reason(error: BaseException, limit: int = 160) -> str:
   return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
-# Errors of a full file system: the message says to make room. Another OS error (EIO,
-# EROFS, EACCES) is reported the same way, with its own reason.
-STORAGE_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
-# tensorstore (orbax's array writer) raises ValueError('... [os_error_code=28]').
-_TENSORSTORE_ERRNO = re.compile(r"os_error_code='?(\d+)")
-
-
-def os_error_number(error: BaseException) -> int | None:
-  """The OS error number behind `error` (an OSError's errno, or the code tensorstore puts
-  in its message), following the exception chain; None when there is none."""
-  seen = set()
-  while error is not None and id(error) not in seen:
-    seen.add(id(error))
-    if isinstance(error, OSError) and error.errno:
-      return error.errno
-    found = _TENSORSTORE_ERRNO.search(str(error))
-    if found:
-      return int(found.group(1))
-    error = error.__cause__ or error.__context__
-  return None
-
-
-def _size_text(num_bytes: float) -> str:
-  for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-    if num_bytes < 1024 or unit == "TiB":
-      return f"{num_bytes:.0f} {unit}" if unit == "B" else f"{num_bytes:.1f} {unit}"
-    num_bytes /= 1024
-  return ""  # not reached
-
-
-def free_space_text(path: str) -> str:
-  """'<free> free of <total> on the file system of <dir>', <dir> the nearest existing
-  folder at or above `path` (or why the free space is unknown)."""
-  directory = os.path.abspath(path)
-  while not os.path.isdir(directory) and os.path.dirname(directory) != directory:
-    directory = os.path.dirname(directory)
-  try:
-    usage = shutil.disk_usage(directory)
-  except OSError as e:
-    return f"free space on the file system of {directory} unknown ({e.strerror})"
-  return (
-    f"{_size_text(usage.free)} free of {_size_text(usage.total)} on the file system of {directory}"
-  )
-
-
-def os_error_text(error: BaseException) -> str:
-  """'[Errno 28] No space left on device (ENOSPC)' (with a hint for EFBIG), else _reason."""
-  number = os_error_number(error)
-  if number is None:
-    return _reason(error)
-  text = f"[Errno {number}] {os.strerror(number)} ({errno.errorcode.get(number, '?')})"
-  if number == errno.EFBIG:
-    text += ": a file would exceed this process's file-size limit (ulimit -f)"
-  return text
-
-
 def save_error_message(directory: str, step: int, error: BaseException, newest: int | None) -> str:
   """The one line of a failed save: the step folder, the OS error, the free space, the
   checkpoint a rerun resumes from."""
@@ -233,8 +177,8 @@ def save_error_message(directory: str, step: int, error: BaseException, newest: 
     else "no complete checkpoint yet: make room and rerun the same command to start again"
   )
   return (
-    f"{os.path.join(directory, str(step))}: checkpoint not saved: {os_error_text(error)}; "
-    f"{free_space_text(directory)}; {kept}"
+    f"{os.path.join(directory, str(step))}: checkpoint not saved: "
+    f"{storage.os_error_text(error)}; {storage.free_space_text(directory)}; {kept}"
   )
 
 
@@ -242,8 +186,8 @@ def storage_error_message(path: str, error: OSError) -> str:
   """One line for a file the run could not write outside a checkpoint (the workdir lock,
   the metrics, final_metrics.json): the path, the OS error, the free space."""
   return (
-    f"{error.filename or path}: cannot be written: {os_error_text(error)}; "
-    f"{free_space_text(error.filename or path)}; the complete checkpoints are kept"
+    f"{error.filename or path}: cannot be written: {storage.os_error_text(error)}; "
+    f"{storage.free_space_text(error.filename or path)}; the complete checkpoints are kept"
   )
 
 
@@ -251,7 +195,7 @@ def _is_failed_save_report(record: logging.LogRecord) -> bool:
   """Orbax's own report (with traceback) of an OS error in a save's background threads."""
   if not record.exc_info or "orbax" not in record.pathname:
     return False
-  return os_error_number(record.exc_info[1]) is not None
+  return storage.os_error_number(record.exc_info[1]) is not None
 
 
 class _DropFailedSaveReports(logging.Filter):
@@ -424,7 +368,7 @@ class Checkpointer:
     try:
       yield
     except Exception as e:  # pylint: disable=broad-except
-      if step is None or os_error_number(e) is None:
+      if step is None or storage.os_error_number(e) is None:
         raise
       self._pending.pop(id(manager), None)
       raise self._save_failed(manager, step, e) from None

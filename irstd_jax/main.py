@@ -47,6 +47,7 @@ from irstd_jax import checkpointing  # noqa: E402
 from irstd_jax import cli  # noqa: E402
 from irstd_jax import config_check  # noqa: E402
 from irstd_jax import datasets  # noqa: E402
+from irstd_jax import storage  # noqa: E402
 from irstd_jax import train  # noqa: E402
 from irstd_jax import workdir_lock  # noqa: E402
 
@@ -114,7 +115,7 @@ def main(argv):
   except checkpointing.CheckpointSaveError as e:
     return cli.error(e, 4)
   except OSError as e:  # a full disk outside a checkpoint: the lock, metrics, final metrics
-    if checkpointing.os_error_number(e) not in checkpointing.STORAGE_FULL:
+    if storage.os_error_number(e) not in storage.STORAGE_FULL:
       raise
     return cli.error(checkpointing.storage_error_message(workdir, e), 4)
   return 0

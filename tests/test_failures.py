@@ -36,6 +36,7 @@ from irstd_jax import checkpointing
 from irstd_jax import cli
 from irstd_jax import config_check
 from irstd_jax import default_config
+from irstd_jax import storage
 from irstd_jax import train
 
 # TINY with a cheaper model and data set: a plain U-Net without side outputs, 8 training
@@ -189,8 +190,9 @@ def file_as_workdir(ctx: Ctx) -> None:
   ctx.workdir.write_text("not a directory")
 
 
-def utf16_split_set(ctx: Ctx) -> None:
-  """A tiny uniform-layout NUAA-SIRST folder whose train split was saved as UTF-16."""
+def tiny_set(ctx: Ctx) -> pathlib.Path:
+  """A tiny uniform-layout NUAA-SIRST folder, ctx.tmp/manual: 3 train and 1 test images of
+  32x32 noise (about 1 kB each as PNG)."""
   root = ctx.tmp / "manual"
   rng = np.random.default_rng(0)
   for name in ("a", "b", "c", "d"):
@@ -199,8 +201,27 @@ def utf16_split_set(ctx: Ctx) -> None:
       array = rng.integers(0, 256, (32, 32)) if sub == "images" else np.zeros((32, 32))
       Image.fromarray(array.astype(np.uint8)).save(root / sub / f"{name}.png")
   (root / "splits").mkdir()
+  (root / "splits" / "train.txt").write_text("a\nb\nc\n")
+  (root / "splits" / "test.txt").write_text("d\n")
+  return root
+
+
+def utf16_split_set(ctx: Ctx) -> None:
+  """tiny_set, its train split saved as UTF-16."""
+  root = tiny_set(ctx)
   (root / "splits" / "train.txt").write_text("a\nb\nc\n", encoding="utf-16")
-  (root / "splits" / "test.txt").write_text("d\n", encoding="utf-8")
+
+
+def tiny_set_and_a_file_as_data_dir(ctx: Ctx) -> None:
+  tiny_set(ctx)
+  (ctx.tmp / "tfds").write_text("not a directory")
+
+
+def tiny_set_and_a_read_only_data_dir(ctx: Ctx) -> None:
+  if os.geteuid() == 0:
+    pytest.skip("root writes into read-only folders")
+  tiny_set(ctx)
+  (ctx.tmp / "tfds").mkdir(mode=0o555)
 
 
 # ---------------------------------------------------------------------------- commands
@@ -258,6 +279,26 @@ def main_with_file_size_limit(limit: int, *args) -> Callable:
     del env["JAX_COMPILATION_CACHE_DIR"]
     limited = [sys.executable, "-c", _WITH_FILE_SIZE_LIMIT, str(limit), *cmd]
     return subprocess.run(limited, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+  return run
+
+
+def prepare_data_with(*args, file_size_limit: int = 0) -> Callable:
+  """tools/prepare_data.py on tiny_set's folder into ctx.tmp/tfds (optionally with every
+  file limited to `file_size_limit` bytes, as main_with_file_size_limit)."""
+
+  def run(ctx: Ctx) -> subprocess.CompletedProcess:
+    cmd = [
+      sys.executable,
+      "tools/prepare_data.py",
+      "--dataset=nuaa_sirst",
+      f"--manual_dir={ctx.tmp / 'manual'}",
+      f"--data_dir={ctx.tmp / 'tfds'}",
+      *args,
+    ]
+    if file_size_limit:
+      cmd = [sys.executable, "-c", _WITH_FILE_SIZE_LIMIT, str(file_size_limit), *cmd]
+    return _run(ctx, cmd)
 
   return run
 
@@ -396,6 +437,23 @@ def kept_the_complete_checkpoints(ctx: Ctx, proc) -> None:
   assert all(x.startswith(("warning: ", "error: ")) for x in proc.stderr.splitlines())
   _, meta = checkpointing.restore_variables(str(ctx.workdir), prefer_best=False)
   assert meta["step"] == 4  # the newest complete step still loads
+
+
+def data_dir_file_untouched(ctx: Ctx, proc) -> None:
+  assert (ctx.tmp / "tfds").read_text() == "not a directory"
+  assert "validating" not in proc.stdout  # refused before the folder was validated
+
+
+def data_dir_left_empty(ctx: Ctx, proc) -> None:
+  assert sorted(p.name for p in (ctx.tmp / "tfds").iterdir()) == []
+
+
+def no_data_set_written(ctx: Ctx, proc) -> None:
+  """Nothing of the data set: no record file, no incomplete.* folder, no version folder."""
+  written = [p for p in (ctx.tmp / "tfds").rglob("*") if p.is_file()]
+  assert all(p.name == "metadata.json" for p in written), written  # TFDS's .config note
+  assert not list((ctx.tmp / "tfds").rglob("incomplete*"))
+  assert not list((ctx.tmp / "tfds").rglob("1.0.0"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -625,6 +683,33 @@ ROWS = [
     kept_the_complete_checkpoints,
     prepare=copy_shared,
   ),
+  Row(
+    "prepare_data into a file",
+    prepare_data_with(),
+    2,
+    "error: --data_dir: ",
+    data_dir_file_untouched,
+    prepare=tiny_set_and_a_file_as_data_dir,
+    one_line=True,
+  ),
+  Row(
+    "prepare_data into a read-only folder",
+    prepare_data_with(),
+    2,
+    "/tfds is not writable (a writable directory, or one that can be created)",
+    data_dir_left_empty,
+    prepare=tiny_set_and_a_read_only_data_dir,
+    one_line=True,
+  ),
+  Row(
+    "prepare_data over the file-size limit",
+    # The train split's record file (3 noise images of about 1 kB) exceeds 2000 bytes.
+    prepare_data_with(file_size_limit=2000),
+    2,
+    "/tfds: the nuaa_sirst data set cannot be written: [Errno 27] File too large (EFBIG): ",
+    no_data_set_written,
+    prepare=tiny_set,
+  ),
 ]
 
 
@@ -801,14 +886,35 @@ def test_check_saves_raises_when_a_background_save_failed(tmp_path, monkeypatch)
 
 
 def test_os_error_numbers_are_found_in_orbax_and_tensorstore_errors():
-  assert checkpointing.os_error_number(OSError(errno.EDQUOT, "Disk quota exceeded")) == (
-    errno.EDQUOT
-  )
+  assert storage.os_error_number(OSError(errno.EDQUOT, "Disk quota exceeded")) == (errno.EDQUOT)
   wrapped = RuntimeError("save failed")
   wrapped.__cause__ = ValueError("Failed writing ... [os_error_code='28']")
-  assert checkpointing.os_error_number(wrapped) == errno.ENOSPC
-  assert checkpointing.os_error_number(ValueError("not an OS error")) is None
-  assert checkpointing.os_error_text(wrapped) == "[Errno 28] No space left on device (ENOSPC)"
+  assert storage.os_error_number(wrapped) == errno.ENOSPC
+  assert storage.os_error_number(ValueError("not an OS error")) is None
+  # ArrayRecord (TFDS's writer) gives only the C library's text.
+  arrayrecord = RuntimeError(
+    'Failed to finalize writing of split "train": write() failed: File too large'
+  )
+  assert storage.os_error_number(arrayrecord) == errno.EFBIG
+  assert storage.os_error_text(wrapped) == "[Errno 28] No space left on device (ENOSPC)"
+
+
+def test_directory_problem_names_a_file_a_read_only_folder_and_what_blocks_a_new_one(
+  tmp_path, monkeypatch
+):
+  (tmp_path / "file").write_text("x")
+  assert storage.directory_problem(str(tmp_path / "file")) == (
+    f"{tmp_path}/file is an existing file, not a directory"
+  )
+  assert storage.directory_problem(str(tmp_path / "file" / "sub")) == (
+    f"{tmp_path}/file/sub cannot be created: {tmp_path}/file is a file"
+  )
+  assert storage.directory_problem(str(tmp_path / "new" / "sub")) is None
+  monkeypatch.setattr(storage.os, "access", lambda path, mode: False)  # read-only, for root too
+  assert storage.directory_problem(str(tmp_path)) == f"{tmp_path} is not writable"
+  assert storage.directory_problem(str(tmp_path / "new")) == (
+    f"{tmp_path}/new cannot be created: {tmp_path} is not writable"
+  )
 
 
 def _wait_for_handler(done: Callable[[], bool]) -> None:

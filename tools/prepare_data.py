@@ -6,7 +6,10 @@
 
 1. validates the whole manual directory (every split id, image and mask decoded and
    checked; every problem listed; nothing written when there is one: exit status 2);
-2. writes the TFDS ArrayRecord data set (progress bars), unless already prepared;
+   a --data_dir that is a file or read-only is refused first, in one line (status 2);
+2. writes the TFDS ArrayRecord data set (progress bars), unless already prepared; a write
+   the file system refuses (disk full, quota, file-size limit) is one line naming
+   --data_dir, the OS error and the free space (status 2), and leaves nothing behind;
 3. measures the normalisation statistics of the prepared train split (mean / std of all
    uint8 pixels), prints them as config lines to paste into configs/<dataset>.py and writes
    them to normalization.json next to the prepared data.
@@ -30,6 +33,7 @@ import tensorflow_datasets as tfds  # imports TensorFlow only when a builder nee
 import tqdm
 
 from irstd_jax import datasets
+from irstd_jax import storage
 from irstd_jax.datasets import manual
 
 _DATASET = flags.DEFINE_enum("dataset", None, list(datasets.REAL_DATASETS), "Data set.")
@@ -85,6 +89,16 @@ def pixel_stats(source) -> dict:
   }
 
 
+def _close_progress_bars() -> None:
+  """Closes the bars a failed preparation left open, so that their last redraw comes before
+  the error line, not after it (at exit)."""
+  bars = list(getattr(tqdm.tqdm, "_instances", ()))
+  for bar in bars:
+    bar.close()
+  if bars:  # a closed bar leaves the cursor at the start of a cleared line
+    print(file=sys.stderr)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -92,6 +106,13 @@ def main(argv):
   cfg = dataset_config()
   name = cfg.name
   start = time.time()
+  problem = None if _VALIDATE_ONLY.value else storage.directory_problem(datasets.data_dir(cfg))
+  if problem:  # before the validation (seconds to minutes): nothing could be written
+    print(
+      f"error: --data_dir: {problem} (a writable directory, or one that can be created)",
+      file=sys.stderr,
+    )
+    return 2
   print(f"validating {name} in {cfg.manual_dir} ...", flush=True)
   try:
     plan = manual.scan(
@@ -124,6 +145,7 @@ def main(argv):
   try:
     datasets.prepare(builder, cfg)
   except datasets.DataNotPreparedError as e:
+    _close_progress_bars()
     print(f"error: {e}", file=sys.stderr)
     return 2
   builder = datasets.get_builder(cfg)  # re-read the written metadata
@@ -148,8 +170,16 @@ def main(argv):
     }
   )
   path = os.path.join(os.fspath(builder.data_dir), "normalization.json")
-  with open(path, "w") as f:
-    json.dump(stats, f, indent=2)
+  try:
+    with open(path, "w") as f:
+      json.dump(stats, f, indent=2)
+  except OSError as e:  # the data set itself is written and kept
+    print(
+      f"error: {path}: cannot be written: {storage.os_error_text(e)}; "
+      f"{storage.free_space_text(path)}; the prepared data set is complete",
+      file=sys.stderr,
+    )
+    return 2
   print(
     f"\n# {name}: train split ({stats['num_images']} images, {stats['num_pixels']} "
     f"pixels) of {builder.builder_config.name!r}; from tools/prepare_data.py"

@@ -18,6 +18,7 @@ import jax
 from jax.experimental import multihost_utils
 import ml_collections
 
+from irstd_jax import storage
 from irstd_jax.datasets import manual
 from irstd_jax.datasets import synthetic
 from irstd_jax.datasets.errors import BadInputError
@@ -34,6 +35,7 @@ __all__ = [
   "load_memory_sources",
   "get_builder",
   "prepare",
+  "data_dir",
 ]
 
 REAL_DATASETS = ("nuaa_sirst", "nudt_sirst", "irstd1k", "sirst_uavb")
@@ -133,7 +135,7 @@ def get_builder(dataset_config: ml_collections.ConfigDict):
       dataset_config.num_test,
       dataset_config.image_size,
     )
-    return builders.make_builder(builders.SyntheticIrst, builder_config, _data_dir(dataset_config))
+    return builders.make_builder(builders.SyntheticIrst, builder_config, data_dir(dataset_config))
   if name not in REAL_DATASETS:
     raise _unknown_dataset(name)
   policy = _mask_policy(dataset_config)
@@ -144,7 +146,7 @@ def get_builder(dataset_config: ml_collections.ConfigDict):
     fix_mask_size=policy.fix_mask_size,
   )
   return builders.make_builder(
-    builders.REAL_BUILDERS[name], builder_config, _data_dir(dataset_config)
+    builders.REAL_BUILDERS[name], builder_config, data_dir(dataset_config)
   )
 
 
@@ -161,30 +163,54 @@ def prepare(builder, dataset_config: ml_collections.ConfigDict) -> None:
   """Writes the data set if it is not prepared yet (validating a real set's files first).
 
   Raises DataNotPreparedError when a real set is not prepared and config.dataset.manual_dir
-  is empty, BadInputError (a subclass) when the manual directory is missing or defective.
-  Nothing is left behind by a failed prepare: TFDS writes into an `*.incomplete*` directory
-  that it renames only on success and deletes on error.
+  is empty, when data_dir cannot be a folder to write into (a file, read-only) or the file
+  system refuses a write (disk full, quota, file-size limit: one line naming data_dir, the
+  OS error and the free space), BadInputError (a subclass) when the manual directory is
+  missing or defective. Nothing is left behind by a failed prepare: TFDS writes into an
+  `*.incomplete*` directory that it renames only on success and deletes on error.
   """
   from irstd_jax.datasets import builders  # see get_builder
 
   if builder.is_prepared():
     return
-  _hide_accelerators_from_tensorflow()
-  name = dataset_config.name
-  if name not in REAL_DATASETS:
-    builder.download_and_prepare()
-    return
-  if not dataset_config.manual_dir:
+  name, directory = dataset_config.name, data_dir(dataset_config)
+  if name in REAL_DATASETS and not dataset_config.manual_dir:
     raise DataNotPreparedError(
-      f"data set {name!r} is not prepared in {_data_dir(dataset_config)} and "
+      f"data set {name!r} is not prepared in {directory} and "
       f"config.dataset.manual_dir is empty: {how_to_prepare(name)}"
     )
-  root = manual.check_manual_dir(dataset_config.manual_dir, name)
-  builders.prepare_from_manual_dir(builder, root)
+  problem = storage.directory_problem(directory)
+  if problem:
+    raise DataNotPreparedError(
+      f"dataset.data_dir: {problem}: the {name} data set cannot be prepared there (a "
+      f"writable directory, or one that can be created)"
+    )
+  _hide_accelerators_from_tensorflow()
+  try:
+    if name not in REAL_DATASETS:
+      builder.download_and_prepare()
+    else:
+      builders.prepare_from_manual_dir(
+        builder, manual.check_manual_dir(dataset_config.manual_dir, name)
+      )
+  except Exception as e:  # pylint: disable=broad-except
+    if isinstance(e, DataNotPreparedError) or storage.os_error_number(e) is None:
+      raise
+    raise DataNotPreparedError(write_error_message(name, directory, e)) from None
 
 
-def _data_dir(dataset_config: ml_collections.ConfigDict) -> str:
-  """The TFDS data directory, user-expanded."""
+def write_error_message(name: str, directory: str, error: BaseException) -> str:
+  """One line for a write the file system refused while preparing (disk full, quota,
+  file-size limit, read-only): the folder, the OS error, the free space."""
+  return (
+    f"{directory}: the {name} data set cannot be written: {storage.os_error_text(error)}; "
+    f"{storage.free_space_text(directory)}; nothing of it was kept (TFDS removes its "
+    f"incomplete.* folder): make room and run again"
+  )
+
+
+def data_dir(dataset_config: ml_collections.ConfigDict) -> str:
+  """The TFDS data directory, user-expanded ('' means ~/tensorflow_datasets)."""
   return os.path.expanduser(dataset_config.data_dir or _DEFAULT_DATA_DIR)
 
 
