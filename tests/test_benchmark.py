@@ -1,8 +1,8 @@
 """tools/benchmark.py and tools/torch_models.py.
 
 The idiomatic PyTorch models are the project's networks: the same parameter counts
-(4,065,481 for MSHNet's size), and with the JAX weights loaded (through the parity
-reference's converter) the same outputs, loss and gradients.  The benchmark itself runs
+(4,065,481 for MSHNet's size), and with the JAX weights loaded (through the converter's
+mapping, irstd_jax.torch_weights) the same outputs, loss and gradients.  The benchmark itself runs
 tiny rows (in-process, and as separate processes) and writes a JSON whose every number
 is finite and positive, and the markdown table.  No speed is asserted.
 """
@@ -25,6 +25,7 @@ import pytest
 from irstd_jax import default_config
 from irstd_jax import losses
 from irstd_jax import models
+from irstd_jax import torch_weights
 
 if os.environ.get("CI"):
   import torch  # CI installs torch==2.13.0; a missing torch must fail there
@@ -35,8 +36,6 @@ else:
     "against idiomatic PyTorch (torch==2.13.0)",
   )
 from reference_torch import parity  # noqa: E402  (after the torch check above)
-
-convert = parity.convert  # tools/torch_weights.py: the converter tool's weight mapping
 
 MODELS = ("mshnet", "l1_gp_rotated")
 
@@ -111,7 +110,7 @@ def test_idiomatic_model_and_loss_are_the_project_function(name):
       if p[-1].key == "theta"
     ]
     assert len(thetas) == 11 and max(abs(float(t)) for t in thetas) > 0.5
-  tmodel.load_state_dict(convert.flax_to_torch_state_dict(variables), strict=True)
+  tmodel.load_state_dict(torch_weights.flax_to_torch_state_dict(variables), strict=True)
   x = torch.from_numpy(image.transpose(0, 3, 1, 2).copy())
   m = torch.from_numpy(mask.transpose(0, 3, 1, 2).copy())
   close = lambda a, t: np.testing.assert_allclose(
@@ -152,7 +151,7 @@ def test_idiomatic_model_and_loss_are_the_project_function(name):
   tloss = tm.deep_supervision_loss(ty, ts, m, **tm.loss_kwargs(lcfg))
   np.testing.assert_allclose(float(loss), float(tloss.detach()), rtol=1e-5)
   tloss.backward()
-  expected = convert.flax_to_torch_state_dict({"params": grads}, as_torch=False)
+  expected = torch_weights.flax_to_torch_state_dict({"params": grads}, as_torch=False)
   named = dict(tmodel.named_parameters())
   assert set(named) == set(expected)
   for key, g in expected.items():

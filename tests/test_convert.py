@@ -1,5 +1,5 @@
-"""tools/convert_torch_checkpoint.py: torch state_dict -> orbax -> restore_variables ->
-Flax forward == torch forward; and orbax -> torch state_dict back."""
+"""irstd_jax.convert (`python -m irstd_jax.convert`): torch state_dict -> orbax ->
+restore_variables -> Flax forward == torch forward; and orbax -> torch state_dict back."""
 
 import os
 import subprocess
@@ -10,6 +10,8 @@ from conftest import load_module
 from conftest import subprocess_env
 import numpy as np
 import pytest
+
+from irstd_jax import convert
 
 if os.environ.get("CI"):
   import torch  # CI installs torch==2.13.0; a missing torch must fail there
@@ -26,10 +28,6 @@ OVERRIDES = [
   "--config.model.blocks=(1,1,1,1)",
 ]
 TOL = 1e-5  # max abs error relative to max |torch output|
-
-
-def _tool():
-  return load_module(REPO / "tools" / "convert_torch_checkpoint.py")
 
 
 def _config():
@@ -76,7 +74,8 @@ def test_cli_round_trip(tmp_path):
   r = subprocess.run(
     [
       sys.executable,
-      str(REPO / "tools" / "convert_torch_checkpoint.py"),
+      "-m",
+      "irstd_jax.convert",
       f"--torch_checkpoint={pt}",
       f"--config={REPO / 'configs' / 'synthetic.py'}",
       *OVERRIDES,
@@ -117,7 +116,7 @@ def test_cli_round_trip(tmp_path):
     np.testing.assert_array_equal(np.asarray(a), b)
 
   # Reverse: orbax -> torch state_dict equals the original.
-  sd, _ = _tool().orbax_to_torch_state_dict(str(out))
+  sd, _ = convert.orbax_to_torch_state_dict(str(out))
   orig = tmodel.state_dict()
   assert set(sd) == set(orig)
   for k, v in orig.items():
@@ -127,16 +126,16 @@ def test_cli_round_trip(tmp_path):
 
 
 def test_reverse_cli_and_mismatch(tmp_path):
-  tool = _tool()
   config = _config()
   tmodel = _random_torch_model(config, seed=3)
   out = tmp_path / "ck"
-  tool.torch_to_orbax(tmodel.state_dict(), config, str(out))
+  convert.torch_to_orbax(tmodel.state_dict(), config, str(out))
   pt = tmp_path / "back.pt"
   r = subprocess.run(
     [
       sys.executable,
-      str(REPO / "tools" / "convert_torch_checkpoint.py"),
+      "-m",
+      "irstd_jax.convert",
       f"--flax_checkpoint={out}",
       f"--output={pt}",
     ],
@@ -154,4 +153,30 @@ def test_reverse_cli_and_mismatch(tmp_path):
   # A state_dict of another model is refused with the list of differences.
   config.model.name = "mshnet"
   with pytest.raises(ValueError, match="spatial_attention"):
-    tool.torch_to_orbax(tmodel.state_dict(), config, str(tmp_path / "bad"))
+    convert.torch_to_orbax(tmodel.state_dict(), config, str(tmp_path / "bad"))
+
+
+def test_cli_errors_are_one_line(tmp_path):
+  """A missing checkpoint, a file torch.load cannot read and a missing --output: one
+  `error:` line each, exit status 2 (no traceback, no usage text)."""
+  junk = tmp_path / "junk.pt"
+  junk.write_bytes(b"not a torch file")
+  config = f"--config={REPO / 'configs' / 'synthetic.py'}"
+  cases = [
+    ([f"--flax_checkpoint={tmp_path / 'none'}", f"--output={tmp_path / 'x.pt'}"], "none"),
+    ([f"--torch_checkpoint={junk}", config, f"--output={tmp_path / 'o'}"], "junk.pt: not a file"),
+    ([f"--torch_checkpoint={junk}", config], "--output is required"),
+  ]
+  for args, expected in cases:
+    r = subprocess.run(
+      [sys.executable, "-m", "irstd_jax.convert", *args],
+      capture_output=True,
+      text=True,
+      cwd=REPO,
+      timeout=300,
+      env=subprocess_env(),
+    )
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert r.returncode == 2 and len(lines) == 1, (args, r.stderr[-3000:])
+    assert lines[0].startswith("error: ") and expected in lines[0], lines
+  assert not (tmp_path / "o").exists()

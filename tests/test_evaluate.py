@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 from conftest import REPO
-from conftest import load_module
 from conftest import subprocess_env
 from conftest import tiny_config
 import numpy as np
@@ -177,15 +176,21 @@ def test_mshnet_protocol_resizes_to_256_and_thresholds_logits_at_zero(tmp_path):
   assert out["protocol"] == "mshnet"
 
 
-def test_exported_weights_round_trip_and_evaluate_like_the_workdir(tiny_checkpoint, tmp_path):
-  """tools/export_pretrained.py: same variables and meta, same metrics, clear bad-file error."""
+def test_exported_weights_round_trip_and_evaluate_like_the_workdir(
+  tiny_checkpoint, tmp_path, capsys
+):
+  """irstd_jax.export (`python -m irstd_jax.export`): same variables and meta, same
+  metrics, clear bad-file error."""
   from irstd_jax import checkpointing
   from irstd_jax import evaluate
+  from irstd_jax import export as tool
   from irstd_jax import inference
 
-  tool = load_module(REPO / "tools" / "export_pretrained.py")
   workdir, _ = tiny_checkpoint
   export = tmp_path / "pretrained" / "tiny"
+  assert tool.main([f"--checkpoint={tmp_path / 'none'}", f"--output={export}"]) == 2
+  err = capsys.readouterr().err.strip()
+  assert err.startswith("error: ") and "\n" not in err and not export.exists(), err
   assert tool.main([f"--checkpoint={workdir}", f"--output={export}", "--note=test"]) == 0
   assert sorted(p.name for p in export.iterdir()) == ["meta.json", "variables.msgpack"]
   original, meta = checkpointing.restore_variables(str(workdir))

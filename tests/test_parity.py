@@ -143,7 +143,8 @@ def test_adam_steps():
 def test_weight_mapping_round_trip():
   import jax
 
-  convert = parity.convert  # tools/torch_weights.py
+  from irstd_jax import torch_weights as convert  # the converter's weight mapping
+
   for name in ("l1_gp_rotated",):
     cfg, jmodel, v, tmod = parity.build_pair(name, (16, 16))
     sd = tmod.state_dict()

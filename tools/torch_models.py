@@ -44,7 +44,7 @@ compares outputs); none changes the amount of work:
 
 Module names follow the project's Flax parameter paths (``encoder_1.block_0.conv1``,
 ``decoder_0.block_0.spatial_attention.amplitude``, ``output_2``, ``final``), so a
-state_dict made by the weight converter (tools/torch_weights.py) loads here
+state_dict made by the weight converter (irstd_jax.torch_weights) loads here
 with ``strict=True``.
 """
 

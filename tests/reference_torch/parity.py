@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import importlib.util
-import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -23,24 +21,12 @@ from irstd_jax import default_config
 from irstd_jax import losses as jl
 from irstd_jax import metrics as jm
 from irstd_jax import models as jmodels
+from irstd_jax import torch_weights
 from irstd_jax.models import attention as jatt
 from reference_torch import attention as tatt
 from reference_torch import losses as tl
 from reference_torch import metrics as tmet
 from reference_torch import model as tmodel
-
-
-def _load_weight_mapping():
-  """tools/torch_weights.py (the converter tool's Flax <-> PyTorch mapping), by its path:
-  tools/ is not a package."""
-  path = pathlib.Path(__file__).resolve().parents[2] / "tools" / "torch_weights.py"
-  spec = importlib.util.spec_from_file_location("torch_weights", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-convert = _load_weight_mapping()
 
 TINY_CHANNELS = (4, 8, 8, 16, 16)
 TINY_BLOCKS = (1, 1, 1, 1)
@@ -251,7 +237,7 @@ def attention_parity(seed=0) -> list[Record]:
     cot = rng.randn(*yj.shape).astype(np.float32)
     gp, gx = jax.grad(lambda p, xx: jnp.sum(fj(p, xx) * cot), argnums=(0, 1))(v["params"], x)
     tmod = tatt.GaussianSpatialAttention(**{kk: vv for kk, vv in spec.items() if kk != "kind"})
-    sd = convert.flax_to_torch_state_dict({"params": {"m": v["params"]}})
+    sd = torch_weights.flax_to_torch_state_dict({"params": {"m": v["params"]}})
     tmod.load_state_dict({kk[2:]: vv for kk, vv in sd.items()}, strict=True)
     xt = _t(x)
     yt = tmod(xt)
@@ -305,7 +291,7 @@ def cbam_parity(seed=0) -> list[Record]:
   ]:
     v = jmod.init(jax.random.key(seed), jnp.asarray(x))
     v = jax.tree.map(lambda a: a + 0.3 * rs.randn(*a.shape).astype(np.float32), v)
-    sd = convert.flax_to_torch_state_dict({"params": {"m": v["params"]}})
+    sd = torch_weights.flax_to_torch_state_dict({"params": {"m": v["params"]}})
     tmod.load_state_dict({kk[2:]: vv for kk, vv in sd.items()}, strict=True)
     yj = jmod.apply(v, x)
     cot = rs.randn(*yj.shape).astype(np.float32)
@@ -350,9 +336,9 @@ def random_variables(model, tmod, image_shape, seed=0):
   template = jax.eval_shape(
     lambda: model.init(jax.random.key(0), jnp.zeros((1, *image_shape, 1)), train=False)
   )
-  v = convert.torch_state_dict_to_flax(tmod.state_dict(), template)
+  v = torch_weights.torch_state_dict_to_flax(tmod.state_dict(), template)
   rs = np.random.RandomState(seed)
-  flat = convert.flatten(jax.tree.map(np.asarray, v))
+  flat = torch_weights.flatten(jax.tree.map(np.asarray, v))
   new = {}
   for path, a in flat.items():
     a = np.asarray(a, np.float32)
@@ -367,11 +353,11 @@ def random_variables(model, tmod, image_shape, seed=0):
     else:
       a = a + 0.05 * rs.randn(*a.shape)
     new[path] = np.asarray(a, np.float32)
-  return convert.unflatten(new)
+  return torch_weights.unflatten(new)
 
 
 def _tree_rec(name, jtree, ttree) -> Record:
-  fj, ft = convert.flatten(jtree), convert.flatten(ttree)
+  fj, ft = torch_weights.flatten(jtree), torch_weights.flatten(ttree)
   if set(fj) != set(ft):
     raise ValueError(f"{name}: trees differ: {sorted(set(fj) ^ set(ft))}")
   err = max(
@@ -387,7 +373,7 @@ def _torch_grads_as_flax(module):
     k: p.grad if p.grad is not None else torch.zeros_like(p) for k, p in module.named_parameters()
   }
   sd.update({k: b for k, b in module.named_buffers() if k.endswith("running_mean")})
-  return convert.torch_state_dict_to_flax(sd)["params"]
+  return torch_weights.torch_state_dict_to_flax(sd)["params"]
 
 
 def build_pair(name, image_shape=(40, 36), seed=0, deep_supervision=True, blocks=TINY_BLOCKS):
@@ -396,7 +382,7 @@ def build_pair(name, image_shape=(40, 36), seed=0, deep_supervision=True, blocks
   torch.manual_seed(seed)
   tmod = tmodel.create_model(cfg)
   v = random_variables(jmodel, tmod, image_shape, seed)
-  tmod.load_state_dict(convert.flax_to_torch_state_dict(v), strict=True)
+  tmod.load_state_dict(torch_weights.flax_to_torch_state_dict(v), strict=True)
   return cfg, jmodel, v, tmod
 
 
@@ -433,7 +419,7 @@ def model_parity(
   yt, st = tmod(_t(x).detach())
   lt = tl.total_loss(yt, st, _t(masks).detach(), lcfg, 0)[0]
   lt.backward()
-  tvars = convert.torch_state_dict_to_flax(tmod.state_dict())
+  tvars = torch_weights.torch_state_dict_to_flax(tmod.state_dict())
   return (
     [_rec(f"{tag}: fused logits", y, yt, nhwc=True)]
     + [_rec(f"{tag}: side logits {k}", sides[k], st[k], nhwc=True) for k in range(4)]
@@ -543,16 +529,16 @@ def optimizer_parity(name="unet", steps=3, lr=1e-3, seed=0, image_shape=(32, 32)
     yt, st = tmod(_t(x).detach())
     tl.total_loss(yt, st, _t(masks).detach(), lcfg, 0)[0].backward()
     topt.step()
-  tvars = convert.torch_state_dict_to_flax(tmod.state_dict())
-  pj = convert.flatten(jax.tree.map(np.asarray, state.params))
-  pt = convert.flatten(tvars["params"])
+  tvars = torch_weights.torch_state_dict_to_flax(tmod.state_dict())
+  pj = torch_weights.flatten(jax.tree.map(np.asarray, state.params))
+  pt = torch_weights.flatten(tvars["params"])
   zero = {k for k in pj if k[-1] == "bias" and k[-2] in ("conv1", "conv2", "shortcut_conv")}
   regular = {k: pj[k] for k in pj if k not in zero}
   recs = [
     _tree_rec(
       f"Adam x{steps} ({name}): parameters",
-      convert.unflatten(regular),
-      convert.unflatten({k: pt[k] for k in regular}),
+      torch_weights.unflatten(regular),
+      torch_weights.unflatten({k: pt[k] for k in regular}),
     ),
     _tree_rec(
       f"Adam x{steps} ({name}): BN running stats",
@@ -562,8 +548,8 @@ def optimizer_parity(name="unet", steps=3, lr=1e-3, seed=0, image_shape=(32, 32)
   ]
   zrec = _tree_rec(
     f"Adam x{steps} ({name}): conv biases before BN (zero exact gradient)",
-    convert.unflatten({k: pj[k] for k in zero}),
-    convert.unflatten({k: pt[k] for k in zero}),
+    torch_weights.unflatten({k: pj[k] for k in zero}),
+    torch_weights.unflatten({k: pt[k] for k in zero}),
   )
   return recs, zrec
 

@@ -1,9 +1,8 @@
 """Weight mapping between Flax variables and PyTorch state_dicts of the reference model.
 
-Used by tools/convert_torch_checkpoint.py in both directions, and by the parity and
-benchmark tests.  Numpy only: torch
-tensors are accepted as inputs and converted with ``.numpy()``; torch itself is needed
-only to return torch tensors.
+Used by ``irstd_jax.convert`` (``python -m irstd_jax.convert``) in both directions, and by
+the parity and benchmark tests.  Numpy only: torch tensors are accepted as inputs and
+converted with ``.numpy()``; torch itself is needed only to return torch tensors.
 
 The module trees have the same names on both sides (see ``tests/reference_torch/model.py``),
 so a state_dict key is the Flax path joined with dots plus a leaf name:

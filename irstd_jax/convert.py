@@ -3,13 +3,17 @@
 PyTorch state_dict -> orbax checkpoint usable by evaluation / prediction
 (``irstd_jax.checkpointing.restore_variables``):
 
-  python tools/convert_torch_checkpoint.py --torch_checkpoint=model.pt \
+  python -m irstd_jax.convert --torch_checkpoint=model.pt \
       --config=configs/synthetic.py [--config.model.name=mshnet] --output=DIR
+
+(``irstd-convert`` is the same command, installed with the package.)
 
 The state_dict must come from the PyTorch reference model (tests/reference_torch/model.py)
 built with the same model config (names and shapes are checked against the Flax model;
-every mismatch is listed); the name mapping is tools/torch_weights.py.  A file holding {'state_dict': ...} or {'model': ...}, and keys prefixed with
-'module.' (DataParallel), are accepted.
+every mismatch is listed); the name mapping is ``irstd_jax.torch_weights``.  A file
+holding {'state_dict': ...} or {'model': ...}, and keys prefixed with 'module.'
+(DataParallel), are accepted.  PyTorch itself is needed only to read or write the .pt
+file (it is a test extra, not a dependency of the package).
 
 Written layout (what ``Checkpointer.save`` writes): ``DIR/checkpoints/<step>/`` with
 items ``state`` = {step, params, batch_stats, opt_state} and ``meta`` (JSON: 'config',
@@ -21,14 +25,16 @@ fine-tunes the converted weights from step 0.
 Reverse direction (orbax checkpoint -> PyTorch state_dict; the model config is taken
 from the checkpoint's meta):
 
-  python tools/convert_torch_checkpoint.py --flax_checkpoint=DIR --output=model.pt
+  python -m irstd_jax.convert --flax_checkpoint=DIR --output=model.pt
+
+Errors (a missing or unreadable file, weights of another model, PyTorch not installed,
+a bad flag) are one ``error:`` line, exit status 2.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -38,15 +44,16 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 import numpy as np  # noqa: E402
-import torch_weights  # noqa: E402  (sibling: tools/ is sys.path[0] when run as a script)
 
 from irstd_jax import checkpointing  # noqa: E402
+from irstd_jax import cli  # noqa: E402
 from irstd_jax import models  # noqa: E402
 from irstd_jax import optim  # noqa: E402
+from irstd_jax import torch_weights  # noqa: E402
 from irstd_jax import train  # noqa: E402
 
-# Flags are defined only when run as a script, so that importing this file (tests) does
-# not clash with other absl flag definitions such as irstd_jax.main's --config.
+# Flags are defined only when the command runs (`run`), so that importing this module
+# (tests) does not clash with other absl flag definitions such as irstd_jax.main's --config.
 _CONFIG = _TORCH = _FLAX = _OUTPUT = _STEP = None
 
 
@@ -65,13 +72,33 @@ def _define_flags():
   _STEP = flags.DEFINE_integer("step", 0, "Step number of the written orbax checkpoint.")
 
 
-def load_torch_state_dict(path: str):
-  import torch  # optional: torch is a test extra, not a dependency of the package
+def import_torch():
+  """torch, or one error line (exit status 2): PyTorch is a test extra, not a dependency of
+  the package."""
+  try:
+    import torch
+  except ImportError:
+    cli.fail(
+      "PyTorch is not installed (pip install torch): the converter reads and writes .pt files with it"
+    )
+  return torch
 
-  obj = torch.load(path, map_location="cpu", weights_only=True)
+
+def load_torch_state_dict(path: str):
+  """The state_dict in a .pt file (unwrapped from {'state_dict': ...} / {'model': ...},
+  'module.' prefixes dropped); ValueError naming the file when it holds none."""
+  torch = import_torch()
+  try:
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+  except OSError as e:
+    raise ValueError(f"{path}: {e.strerror or e}") from None
+  except Exception as e:  # noqa: BLE001 (torch's unpickler raises several kinds)
+    raise ValueError(f"{path}: not a file torch.load reads: {type(e).__name__}: {e}") from None
   for key in ("state_dict", "model"):
     if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
       obj = obj[key]
+  if not isinstance(obj, dict):
+    raise ValueError(f"{path}: holds a {type(obj).__name__}, not a state_dict")
   return {(k[len("module.") :] if k.startswith("module.") else k): v for k, v in obj.items()}
 
 
@@ -119,32 +146,40 @@ def orbax_to_torch_state_dict(checkpoint_dir: str):
   return state_dict, meta
 
 
-def main(argv):
+def main(argv) -> int:
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    return cli.error(f"unexpected argument(s) {' '.join(argv[1:])}: every input is a --flag")
   if not _OUTPUT.value:
-    raise app.UsageError("--output is required")
+    return cli.error("--output is required (a folder, or a .pt file with --flax_checkpoint)")
   if _FLAX.value:
-    import torch  # optional: torch is a test extra, not a dependency of the package
-
-    state_dict, meta = orbax_to_torch_state_dict(_FLAX.value)
-    torch.save(state_dict, _OUTPUT.value)
+    torch = import_torch()
+    try:
+      state_dict, meta = orbax_to_torch_state_dict(_FLAX.value)
+      torch.save(state_dict, _OUTPUT.value)
+    except (FileNotFoundError, ValueError) as e:
+      return cli.error(e)
+    except OSError as e:
+      return cli.error(f"--output {_OUTPUT.value}: {e.strerror or e}")
     print(
       f"wrote {_OUTPUT.value}: {len(state_dict)} tensors, model {meta['config']['model']['name']}"
     )
     return 0
   if not (_TORCH.value and _CONFIG.value):
-    raise app.UsageError("need --torch_checkpoint and --config (or --flax_checkpoint)")
-  state_dict = load_torch_state_dict(_TORCH.value)
+    return cli.error("need --torch_checkpoint and --config (or --flax_checkpoint)")
   try:
+    state_dict = load_torch_state_dict(_TORCH.value)
     path = torch_to_orbax(state_dict, _CONFIG.value, _OUTPUT.value, _STEP.value, _TORCH.value)
   except ValueError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+    return cli.error(e)
   print(f"wrote {path}/{_STEP.value} (model {_CONFIG.value.model.name}, {len(state_dict)} tensors)")
   return 0
 
 
-if __name__ == "__main__":
+def run() -> None:
+  """`python -m irstd_jax.convert` and the `irstd-convert` command (pyproject.toml)."""
   _define_flags()
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)
+
+
+if __name__ == "__main__":
+  run()

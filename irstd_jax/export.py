@@ -1,12 +1,15 @@
 """Export a training workdir's weights as a small folder that ships (`pretrained/`).
 
-  python tools/export_pretrained.py --checkpoint=runs/nuaa5050 \
+  python -m irstd_jax.export --checkpoint=runs/nuaa5050 \
       --output=pretrained/nuaa_sirst_l1_gp_rotated [--latest] [--note="..."]
+
+(``irstd-export`` is the same command, installed with the package.)
 
 Writes OUTPUT/variables.msgpack (params + BatchNorm statistics, float32; no optimizer
 state) and OUTPUT/meta.json (the run's config, step, epoch, last test metrics, and
 `exported_from`: the source workdir, which checkpoint, the date and --note). The folder
-is then a `--checkpoint` for `irstd_jax.evaluate` and `irstd_jax.predict`.
+is then a `--checkpoint` for `irstd_jax.evaluate` and `irstd_jax.predict`. A checkpoint
+that cannot be read is one `error:` line, exit status 2.
 """
 
 from __future__ import annotations
@@ -20,9 +23,11 @@ import jax
 import numpy as np
 
 from irstd_jax import checkpointing
+from irstd_jax import cli
 
 
 def main(argv=None) -> int:
+  """The command (`python -m irstd_jax.export`, `irstd-export`); argv: sys.argv[1:]."""
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("--checkpoint", required=True, help="a workdir as irstd_jax.main writes")
   p.add_argument("--output", required=True, help="folder to write (created)")
@@ -34,11 +39,9 @@ def main(argv=None) -> int:
   try:
     variables, meta = checkpointing.restore_variables(args.checkpoint, prefer_best=not args.latest)
   except (FileNotFoundError, ValueError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+    return cli.error(e)
   if "config" not in meta:
-    print(f"error: {args.checkpoint}: the checkpoint meta holds no 'config'", file=sys.stderr)
-    return 2
+    return cli.error(f"{args.checkpoint}: the checkpoint meta holds no 'config'")
   meta = dict(meta)
   meta["exported_from"] = {
     "checkpoint": args.checkpoint,
@@ -46,7 +49,10 @@ def main(argv=None) -> int:
     "date": datetime.datetime.now().isoformat(timespec="seconds"),
     "note": args.note,
   }
-  checkpointing.export_variables(variables, meta, args.output)
+  try:
+    checkpointing.export_variables(variables, meta, args.output)
+  except OSError as e:
+    return cli.error(f"--output {args.output}: {e.strerror or e}")
   count = sum(np.asarray(x).size for x in jax.tree.leaves(variables["params"]))
   size = os.path.getsize(os.path.join(args.output, checkpointing.EXPORT_VARIABLES))
   print(
