@@ -9,6 +9,8 @@
 - absl's flag parsing with one-line errors: a bad flag value, a missing required flag, an
   unknown `--config.a.b` field, a `--config` file that is missing, does not import, or
   whose get_config() fails or returns something else.
+- `load_config_file`: the ConfigDict of a config file named on a command line (the same
+  file check; the argparse tools, ablate, build their configs with it).
 - The persistent compilation cache flag.
 """
 
@@ -64,10 +66,13 @@ def config_file_path(argv: list[str]) -> str | None:
   return found
 
 
-def check_config_file(path: str) -> None:
-  """ConfigError (field `--config`, one line naming the file) unless `path` is a Python
-  file that runs and whose `get_config()` returns a ConfigDict. Runs the file once, as
-  config_flags will."""
+def load_config_file(path: str) -> ml_collections.ConfigDict:
+  """`get_config()` of the config file `path` (config_flags' `file.py:argument` form
+  too), as `--config=path` gives it to main: the file's source is compiled and run (a
+  user's file, not a module of an import path), then its get_config() called.
+  ConfigError (field `--config`, one line naming the file) when the file is missing,
+  does not run, defines no get_config(), or get_config() fails or returns something other
+  than a ConfigDict."""
   allowed = "a configs/*.py file whose get_config() returns an ml_collections.ConfigDict"
   shown = path
   path, *arguments = path.split(":", 1)  # config_flags' `file.py:argument` form
@@ -105,6 +110,14 @@ def check_config_file(path: str) -> None:
       f"{shown}: get_config() returned {type(config).__name__}, not a ConfigDict",
       allowed,
     )
+  return config
+
+
+def check_config_file(path: str) -> None:
+  """ConfigError (field `--config`, one line naming the file) unless `path` is a Python
+  file that runs and whose `get_config()` returns a ConfigDict (`load_config_file`). Runs
+  the file once, as config_flags will."""
+  load_config_file(path)
 
 
 def route_overrides(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) -> list[str]:

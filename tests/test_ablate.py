@@ -86,6 +86,18 @@ def test_rows_are_selected_by_name_or_index_and_unknown_names_fail():
   assert len({tool.row_dirname(name) for name, _ in grid}) == len(grid)
 
 
+def test_a_config_file_that_does_not_load_is_one_error_line(tmp_path, capsys):
+  tool = _tool()
+  bad = tmp_path / "bad.py"
+  bad.write_text("def get_config():\n  return 1 / 0\n")
+  with pytest.raises(SystemExit) as info:
+    tool.main([f"--config={bad}", f"--output_dir={tmp_path / 'out'}", "--dry_run"])
+  assert info.value.code == 2
+  err = capsys.readouterr().err.strip()
+  assert err.startswith("error: --config") and "ZeroDivisionError" in err and "\n" not in err
+  assert not (tmp_path / "out").exists()
+
+
 def test_every_grid_row_is_a_valid_config_override():
   """Each override names an existing config field with a value the model/loss accept."""
   from irstd_jax import default_config

@@ -73,3 +73,28 @@ def test_error_is_one_line_and_returns_the_status(capsys):
   with pytest.raises(SystemExit) as info:
     cli.fail("x")
   assert info.value.code == 2
+
+
+def test_load_config_file_gives_the_files_config_and_one_line_errors(tmp_path):
+  """The one reader of a config file named on a command line (main's file check, ablate)."""
+  good = tmp_path / "good.py"
+  good.write_text(
+    "from irstd_jax import default_config\n\n\n"
+    "def get_config(seed='3'):\n"
+    "  config = default_config.base_config()\n"
+    "  config.seed = int(seed)\n"
+    "  return config\n"
+  )
+  assert cli.load_config_file(str(good)).seed == 3
+  assert cli.load_config_file(f"{good}:7").seed == 7  # config_flags' file.py:argument form
+  cli.check_config_file(str(good))
+  bad = tmp_path / "bad.py"
+  bad.write_text("def get_config():\n  return {'seed': 1}\n")
+  for path, message in (
+    (bad, "get_config() returned dict, not a ConfigDict"),
+    (tmp_path / "none.py", "none.py does not exist"),
+  ):
+    with pytest.raises(config_check.ConfigError) as info:
+      cli.load_config_file(str(path))
+    assert info.value.field == "--config" and message in str(info.value), str(info.value)
+    assert "\n" not in str(info.value)

@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import copy
 import datetime
-import importlib.util
 import json
 import os
 import shlex
@@ -247,19 +247,17 @@ def select_rows(grid: list, spec: str) -> list:
   return chosen
 
 
-def load_config(path: str):
-  """get_config() of a configs/*.py file, as `--config=path` gives it to main."""
-  spec = importlib.util.spec_from_file_location("ablate_config", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
-
-
 def validate_rows(config_path: str, common: list[str], rows: list[dict], output_dir: str) -> None:
   """Builds every row's config (file + common overrides + the row's own) and checks it
-  with config_check.validate_config: a bad row stops the grid before any row starts."""
+  with config_check.validate_config: a bad row stops the grid before any row starts. The
+  config file is read as main reads it (cli.load_config_file); a file that does not load
+  is one error line."""
+  try:
+    base = cli.load_config_file(config_path)
+  except config_check.ConfigError as e:
+    cli.fail(e)
   for row in rows:
-    config = load_config(config_path)
+    config = copy.deepcopy(base)
     try:
       config_check.apply_overrides(config, common + row["overrides"])
       config_check.validate_config(
