@@ -241,10 +241,10 @@ def test_tiny_benchmark_writes_json_and_table(tmp_path):
   assert "| mshnet | 32 | jax_float32 | torch_idiomatic_eager (1 thread) |" in md
 
 
-def test_rows_run_as_processes_and_the_reference_imports_without_sys_path(tmp_path):
-  """The real protocol (one process per row) with the parity reference's row: the
-  script finds tools/torch_models.py and tests/reference_torch by their file paths; the
-  JAX row's process splits the batch over the two CPU devices it asks for."""
+def test_rows_run_as_processes(tmp_path):
+  """The real protocol (one process per row): the torch row's process finds
+  tools/torch_models.py; the JAX row's process splits the batch over the two CPU devices
+  it asks for."""
   out = tmp_path / "bench"
   _run_tool(
     tmp_path,
@@ -254,7 +254,6 @@ def test_rows_run_as_processes_and_the_reference_imports_without_sys_path(tmp_pa
     "--batch_size=2",
     *TINY_NET,
     "--rows=jax_float32,torch_idiomatic_eager",
-    "--reference",
     "--cpu_devices=2",
     "--steps=1",
     "--warmup=0",
@@ -268,8 +267,8 @@ def test_rows_run_as_processes_and_the_reference_imports_without_sys_path(tmp_pa
   assert data["meta"]["isolated_processes"]
   (group,) = data["results"]
   rows = {r["kind"]: r for r in group["rows"]}
-  assert list(rows) == ["jax_float32", "torch_idiomatic_eager", "torch_reference_eager"]
-  assert rows["torch_reference_eager"]["implementation"].startswith("PyTorch reference")
+  assert list(rows) == ["jax_float32", "torch_idiomatic_eager"]
+  assert rows["torch_idiomatic_eager"]["implementation"].startswith("idiomatic PyTorch")
   assert len({row["params"] for row in rows.values()}) == 1
   for row in rows.values():
     assert _positive(row["process_wall_s"])
@@ -277,7 +276,6 @@ def test_rows_run_as_processes_and_the_reference_imports_without_sys_path(tmp_pa
   assert rows["jax_float32"]["devices"] == 2 and rows["jax_float32"]["loss_finite"]
   assert [(r["jax"], r["torch"]) for r in group["ratios"]] == [
     ("jax_float32 (2 cpu devices)", "torch_idiomatic_eager (1 thread)"),
-    ("jax_float32 (2 cpu devices)", "torch_reference_eager (1 thread)"),
   ]
 
 
@@ -349,22 +347,20 @@ def test_row_selection():
   tool = _tool()
   kinds = lambda *a: tool.row_kinds(tool.parse_args(list(a)))
   assert kinds() == ["jax_float32", "torch_idiomatic_eager", "torch_idiomatic_compile"]
-  assert kinds("--bf16", "--reference") == [
+  assert kinds("--bf16") == [
     "jax_float32",
     "jax_bfloat16",
     "torch_idiomatic_eager",
     "torch_idiomatic_compile",
-    "torch_reference_eager",
-    "torch_reference_compile",
   ]
-  assert kinds("--rows=jax_float32,torch_idiomatic_eager", "--reference") == [
-    "jax_float32",
+  assert kinds("--rows=torch_idiomatic_eager", "--bf16") == [
+    "jax_bfloat16",
     "torch_idiomatic_eager",
-    "torch_reference_eager",
   ]
   assert kinds("--no_torch", "--bf16") == ["jax_float32", "jax_bfloat16"]
-  with pytest.raises(SystemExit):
-    tool.parse_args(["--rows=torch_eager"])
+  for refused in ("--rows=torch_eager", "--rows=torch_reference_eager", "--reference"):
+    with pytest.raises(SystemExit):  # the parity reference is not a speed baseline
+      tool.parse_args([refused])
 
 
 def test_profile_step_on_two_cpu_devices_with_the_convolution_table(tmp_path):

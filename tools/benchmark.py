@@ -25,9 +25,9 @@ Rows (``--rows``; the report names each row's implementation):
   forward + loss (and through AOTAutograd the backward) is one compiled function, the
   eval forward another; the optimizer step stays eager.  The inductor cache is a fresh
   directory per row process, so the compile time is a cold compile, as JAX's.
-* ``torch_reference_eager`` / ``torch_reference_compile`` (``--reference``) -- the
-  parity reference (tests/reference_torch): the anchor for correctness, written for
-  exact agreement, not for speed.
+
+The parity reference (tests/reference_torch) is not a row: it is the anchor for
+correctness, written for exact agreement, not for speed.
 
 The PyTorch rows use the default memory format on the CPU and channels_last on a GPU
 (``--channels_last`` overrides), and torch's default thread count (``--torch_threads``).
@@ -61,7 +61,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib
 import importlib.util
 import json
 import os
@@ -82,7 +81,6 @@ REPO = os.path.dirname(TOOLS)
 IMPLEMENTATIONS = {
   "jax": "project JAX (irstd_jax, jitted train_step / eval_step)",
   "idiomatic": "idiomatic PyTorch (tools/torch_models.py)",
-  "reference": "PyTorch reference (parity, tests/reference_torch)",
 }
 # row kind -> (implementation, variant)
 ROW_KINDS = {
@@ -90,8 +88,6 @@ ROW_KINDS = {
   "jax_bfloat16": ("jax", "bfloat16"),
   "torch_idiomatic_eager": ("idiomatic", "eager"),
   "torch_idiomatic_compile": ("idiomatic", "compile"),
-  "torch_reference_eager": ("reference", "eager"),
-  "torch_reference_compile": ("reference", "compile"),
 }
 DEFAULT_ROWS = ("jax_float32", "torch_idiomatic_eager", "torch_idiomatic_compile")
 
@@ -156,24 +152,6 @@ def _sibling_module(name: str):
     sys.modules[name] = module
     spec.loader.exec_module(module)
   return sys.modules[name]
-
-
-def _reference_torch():
-  """(model, losses) modules of tests/reference_torch, test-only code that is not
-  installed: the package is imported by file path and registered under its own name,
-  because its modules import each other as ``reference_torch.*``."""
-  if "reference_torch" not in sys.modules:
-    pkg = os.path.join(REPO, "tests", "reference_torch")
-    spec = importlib.util.spec_from_file_location(
-      "reference_torch", os.path.join(pkg, "__init__.py"), submodule_search_locations=[pkg]
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["reference_torch"] = module
-    spec.loader.exec_module(module)
-  return (
-    importlib.import_module("reference_torch.model"),
-    importlib.import_module("reference_torch.losses"),
-  )
 
 
 def model_config(args, model: str, dtype: str = "float32"):
@@ -365,7 +343,8 @@ def bench_jax(args, model_name: str, size: int, dtype: str) -> dict:
   }
 
 
-def bench_torch(args, model_name: str, size: int, implementation: str, variant: str) -> dict:
+def bench_torch(args, model_name: str, size: int, variant: str) -> dict:
+  """The idiomatic PyTorch row (tools/torch_models.py), eager or compiled."""
   # torch is imported here, not at the top: tools/ablate.py imports this module for
   # cpu_model() and should not pay for torch.
   import torch
@@ -377,17 +356,11 @@ def bench_torch(args, model_name: str, size: int, implementation: str, variant: 
   torch.manual_seed(args.seed)
   cfg = model_config(args, model_name)
   lcfg = loss_config(model_name)
-  if implementation == "idiomatic":
-    tm = _sibling_module("torch_models")
-    model = tm.create_model(cfg)
-    kwargs = tm.loss_kwargs(lcfg)
-    loss_of = lambda y, sides, m: tm.deep_supervision_loss(y, sides, m, **kwargs)
-    channels_last = args.channels_last == "on" or (args.channels_last == "auto" and cuda)
-  else:
-    ref_model, ref_losses = _reference_torch()
-    model = ref_model.create_model(cfg)
-    loss_of = lambda y, sides, m: ref_losses.total_loss(y, sides, m, lcfg, 0)[0]
-    channels_last = False  # the reference as the parity tests run it
+  tm = _sibling_module("torch_models")
+  model = tm.create_model(cfg)
+  kwargs = tm.loss_kwargs(lcfg)
+  loss_of = lambda y, sides, m: tm.deep_supervision_loss(y, sides, m, **kwargs)
+  channels_last = args.channels_last == "on" or (args.channels_last == "auto" and cuda)
   fmt = torch.channels_last if channels_last else torch.contiguous_format
   model = model.to(dev, memory_format=fmt)
   n_params = int(sum(p.numel() for p in model.parameters()))
@@ -464,7 +437,7 @@ def run_row_inprocess(args, kind: str, model_name: str, size: int) -> dict:
   if implementation == "jax":
     row = bench_jax(args, model_name, size, variant)
   else:
-    row = bench_torch(args, model_name, size, implementation, variant)
+    row = bench_torch(args, model_name, size, variant)
   r = recipe(model_name)
   row.update(
     kind=kind,
@@ -652,12 +625,6 @@ def parse_args(argv):
     help="before each row, wait up to this long for the load average to reach the core count",
   )
   ap.add_argument("--bf16", action="store_true", help="add the jax_bfloat16 row")
-  ap.add_argument(
-    "--reference",
-    action="store_true",
-    help="add the parity-reference rows (torch_reference_eager, and _compile when the "
-    "idiomatic compile row runs)",
-  )
   ap.add_argument("--no_torch", action="store_true", help="JAX rows only")
   ap.add_argument(
     "--torch_threads",
@@ -690,11 +657,6 @@ def row_kinds(args) -> list[str]:
   kinds = list(_names(args.rows))
   if args.bf16 and "jax_bfloat16" not in kinds:
     kinds.insert(1 if "jax_float32" in kinds else 0, "jax_bfloat16")
-  if args.reference:
-    for kind in ("torch_reference_eager", "torch_reference_compile"):
-      wanted = kind.endswith("eager") or "torch_idiomatic_compile" in kinds
-      if wanted and kind not in kinds:
-        kinds.append(kind)
   if args.no_torch:
     kinds = [k for k in kinds if ROW_KINDS[k][0] == "jax"]
   return kinds
