@@ -12,6 +12,11 @@ Protocols (the report states which one ran):
           256x256 (PIL bilinear; masks PIL nearest), pred = logit > 0, Fa over 256x256
           pixels per image.
 
+The test split alone is read (datasets.load_test_source): a labelled folder with only a
+test split file evaluates (--config.dataset.manual_dir=DIR
+[--config.dataset.test_split=NAME]); whenever dataset.manual_dir is a folder its test split
+is read from it, not from a TFDS set prepared under the same name.
+
 The config is the one stored in the checkpoint (meta['config']) unless --config names a
 configs/*.py file; --config.FIELD=VALUE overrides fields of either, as in main (a field
 name the project does not know is refused). The config is checked before anything is computed: a bad value, or an --output that cannot be a
@@ -92,7 +97,7 @@ def run_evaluation(
   if protocol not in PROTOCOLS:
     raise ValueError(f"protocol={protocol!r}: expected one of {PROTOCOLS}")
   os.makedirs(output, exist_ok=True)
-  _, test_source = datasets.load_sources(config.dataset)
+  test_source = datasets.load_test_source(config.dataset)
   num = len(test_source)
   if num == 0:
     raise ValueError("the test split is empty")

@@ -581,3 +581,93 @@ def test_memory_source_prints_the_scan_warnings(tmp_path, capsys):
     for line in lines
   ), lines
   assert any("a.png: RGB image converted to grayscale" in line for line in lines), lines
+
+
+# ------------------------------------------------- evaluation: the test split alone
+
+MINE = ("Misc_138", "Misc_139")  # two NUAA-SIRST test images of one size (256x200)
+
+
+def _test_only_folder(shared_datasets, root):
+  """A user's labelled folder in the uniform layout with splits/test.txt and no train
+  split: real NUAA-SIRST files copied into tmp_path (the shared set itself is only read)."""
+  for sub in ("images", "masks"):
+    (root / sub).mkdir(parents=True)
+    for name in MINE:
+      shutil.copy(shared_datasets / "nuaa_sirst" / sub / f"{name}.png", root / sub)
+  (root / "splits").mkdir()
+  (root / "splits" / "test.txt").write_text("\n".join(MINE) + "\n")
+  return root
+
+
+@pytest.mark.parametrize("source", ["tfds", "memory"])
+def test_evaluation_reads_only_the_test_split_of_a_folder_without_a_train_split(
+  shared_datasets, tmp_path, source
+):
+  root = _test_only_folder(shared_datasets, tmp_path / "mine")
+  cfg = _dataset_config("nuaa_sirst", tmp_path / "tfds", root, source=source)
+  test = datasets.load_test_source(cfg)
+  assert [_text(record["id"]) for record in test] == list(MINE)
+  for record in test:
+    name = _text(record["id"])
+    image = manual.load_image(str(root / "images" / f"{name}.png"))
+    mask = manual.load_mask(str(root / "masks" / f"{name}.png"), manual.Policy())
+    np.testing.assert_array_equal(record["image"][..., 0], image)
+    np.testing.assert_array_equal(record["mask"][..., 0], mask)
+  assert not (tmp_path / "tfds").exists()  # read from the folder: nothing prepared
+  # Training reads and checks both splits, and this folder has no train split.
+  cfg.source = "memory"  # the same scan, without importing TensorFlow
+  with pytest.raises(datasets.BadInputError, match="no recognised nuaa_sirst layout"):
+    datasets.load_sources(cfg)
+
+
+def test_a_missing_chosen_split_file_is_named_where_the_layout_keeps_split_files(
+  shared_datasets, tmp_path
+):
+  root = _test_only_folder(shared_datasets, tmp_path / "mine")
+  cfg = _dataset_config(
+    "nuaa_sirst",
+    tmp_path / "tfds",
+    root,
+    source="memory",
+    train_split="train_50_50.txt",
+    test_split="test_50_50.txt",
+  )
+  with pytest.raises(datasets.BadInputError) as info:  # evaluation: the test split only
+    datasets.load_test_source(cfg)
+  assert str(info.value) == (
+    f"{root}/splits/test_50_50.txt: split file does not exist (nor {root}/test_50_50.txt)"
+  )
+  cfg.test_split = "test.txt"  # found in splits/
+  assert len(datasets.load_test_source(cfg)) == len(MINE)
+  with pytest.raises(datasets.BadInputError) as info:  # training: the train split too
+    datasets.load_sources(cfg)
+  assert str(info.value) == (
+    f"{root}/splits/train_50_50.txt: split file does not exist (nor {root}/train_50_50.txt)"
+  )
+
+
+def test_evaluate_runs_on_a_folder_with_only_a_test_split(shared_datasets, tmp_path):
+  """evaluate.run_evaluation (what `python -m irstd_jax.evaluate --set=dataset.manual_dir=`
+  runs) on the folder: a tiny untrained model, the report counts both images."""
+  import functools
+
+  from conftest import tiny_config
+  import jax
+  import jax.numpy as jnp
+
+  from irstd_jax import evaluate
+  from irstd_jax import models
+
+  config = tiny_config(tmp_path)
+  config.dataset.update(name="nuaa_sirst", manual_dir=str(tmp_path / "mine"))
+  _test_only_folder(shared_datasets, tmp_path / "mine")
+  model = models.create_model(config.model)
+  variables = jax.jit(functools.partial(model.init, train=False))(
+    jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 1))
+  )
+  out = evaluate.run_evaluation(config, variables, str(tmp_path / "eval"), 0, progress=False)
+  assert out["num_images"] == len(MINE)
+  report = json.loads((tmp_path / "eval" / "report.json").read_text())
+  assert report["metrics"]["num_images"] == len(MINE)
+  assert not (tmp_path / "tfds").exists()

@@ -1,6 +1,7 @@
 """Data sets: `load_sources(config.dataset)` -> (train, test) random-access sources.
 
-`load_sources` is the one entry; each module below imports only the ones after it:
+`load_sources` is the entry of training, `load_test_source` (the test split alone) that of
+evaluation; each module below imports only the ones after it:
   __init__.py   picks the source ('tfds' or 'memory') and the data set, reads the config.
   builders.py   TFDS builders that write the sets as ArrayRecord (source 'tfds' only).
   manual.py     reads and validates a real set's manual directory (numpy + PIL).
@@ -32,6 +33,7 @@ __all__ = [
   "BadInputError",
   "DataNotPreparedError",
   "load_sources",
+  "load_test_source",
   "load_memory_sources",
   "get_builder",
   "prepare",
@@ -66,28 +68,62 @@ def load_sources(dataset_config: ml_collections.ConfigDict):
   return builder.as_data_source("train"), builder.as_data_source("test")
 
 
+def load_test_source(dataset_config: ml_collections.ConfigDict):
+  """The test split alone, for evaluation: nothing of the train split is read or checked.
+
+  A real set whose `manual_dir` is a folder is read from it (its test split file and the
+  files it lists validated as `manual.scan` does, decoded into RAM, nothing written),
+  whatever `source` says: a user's own labelled folder needs no train split, and a set
+  prepared from another folder under the same TFDS name is never read in its place. Without
+  such a folder a prepared TFDS set's test split is read; the synthetic set is generated
+  (memory) or prepared (tfds) as for training.
+  """
+  name, source = dataset_config.name, dataset_config.source
+  if source not in SOURCES:
+    raise ValueError(f"dataset.source={source!r}: expected one of {SOURCES}")
+  if name == "synthetic":
+    if source == "memory":
+      return load_memory_sources(dataset_config, splits=("test",))[0]
+    return load_sources(dataset_config)[1]
+  if name not in REAL_DATASETS:
+    raise _unknown_dataset(name)
+  manual_dir = dataset_config.manual_dir
+  if source == "tfds" and not (manual_dir and os.path.isdir(os.path.expanduser(manual_dir))):
+    builder = get_builder(dataset_config)
+    if builder.is_prepared():
+      return builder.as_data_source("test")
+    if not manual_dir:
+      raise DataNotPreparedError(
+        f"data set {name!r} is not prepared in {data_dir(dataset_config)} and "
+        f"config.dataset.manual_dir is empty: {how_to_prepare(name)}"
+      )
+  return load_memory_sources(dataset_config, splits=("test",))[0]  # scan names a bad folder
+
+
 # ------------------------------------------------------------------ source = "memory"
 
 
-def load_memory_sources(dataset_config: ml_collections.ConfigDict):
-  """(train, test) lists decoded straight into RAM: no TFDS, no TensorFlow, nothing written.
+def load_memory_sources(dataset_config: ml_collections.ConfigDict, splits=manual.SPLITS):
+  """Lists of the `splits` (default: train, test) decoded straight into RAM: no TFDS, no
+  TensorFlow, nothing written.
 
   The synthetic set is generated; a real set is read from `manual_dir` after the same
-  whole-directory validation as the TFDS builders (`manual.scan`, BadInputError on a
+  validation of those splits as the TFDS builders make (`manual.scan`, BadInputError on a
   defect), so both sources hold identical records. Meant for small sets (NUAA-SIRST is
   55 MiB decoded) and for machines without TensorFlow.
   """
   name = dataset_config.name
   if name == "synthetic":
     size = dataset_config.image_size
+    counts = {"train": dataset_config.num_train, "test": dataset_config.num_test}
     return tuple(
       [
         _record(key, image, mask)
         for key, image, mask in synthetic.generate_split(
-          dataset_config.seed, split, count, size, size
+          dataset_config.seed, split, counts[split], size, size
         )
       ]
-      for split, count in (("train", dataset_config.num_train), ("test", dataset_config.num_test))
+      for split in splits
     )
   if name not in REAL_DATASETS:
     raise _unknown_dataset(name)
@@ -103,6 +139,7 @@ def load_memory_sources(dataset_config: ml_collections.ConfigDict):
     dataset_config.train_split,
     dataset_config.test_split,
     policy,
+    splits=splits,
   )
   manual.print_warnings(name, plan.warnings)
 
@@ -110,7 +147,7 @@ def load_memory_sources(dataset_config: ml_collections.ConfigDict):
     return _record(entry.id, *manual.load_pair(entry, policy))
 
   with concurrent.futures.ThreadPoolExecutor(8) as pool:
-    return tuple(list(pool.map(load, plan.splits[split])) for split in ("train", "test"))
+    return tuple(list(pool.map(load, plan.splits[split])) for split in splits)
 
 
 def _record(key: str, image, mask) -> dict:

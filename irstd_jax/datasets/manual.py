@@ -43,6 +43,7 @@ LOSSY_EXTS = (".jpg", ".jpeg")
 MASK_THRESHOLD = 128
 ASPECT_TOLERANCE = 0.02  # fix_mask_size: relative aspect-ratio difference allowed
 MAX_LISTED_PROBLEMS = 50
+SPLITS = ("train", "test")  # what a Plan holds; evaluation asks for ("test",) alone
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,19 +59,27 @@ class Layout:
   split_dir: str = ""  # where user-chosen split file names are looked up first
   description: str = ""
 
-  def split_path(self, root: str, name: str) -> str:
-    """A split file name -> path: split_dir/name if it exists, else root/name."""
-    candidate = os.path.join(root, self.split_dir, name)
-    if self.split_dir and os.path.exists(candidate):
-      return candidate
-    return os.path.join(root, name)
+  def split_candidates(self, root: str, name: str) -> list[str]:
+    """Where a chosen split file name is looked for, in order: split_dir/name, root/name."""
+    places = [os.path.join(root, self.split_dir, name)] if self.split_dir else []
+    return places + [os.path.join(root, name)]
 
-  def matches(self, root: str) -> bool:
+  def split_path(self, root: str, name: str) -> str:
+    """A split file name -> path: the first of split_candidates that exists, else the
+    first (split_dir/name: where the layout keeps its split files)."""
+    candidates = self.split_candidates(root, name)
+    return next((c for c in candidates if os.path.exists(c)), candidates[0])
+
+  def default_split(self, split: str) -> str:
+    """The layout's own split file of 'train' or 'test', relative to the manual dir."""
+    return {"train": self.train_split, "test": self.test_split}[split]
+
+  def matches(self, root: str, splits: Sequence[str] = SPLITS) -> bool:
+    """Its folders and the default files of `splits` exist in root."""
     return (
       any(os.path.isdir(os.path.join(root, d)) for d in self.image_dirs)
       and os.path.isdir(os.path.join(root, self.mask_dir))
-      and os.path.isfile(os.path.join(root, self.train_split))
-      and os.path.isfile(os.path.join(root, self.test_split))
+      and all(os.path.isfile(os.path.join(root, self.default_split(s))) for s in splits)
     )
 
   def image_dir(self, root: str) -> str:
@@ -170,7 +179,7 @@ class Entry:
 class Plan:
   root: str
   layout: Layout
-  splits: dict[str, list[Entry]]  # "train", "test"
+  splits: dict[str, list[Entry]]  # "train", "test" (those scanned)
   split_files: dict[str, str]
   warnings: list[str]
 
@@ -205,8 +214,11 @@ def check_manual_dir(root: str, dataset: str) -> str:
   return root
 
 
-def detect_layout(root: str, dataset: str, custom_splits: bool = False) -> Layout:
-  """The first layout of `dataset` found in root (custom_splits: only dirs need to exist)."""
+def detect_layout(
+  root: str, dataset: str, custom_splits: bool = False, splits: Sequence[str] = SPLITS
+) -> Layout:
+  """The first layout of `dataset` found in root: its folders and the default files of
+  `splits` exist (custom_splits: only its folders need to)."""
   for layout in LAYOUTS[dataset]:
     if custom_splits:
       if (
@@ -215,7 +227,7 @@ def detect_layout(root: str, dataset: str, custom_splits: bool = False) -> Layou
         and (not layout.split_dir or os.path.isdir(os.path.join(root, layout.split_dir)))
       ):
         return layout
-    elif layout.matches(root):
+    elif layout.matches(root, splits):
       return layout
   expected = "; ".join(layout.description for layout in LAYOUTS[dataset])
   raise errors.BadInputError(
@@ -239,14 +251,17 @@ def _split_text(path: str, problems: _Problems) -> str | None:
     return None
 
 
-def read_split(path: str, problems: _Problems) -> list[str]:
+def read_split(path: str, problems: _Problems, also_looked_for: Sequence[str] = ()) -> list[str]:
   """Ids listed in a split file (blank lines ignored, a trailing image extension dropped).
 
   The file must be UTF-8 text (a byte-order mark is allowed); anything else, e.g. UTF-16
-  as some Windows editors save, is a problem naming the file.
+  as some Windows editors save, is a problem naming the file. A missing file is a problem
+  naming it and `also_looked_for` (the other places a chosen name was looked up).
   """
   if not os.path.isfile(path):
-    problems.add(f"{path}: split file does not exist")
+    others = [p for p in also_looked_for if p != path]
+    nor = f" (nor {' or '.join(others)})" if others else ""
+    problems.add(f"{path}: split file does not exist{nor}")
     return []
   text = _split_text(path, problems)
   if text is None:
@@ -390,8 +405,11 @@ def scan(
   policy: Policy = Policy(),
   progress: Callable[[Iterable, int], Iterable] | None = None,
   num_threads: int = 4,
+  splits: Sequence[str] = SPLITS,
 ) -> Plan:
-  """Validates the whole manual directory; returns what to write or raises BadInputError.
+  """Validates the manual directory's `splits` (both by default; evaluation reads
+  ('test',) alone, so a folder without a train split evaluates); returns what to write or
+  raises BadInputError.
 
   Every problem is collected (not just the first), so one run lists them all; the error's
   message is the first problem on one line, `.problems` holds all of them.
@@ -400,21 +418,22 @@ def scan(
   if dataset not in LAYOUTS:
     raise ValueError(f"unknown data set {dataset!r}; expected one of {sorted(LAYOUTS)}")
   root = check_manual_dir(manual_dir, dataset)
-  layout = detect_layout(root, dataset, custom_splits=bool(train_split or test_split))
+  chosen = {"train": train_split, "test": test_split}
+  custom = any(chosen[split] for split in splits)
+  layout = detect_layout(root, dataset, custom_splits=custom, splits=splits)
   problems = _Problems()
-  split_files = {
-    "train": layout.split_path(root, train_split)
-    if train_split
-    else os.path.join(root, layout.train_split),
-    "test": layout.split_path(root, test_split)
-    if test_split
-    else os.path.join(root, layout.test_split),
-  }
+  split_files, looked_for = {}, {}
+  for split in splits:
+    if chosen[split]:
+      looked_for[split] = layout.split_candidates(root, chosen[split])
+      split_files[split] = layout.split_path(root, chosen[split])
+    else:
+      split_files[split] = os.path.join(root, layout.default_split(split))
   image_dir, mask_dir = layout.image_dir(root), os.path.join(root, layout.mask_dir)
-  splits: dict[str, list[Entry]] = {}
+  entries_of: dict[str, list[Entry]] = {}
   for split, path in split_files.items():
     entries = []
-    for name in read_split(path, problems):
+    for name in read_split(path, problems, looked_for.get(split, ())):
       image_path = _find_file(image_dir, name)
       if image_path is None:
         problems.add(
@@ -431,10 +450,12 @@ def scan(
         )
         continue
       entries.append(Entry(name, image_path, mask_path))
-    splits[split] = entries
+    entries_of[split] = entries
 
   warnings: list[str] = []
-  overlap = sorted(set(e.id for e in splits["train"]) & set(e.id for e in splits["test"]))
+  overlap = sorted(
+    set(e.id for e in entries_of.get("train", ())) & set(e.id for e in entries_of.get("test", ()))
+  )
   if overlap:
     warnings.append(
       f"{len(overlap)} id(s) are in both the train and the test split "
@@ -449,7 +470,7 @@ def scan(
       return notes, str(e)
     return notes, None
 
-  everything = [e for split in ("train", "test") for e in splits[split]]
+  everything = [e for split in splits for e in entries_of[split]]
   with concurrent.futures.ThreadPoolExecutor(num_threads) as pool:
     results = pool.map(check, everything)
     if progress is not None:
@@ -462,7 +483,7 @@ def scan(
   lossy = sum(os.path.splitext(e.mask_path)[1].lower() in LOSSY_EXTS for e in everything)
   if lossy:
     warnings.append(f"{lossy} JPEG mask(s) (lossy) thresholded at {MASK_THRESHOLD}")
-  return Plan(root, layout, splits, split_files, warnings)
+  return Plan(root, layout, entries_of, split_files, warnings)
 
 
 def summarize_warnings(warnings: Sequence[str], limit: int = 5) -> list[str]:
