@@ -1,28 +1,25 @@
-"""tools/ablate.py: a two-row grid through main writes one table; a rerun skips done rows."""
+"""tools.analysis.ablate: a two-row grid through main writes one table; a rerun skips done rows."""
 
 import json
 import subprocess
 import sys
 
 from conftest import REPO
-from conftest import load_module
 from conftest import set_field
 from conftest import subprocess_env
 import pytest
 from test_main import TINY
 
 from irstd_jax import checkpointing
-
-
-def _tool():
-  return load_module(REPO / "tools" / "ablate.py")
+from tools.analysis import ablate
 
 
 def _run(out, *extra):
   sets = [f"--set={arg[len('--config.') :]}" for arg in TINY]
   cmd = [
     sys.executable,
-    "tools/ablate.py",
+    "-m",
+    "tools.analysis.ablate",
     "--config=configs/synthetic.py",
     "--grid=loss",
     "--rows=diff,var",
@@ -43,7 +40,6 @@ def _run(out, *extra):
 
 
 def test_grid_writes_one_table_and_a_rerun_skips_finished_rows(tmp_path):
-  tool = _tool()
   out = tmp_path / "ablate"
   first = _run(out, "--parallel=2")
   assert first.returncode == 0, first.stdout + first.stderr[-3000:]
@@ -55,7 +51,7 @@ def test_grid_writes_one_table_and_a_rerun_skips_finished_rows(tmp_path):
     assert set(row["result"]["test"]) >= {"miou", "niou", "pd", "fa", "fa_strict"}
     assert (out / row["dir"] / "log.txt").read_text().count("final test") == 1
     # The salvage path for stopped rows reads the same evaluation from the log.
-    salvaged = tool.last_eval_from_log(str(out / row["dir"] / "log.txt"))
+    salvaged = ablate.last_eval_from_log(str(out / row["dir"] / "log.txt"))
     assert salvaged["epochs"] == 1
     for key, value in row["result"]["test"].items():
       if key in salvaged["test"]:
@@ -67,7 +63,7 @@ def test_grid_writes_one_table_and_a_rerun_skips_finished_rows(tmp_path):
     assert meta["config"]["dataset"]["source"] == "memory"
   md = (out / "results.md").read_text()
   assert "| diff | (none) | 1 |" in md and "| var | loss.scale_weight=var | 1 |" in md
-  assert "Command: `python tools/ablate.py --config=configs/synthetic.py" in md
+  assert "Command: `python -m tools.analysis.ablate --config=configs/synthetic.py" in md
 
   second = _run(out)
   assert second.returncode == 0, second.stderr[-3000:]
@@ -77,21 +73,19 @@ def test_grid_writes_one_table_and_a_rerun_skips_finished_rows(tmp_path):
 
 
 def test_rows_are_selected_by_name_or_index_and_unknown_names_fail():
-  tool = _tool()
-  grid = tool.GRIDS["paper"]
-  assert tool.select_rows(grid, "0,mask=none") == [grid[0], grid[6]]
+  grid = ablate.GRIDS["paper"]
+  assert ablate.select_rows(grid, "0,mask=none") == [grid[0], grid[6]]
   with pytest.raises(SystemExit, match="no row 'nope'"):
-    tool.select_rows(grid, "nope")
-  assert tool.row_dirname("attention=cbam (mshnet)") == "attention_cbam_mshnet"
-  assert len({tool.row_dirname(name) for name, _ in grid}) == len(grid)
+    ablate.select_rows(grid, "nope")
+  assert ablate.row_dirname("attention=cbam (mshnet)") == "attention_cbam_mshnet"
+  assert len({ablate.row_dirname(name) for name, _ in grid}) == len(grid)
 
 
 def test_a_config_file_that_does_not_load_is_one_error_line(tmp_path, capsys):
-  tool = _tool()
   bad = tmp_path / "bad.py"
   bad.write_text("def get_config():\n  return 1 / 0\n")
   with pytest.raises(SystemExit) as info:
-    tool.main([f"--config={bad}", f"--output_dir={tmp_path / 'out'}", "--dry_run"])
+    ablate.main([f"--config={bad}", f"--output_dir={tmp_path / 'out'}", "--dry_run"])
   assert info.value.code == 2
   err = capsys.readouterr().err.strip()
   assert err.startswith("error: --config") and "ZeroDivisionError" in err and "\n" not in err
@@ -104,8 +98,7 @@ def test_every_grid_row_is_a_valid_config_override():
   from irstd_jax import losses
   from irstd_jax import models
 
-  tool = _tool()
-  for grid in tool.GRIDS.values():
+  for grid in ablate.GRIDS.values():
     for name, overrides in grid:
       config = default_config.base_config()
       for override in overrides:
@@ -115,10 +108,9 @@ def test_every_grid_row_is_a_valid_config_override():
 
 
 def test_seeds_expand_every_row_and_table_gives_mean_and_sample_std(tmp_path, capsys):
-  tool = _tool()
   out = tmp_path / "seeds"
   assert (
-    tool.main(
+    ablate.main(
       [
         "--config=configs/synthetic.py",
         "--grid=paper_vs_mshnet",
@@ -148,10 +140,10 @@ def test_seeds_expand_every_row_and_table_gives_mean_and_sample_std(tmp_path, ca
     for k, (m, f) in enumerate([(0.70, 10.0), (0.74, 14.0), (0.78, 18.0)])
   ]
   rows.append({"base": "b", "seed": 0, "status": "failed (exit 1)", "result": None})
-  table = tool.seeds_table(rows)
+  table = ablate.seeds_table(rows)
   assert (
     "| a | 3/3 (0,1,2) | 0.7400 +- 0.0400 | 0.5000 +- 0.0000 | 1.0000 +- 0.0000 | "
     "14.00 +- 4.00 | 28.00 +- 8.00 |" in table
   )
   assert "| b | 0/1 (-) | - | - | - | - | - |" in table
-  assert tool.mean_std([3.0]) == (3.0, 0.0)
+  assert ablate.mean_std([3.0]) == (3.0, 0.0)

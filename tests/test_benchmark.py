@@ -1,10 +1,10 @@
-"""tools/benchmark.py and tools/torch_models.py.
+"""tools.bench.benchmark and tools.bench.torch_models.
 
 The idiomatic PyTorch models are the project's networks: the same parameter counts
 (4,065,481 for MSHNet's size), and with the JAX weights loaded (through the converter's
-mapping, irstd_jax.torch_weights) the same outputs, loss and gradients.  The benchmark itself runs
-tiny rows (in-process, and as separate processes) and writes a JSON whose every number
-is finite and positive, and the markdown table.  No speed is asserted.
+mapping, irstd_jax.torch_weights) the same outputs, loss and gradients.  The benchmark
+itself runs tiny rows (in-process, and as separate processes) and writes a JSON whose
+every number is finite and positive, and the markdown table.  No speed is asserted.
 """
 
 import functools
@@ -15,7 +15,6 @@ import subprocess
 import sys
 
 from conftest import REPO
-from conftest import load_module
 from conftest import subprocess_env
 import jax
 import jax.numpy as jnp
@@ -26,6 +25,7 @@ from irstd_jax import default_config
 from irstd_jax import losses
 from irstd_jax import models
 from irstd_jax import torch_weights
+from tools.bench import benchmark
 
 if os.environ.get("CI"):
   import torch  # CI installs torch==2.13.0; a missing torch must fail there
@@ -37,26 +37,21 @@ else:
   )
 from reference_torch import parity  # noqa: E402  (after the torch check above)
 
+from tools.bench import torch_models  # noqa: E402
+
 MODELS = ("mshnet", "l1_gp_rotated")
-
-
-def _tool():
-  return load_module(REPO / "tools" / "benchmark.py")
-
-
-def _torch_models():
-  return load_module(REPO / "tools" / "torch_models.py")
 
 
 TINY_NET = ("--channels=4,4,8,8,8", "--blocks=1,1,1,1")
 
 
-def _run_tool(cwd, script: str, *args: str) -> None:
-  """`python tools/<script> <args>` on the CPU from `cwd`, with an empty PYTHONPATH (the
-  tool finds its siblings by their file paths); fails the test on a non-zero exit."""
+def _run_tool(module: str, *args: str) -> None:
+  """`python -m tools.bench.<module> <args>` on the CPU from the repository root, as the
+  docs run it (an empty PYTHONPATH: the root is the import path); fails the test on a
+  non-zero exit."""
   proc = subprocess.run(
-    [sys.executable, str(REPO / "tools" / script), *args],
-    cwd=cwd,
+    [sys.executable, "-m", f"tools.bench.{module}", *args],
+    cwd=REPO,
     env=subprocess_env(PYTHONPATH=""),
     capture_output=True,
     text=True,
@@ -84,7 +79,7 @@ def _jax_params(model, size):
 def test_idiomatic_models_have_the_jax_parameter_counts(name):
   cfg = _model_config(name)
   n_jax = models.count_params(_jax_params(models.create_model(cfg), 32))
-  n_torch = sum(p.numel() for p in _torch_models().create_model(cfg).parameters())
+  n_torch = sum(p.numel() for p in torch_models.create_model(cfg).parameters())
   assert n_torch == n_jax
   if name == "mshnet":
     assert n_jax == 4_065_481  # docs/models.md; MSHNet's own network built for 1 channel
@@ -94,12 +89,11 @@ def test_idiomatic_models_have_the_jax_parameter_counts(name):
 def test_idiomatic_model_and_loss_are_the_project_function(name):
   """JAX weights loaded into the idiomatic model: eval and train outputs (fused and side
   logits), the benchmark recipe's loss, and its gradient wrt every parameter agree."""
-  tool, tm = _tool(), _torch_models()
   cfg = _model_config(name, (4, 8, 8, 16, 16), (1, 2, 1, 1))
   model = models.create_model(cfg)
-  image, mask = tool.make_batch(2, 32, seed=3)
+  image, mask = benchmark.make_batch(2, 32, seed=3)
   torch.manual_seed(5)
-  tmodel = tm.create_model(cfg)
+  tmodel = torch_models.create_model(cfg)
   # The idiomatic model's own initial weights, every parameter and BN statistic moved
   # off its init value (theta anywhere in +-pi), as the parity tests draw them.
   variables = parity.random_variables(model, tmodel, image.shape[1:3], seed=5)
@@ -128,7 +122,7 @@ def test_idiomatic_model_and_loss_are_the_project_function(name):
     assert ts.shape == (s.shape[0], 1, *s.shape[1:3])
     close(s, ts)
 
-  lcfg = tool.loss_config(name)
+  lcfg = benchmark.loss_config(name)
   assert (lcfg.scale_weight, lcfg.location_weight) == (
     ("var", 1.0) if name == "mshnet" else ("diff", 0.0)
   )
@@ -148,7 +142,7 @@ def test_idiomatic_model_and_loss_are_the_project_function(name):
   close(y, ty)
   for a, b in zip(s, ts):
     close(a, b)
-  tloss = tm.deep_supervision_loss(ty, ts, m, **tm.loss_kwargs(lcfg))
+  tloss = torch_models.deep_supervision_loss(ty, ts, m, **torch_models.loss_kwargs(lcfg))
   np.testing.assert_allclose(float(loss), float(tloss.detach()), rtol=1e-5)
   tloss.backward()
   expected = torch_weights.flax_to_torch_state_dict({"params": grads}, as_torch=False)
@@ -161,17 +155,16 @@ def test_idiomatic_model_and_loss_are_the_project_function(name):
 
 
 def test_idiomatic_models_refuse_what_they_do_not_implement():
-  tm = _torch_models()
   with pytest.raises(ValueError, match="no idiomatic PyTorch model"):
-    tm.create_model(_model_config("pconv_unet"))
+    torch_models.create_model(_model_config("pconv_unet"))
   cfg = _model_config("l1_gp_rotated")
   cfg.attention.per_channel_sigma = True
   with pytest.raises(ValueError, match="paper's setting only"):
-    tm.create_model(cfg)
+    torch_models.create_model(cfg)
   lcfg = default_config.base_config().loss
   lcfg.name = "sd"
   with pytest.raises(ValueError, match="plain scale loss only"):
-    tm.loss_kwargs(lcfg)
+    torch_models.loss_kwargs(lcfg)
 
 
 def _check_phase(phase, repeats):
@@ -185,7 +178,7 @@ def _check_phase(phase, repeats):
 
 def test_tiny_benchmark_writes_json_and_table(tmp_path):
   out = tmp_path / "bench"
-  result = _tool().main(
+  result = benchmark.main(
     [
       "--model=mshnet",
       "--sizes=32",
@@ -237,18 +230,17 @@ def test_tiny_benchmark_writes_json_and_table(tmp_path):
   assert "| model | size | row | params | train img/s" in md
   assert "| mshnet | 32 | jax_float32 | 10,075 |" in md
   assert "| mshnet | 32 | torch_idiomatic_eager (1 thread) | 10,075 |" in md
-  assert "`torch_idiomatic_eager`: idiomatic PyTorch (tools/torch_models.py), eager" in md
+  assert "`torch_idiomatic_eager`: idiomatic PyTorch (tools/bench/torch_models.py), eager" in md
   assert "| mshnet | 32 | jax_float32 | torch_idiomatic_eager (1 thread) |" in md
 
 
 def test_rows_run_as_processes(tmp_path):
   """The real protocol (one process per row): the torch row's process finds
-  tools/torch_models.py; the JAX row's process splits the batch over the two CPU devices
+  tools.bench.torch_models; the JAX row's process splits the batch over the two CPU devices
   it asks for."""
   out = tmp_path / "bench"
   _run_tool(
-    tmp_path,
-    "benchmark.py",
+    "benchmark",
     "--model=l1_gp_rotated",
     "--sizes=16",
     "--batch_size=2",
@@ -280,7 +272,6 @@ def test_rows_run_as_processes(tmp_path):
 
 
 def test_a_failed_row_is_reported_and_a_loaded_machine_marks_rows_unreliable(tmp_path, monkeypatch):
-  tool = _tool()
   phase = {
     "images_per_s": 4.0,
     "images_per_s_min": 3.5,
@@ -297,7 +288,7 @@ def test_a_failed_row_is_reported_and_a_loaded_machine_marks_rows_unreliable(tmp
       raise RuntimeError("row torch_idiomatic_eager failed (rc 1):\nRuntimeError: boom")
     return {
       "kind": kind,
-      "implementation": tool.IMPLEMENTATIONS["jax"],
+      "implementation": benchmark.IMPLEMENTATIONS["jax"],
       "framework": "jax",
       "variant": "float32",
       "model": model_name,
@@ -314,10 +305,10 @@ def test_a_failed_row_is_reported_and_a_loaded_machine_marks_rows_unreliable(tmp
     }
 
   cores = os.cpu_count()
-  monkeypatch.setattr(tool, "run_row", run_row)
-  monkeypatch.setattr(tool, "load_average", lambda: cores + 0.5)
+  monkeypatch.setattr(benchmark, "run_row", run_row)
+  monkeypatch.setattr(benchmark, "load_average", lambda: cores + 0.5)
   out = tmp_path / "bench"
-  tool.main(
+  benchmark.main(
     [
       "--model=mshnet",
       "--sizes=32,48",
@@ -344,8 +335,7 @@ def test_a_failed_row_is_reported_and_a_loaded_machine_marks_rows_unreliable(tmp
 
 
 def test_row_selection():
-  tool = _tool()
-  kinds = lambda *a: tool.row_kinds(tool.parse_args(list(a)))
+  kinds = lambda *a: benchmark.row_kinds(benchmark.parse_args(list(a)))
   assert kinds() == ["jax_float32", "torch_idiomatic_eager", "torch_idiomatic_compile"]
   assert kinds("--bf16") == [
     "jax_float32",
@@ -360,18 +350,17 @@ def test_row_selection():
   assert kinds("--no_torch", "--bf16") == ["jax_float32", "jax_bfloat16"]
   for refused in ("--rows=torch_eager", "--rows=torch_reference_eager", "--reference"):
     with pytest.raises(SystemExit):  # the parity reference is not a speed baseline
-      tool.parse_args([refused])
+      benchmark.parse_args([refused])
 
 
 def test_profile_step_on_two_cpu_devices_with_the_convolution_table(tmp_path):
-  """tools/profile_step.py with --cpu_devices=2 --convs: the traced step is the sharded one
+  """tools.bench.profile_step with --cpu_devices=2 --convs: the traced step is the sharded one
   (its cross-device all-reduces appear among the operations); the convolution table has
   every convolution of the model once per use (one per 4-D kernel of mshnet), the torch
   convolution computes what the JAX one does, and the totals are the count-weighted sums."""
   out = tmp_path / "profile.json"
   _run_tool(
-    tmp_path,
-    "profile_step.py",
+    "profile_step",
     "--model=mshnet",
     "--size=32",
     *TINY_NET,
@@ -388,9 +377,8 @@ def test_profile_step_on_two_cpu_devices_with_the_convolution_table(tmp_path):
   assert result["title"] == "mshnet train step, batch 4x1x32x32"
   assert _positive(result["wall_ms_per_step"])
 
-  tool = _tool()
-  args = tool.parse_args(["--model=mshnet", *TINY_NET])
-  model = models.create_model(tool.model_config(args, "mshnet"))
+  args = benchmark.parse_args(["--model=mshnet", *TINY_NET])
+  model = models.create_model(benchmark.model_config(args, "mshnet"))
   params = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 32, 32, 1)))["params"]
   kernels = [x.shape for x in jax.tree.leaves(params) if x.ndim == 4]
   rows = result["convolutions"]

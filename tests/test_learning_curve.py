@@ -1,10 +1,10 @@
-"""tools/learning_curve.py: parses main.py logs (both Fa formats, resumed runs), draws a PNG."""
+"""tools.analysis.learning_curve: parses main.py logs (both Fa formats, resumed runs), draws a PNG."""
 
 import json
 
-from conftest import REPO
-from conftest import load_module
 import pytest
+
+from tools.analysis import learning_curve
 
 LOG = """training l1_gp_rotated on nuaa_sirst: 213 train / 214 test images, 26 steps/epoch
 epoch 1/4 step 26/104 loss 0.9696 13.0 img/s ETA 45m24s
@@ -18,12 +18,8 @@ epoch 4/4 step 104/104 loss 0.7000 12.9 img/s ETA 0m00s
 """
 
 
-def _tool():
-  return load_module(REPO / "tools" / "learning_curve.py")
-
-
 def test_parse_log_reads_both_fa_formats_and_keeps_the_last_of_a_repeated_epoch():
-  curve = _tool().parse_log(LOG)
+  curve = learning_curve.parse_log(LOG)
   assert [r["epoch"] for r in curve["eval"]] == [2, 4]
   assert curve["eval"][0] == pytest.approx(
     {"epoch": 2, "miou": 0.1221, "niou": 0.1357, "pd": 0.3878, "fa": 28.06e-6}
@@ -35,12 +31,13 @@ def test_parse_log_reads_both_fa_formats_and_keeps_the_last_of_a_repeated_epoch(
 
 
 def test_cli_writes_png_and_json_and_refuses_a_log_without_evaluations(tmp_path, capsys):
-  tool = _tool()
   log = tmp_path / "run.log"
   log.write_text(LOG)
   out = tmp_path / "curve.png"
   assert (
-    tool.main([f"--log={log}", "--label=paper", f"--output={out}", f"--json={tmp_path / 'c.json'}"])
+    learning_curve.main(
+      [f"--log={log}", "--label=paper", f"--output={out}", f"--json={tmp_path / 'c.json'}"]
+    )
     == 0
   )
   assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -48,5 +45,5 @@ def test_cli_writes_png_and_json_and_refuses_a_log_without_evaluations(tmp_path,
   assert "best mIoU 0.5100 at epoch 4" in capsys.readouterr().out
   empty = tmp_path / "empty.log"
   empty.write_text("nothing here\n")
-  assert tool.main([f"--log={empty}", f"--output={tmp_path / 'x.png'}"]) == 2
+  assert learning_curve.main([f"--log={empty}", f"--output={tmp_path / 'x.png'}"]) == 2
   assert "no 'test @ epoch' lines" in capsys.readouterr().err

@@ -444,14 +444,9 @@ def test_unknown_names_raise():
 
 
 def _load_tool():
-  import importlib.util
-  import pathlib
+  from tools.analysis import scale_loss_analysis
 
-  path = pathlib.Path(__file__).resolve().parents[1] / "tools" / "scale_loss_analysis.py"
-  spec = importlib.util.spec_from_file_location("scale_loss_analysis", path)
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod
+  return scale_loss_analysis
 
 
 def test_analysis_tool_pins_findings():

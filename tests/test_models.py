@@ -231,13 +231,8 @@ def test_pool_and_upsample_helpers():
 
 
 def test_inspect_kernels_tool_draws_png(tmp_path):
-  import importlib.util
-  import pathlib
+  from tools.analysis import inspect_kernels as tool
 
-  path = pathlib.Path(__file__).resolve().parents[1] / "tools" / "inspect_kernels.py"
-  spec = importlib.util.spec_from_file_location("inspect_kernels", path)
-  tool = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(tool)
   cfg = models.resolve_model_config(default_config.model_config())
   gsa = models.GaussianSpatialAttention(**{k: v for k, v in cfg.attention.items() if k != "kind"})
   p = gsa.init(jax.random.key(0), jnp.ones((1, 8, 8, 2)))["params"]

@@ -1,15 +1,11 @@
-"""tools/robustness.py: the floor, the tables, argument errors, and that a finished run is
+"""tools.analysis.robustness: the floor, the tables, argument errors, and that a finished run is
 read back instead of trained again (no training here: the runs are prepared by hand)."""
 
 import json
 
-from conftest import REPO
-from conftest import load_module
 import pytest
 
-
-def _tool():
-  return load_module(REPO / "tools" / "robustness.py")
+from tools.analysis import robustness
 
 
 def _result(miou, saturated=0):
@@ -18,21 +14,21 @@ def _result(miou, saturated=0):
 
 
 def test_verdict_holds_a_run_to_the_floor():
-  tool = _tool()
-  assert tool.verdict(_result(0.6)["test"], 0.5) == "pass"
-  assert tool.verdict(_result(0.49)["test"], 0.5) == "FAIL: mIoU < 0.5"
-  assert tool.verdict(_result(0.6, 3)["test"], 0.5) == "FAIL: 3 saturated image(s)"
-  assert tool.verdict(_result(0.04, 18)["test"], 0.5) == ("FAIL: mIoU < 0.5, 18 saturated image(s)")
+  assert robustness.verdict(_result(0.6)["test"], 0.5) == "pass"
+  assert robustness.verdict(_result(0.49)["test"], 0.5) == "FAIL: mIoU < 0.5"
+  assert robustness.verdict(_result(0.6, 3)["test"], 0.5) == "FAIL: 3 saturated image(s)"
+  assert robustness.verdict(_result(0.04, 18)["test"], 0.5) == (
+    "FAIL: mIoU < 0.5, 18 saturated image(s)"
+  )
 
 
 def test_finished_runs_are_tabulated_not_retrained(tmp_path, capsys):
-  tool = _tool()
   results = {("default", 0): _result(0.65), ("avx_eigen", 0): _result(0.04, 18)}
   for (path, seed), result in results.items():
     workdir = tmp_path / path / f"seed{seed}"
     workdir.mkdir(parents=True)
     (workdir / "final_metrics.json").write_text(json.dumps(result))
-  status = tool.main([f"--output_dir={tmp_path}", "--seeds=0"])
+  status = robustness.main([f"--output_dir={tmp_path}", "--seeds=0"])
   assert status == 1  # one run below the floor
   table = (tmp_path / "results.md").read_text()
   assert "| default | 0 | 0.6500 | 0.4000 | 0.6000 | 20.00 | 0 | 100 | pass |" in table
@@ -54,6 +50,6 @@ def test_finished_runs_are_tabulated_not_retrained(tmp_path, capsys):
   ],
 )
 def test_bad_arguments_are_one_error_line_and_status_2(tmp_path, capsys, args, message):
-  assert _tool().main([f"--output_dir={tmp_path}", *args]) == 2
+  assert robustness.main([f"--output_dir={tmp_path}", *args]) == 2
   err = capsys.readouterr().err
   assert err.startswith(f"error: {message}") and err.count("\n") == 1

@@ -1,6 +1,6 @@
 """Run an ablation grid through `irstd_jax.main` and write one results table.
 
-    python tools/ablate.py --config=configs/nuaa_sirst.py --output_dir=runs/ablate \
+    python -m tools.analysis.ablate --config=configs/nuaa_sirst.py --output_dir=runs/ablate \
         --config.dataset.manual_dir=../shared/datasets/nuaa_sirst --config.train.num_epochs=40
 
 Each row of the grid is one ordinary training run (`python -m irstd_jax.main`) in
@@ -37,14 +37,13 @@ import sys
 import threading
 import time
 
-# Sibling tools (tools/ is sys.path[0] when this file runs as a script).
-from benchmark import cpu_model  # the same CPU naming as the benchmark reports
-from learning_curve import parse_log  # the one parser of main's evaluation lines
-
 from irstd_jax import cli
 from irstd_jax import config_check
+from tools.analysis.learning_curve import parse_log  # the one parser of main's evaluation lines
+from tools.bench.benchmark import cpu_model  # the same CPU naming as the benchmark reports
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The repository root: main runs there (relative paths in overrides are relative to it).
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 # The paper's model and loss, and the ablations its referee asked for: each scale weight,
 # CBAM instead of the Gaussian attention, rotated / fixed / no pinwheel mask, location loss.
@@ -300,7 +299,7 @@ def main(argv=None) -> int:
     "grid": args.grid,
     "config": args.config,
     "common": args.set,
-    "command": "python tools/ablate.py "
+    "command": "python -m tools.analysis.ablate "
     + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)),
     "date": datetime.datetime.now().isoformat(timespec="seconds"),
     "machine": machine_description(),

@@ -7,7 +7,7 @@
 #   2. bench: the JAX vs idiomatic PyTorch benchmark of the paper's model (256 and 512,
 #      JAX float32 + bfloat16, torch eager; torch.compile with TORCH_COMPILE=1).
 #
-#   NUAA_DIR=/path/to/nuaa_sirst OUT=runs/gpu_report bash tools/gpu_report.sh
+#   NUAA_DIR=/path/to/nuaa_sirst OUT=runs/gpu_report bash tools/bench/gpu_report.sh
 #
 # PARTS=train|bench|train,bench (default train,bench); ROWS=paper,mshnet; EPOCHS (400);
 # ROW_BUDGET, BENCH_BUDGET (seconds). All processes share one persistent JAX compilation
@@ -22,7 +22,7 @@
 # 400 epochs of the 213-image 50/50 split are ~85k images, ~4 min of steps; a torch.compile
 # row took > 150 s. Size the budgets from these, not from the step times alone.
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."  # the repository root
 OUT=${OUT:-runs/gpu_report}
 NUAA_DIR=${NUAA_DIR:-../shared/datasets/nuaa_sirst}
 BENCH_BUDGET=${BENCH_BUDGET:-240}
@@ -90,7 +90,7 @@ fi
 if [[ $PARTS == *bench* ]]; then
   rows="jax_float32,jax_bfloat16,torch_idiomatic_eager"
   [ "$TORCH_COMPILE" = 1 ] && rows="$rows,torch_idiomatic_compile"
-  timeout -s INT "$BENCH_BUDGET" "$PY" tools/benchmark.py --model=l1_gp_rotated \
+  timeout -s INT "$BENCH_BUDGET" "$PY" -m tools.bench.benchmark --model=l1_gp_rotated \
       --sizes=256,512 --batch_size=8 --steps=10 --warmup=2 --repeats=3 --rows="$rows" \
       --output_dir="$OUT/benchmark"
   echo "benchmark exit $? after $(( $(date +%s) - t0 )) s"

@@ -1,6 +1,6 @@
 """Learning curves from the logs `irstd_jax.main` prints: test metrics and training loss.
 
-  python tools/learning_curve.py --log=runs/nuaa5050.log [--log=runs/other.log] \
+  python -m tools.analysis.learning_curve --log=runs/nuaa5050.log [--log=runs/other.log] \
       [--label=paper --label=mshnet] --output=docs/learning_curve.png [--json=curve.json]
 
 Reads the periodic evaluation lines (`test @ epoch E: mIoU .. nIoU .. Pd .. Fa ..e-6

@@ -1,6 +1,6 @@
 """Monotonicity analysis of the scale-loss weights (SPEC.md section 2).
 
-  python tools/scale_loss_analysis.py --out_dir docs [--n 20] [--samples_5x5 200000]
+  python -m tools.analysis.scale_loss_analysis --out_dir docs [--n 20] [--samples_5x5 200000]
 
 Uses the very functions the training loss uses (``irstd_jax.losses.scale_weight``
 and ``soft_iou_from_sums``), evaluated in float64.
@@ -608,7 +608,7 @@ def main(argv=None):
   t0 = time.time()
   os.makedirs(args.out_dir, exist_ok=True)
   rep = {
-    "command": "python tools/scale_loss_analysis.py "
+    "command": "python -m tools.analysis.scale_loss_analysis "
     + " ".join(sys.argv[1:] if argv is None else argv),
     "n": args.n,
     "samples_5x5": args.samples_5x5,

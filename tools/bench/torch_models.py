@@ -1,4 +1,4 @@
-"""Idiomatic PyTorch versions of the project's networks, the baseline of tools/benchmark.py.
+"""Idiomatic PyTorch versions of the project's networks, the baseline of tools.bench.benchmark.
 
 The parity reference (tests/reference_torch) is written for number-for-number agreement
 and weight conversion: a hand-written BatchNorm with Flax's running-variance update,

@@ -2,12 +2,12 @@
 
   # the CPU comparison (docs/benchmarks.md): both models, 128 and 256, batch 4; the
   # torch.compile row, minutes of cold compile per row on a small CPU, in a second run
-  python tools/benchmark.py --model=mshnet,l1_gp_rotated --sizes=128,256 --batch_size=4 \\
+  python -m tools.bench.benchmark --model=mshnet,l1_gp_rotated --sizes=128,256 --batch_size=4 \\
       --steps=3 --warmup=1 --repeats=3 --device=cpu --rows=jax_float32,torch_idiomatic_eager
   # a smoke run
-  python tools/benchmark.py --model=mshnet --sizes=32 --channels=4,4,8,8,8 --blocks=1,1,1,1 \\
+  python -m tools.bench.benchmark --model=mshnet --sizes=32 --channels=4,4,8,8,8 --blocks=1,1,1,1 \\
       --steps=1 --warmup=0 --repeats=1 --settle_s=0
-  python tools/benchmark.py --sizes=256,512 --batch_size=8 --bf16     # on a GPU
+  python -m tools.bench.benchmark --sizes=256,512 --batch_size=8 --bf16     # on a GPU
 
 Rows (``--rows``; the report names each row's implementation):
 
@@ -17,7 +17,7 @@ Rows (``--rows``; the report names each row's implementation):
   ``--cpu_devices=N`` a mesh of N CPU devices, the batch split over them), and
   ``train.eval_step`` (fused probabilities, BatchNorm inference).
 * ``jax_bfloat16`` (``--bf16``) -- the same with ``config.model.dtype='bfloat16'``.
-* ``torch_idiomatic_eager`` -- idiomatic PyTorch (tools/torch_models.py): the network
+* ``torch_idiomatic_eager`` -- idiomatic PyTorch (tools/bench/torch_models.py): the network
   as a PyTorch user writes it (MSHNet's own structure for ``mshnet``, the same style
   for ``l1_gp_rotated``: ``nn.BatchNorm2d``, the attention kernel built once per forward
   from precomputed buffers, ``F.conv2d``); eval under ``torch.inference_mode``.
@@ -61,7 +61,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib.util
 import json
 import os
 import platform
@@ -75,12 +74,12 @@ import types
 
 import numpy as np
 
-TOOLS = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(TOOLS)
+# The repository root: each row's process runs `python -m tools.bench.benchmark` there.
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 IMPLEMENTATIONS = {
   "jax": "project JAX (irstd_jax, jitted train_step / eval_step)",
-  "idiomatic": "idiomatic PyTorch (tools/torch_models.py)",
+  "idiomatic": "idiomatic PyTorch (tools/bench/torch_models.py)",
 }
 # row kind -> (implementation, variant)
 ROW_KINDS = {
@@ -141,17 +140,6 @@ def max_rss_bytes() -> int:
   """Process max resident set size (Linux reports KiB, macOS bytes)."""
   r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
   return int(r if sys.platform == "darwin" else r * 1024)
-
-
-def _sibling_module(name: str):
-  """tools/<name>.py, imported by file path: works when this file runs as a script and
-  when a test loads it by path, without touching sys.path."""
-  if name not in sys.modules:
-    spec = importlib.util.spec_from_file_location(name, os.path.join(TOOLS, f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-  return sys.modules[name]
 
 
 def model_config(args, model: str, dtype: str = "float32"):
@@ -234,7 +222,7 @@ def build_jax_steps(args, model_name: str, size: int, dtype: str) -> types.Simpl
   """The project's jitted train and eval steps as `train.train_and_evaluate` builds them
   (a mesh of one device, or of --cpu_devices CPU devices; state replicated and donated,
   batch sharded), with their state, batch and rng: what bench_jax times and
-  tools/profile_step.py traces."""
+  tools.bench.profile_step traces."""
   import functools
 
   import jax
@@ -344,10 +332,12 @@ def bench_jax(args, model_name: str, size: int, dtype: str) -> dict:
 
 
 def bench_torch(args, model_name: str, size: int, variant: str) -> dict:
-  """The idiomatic PyTorch row (tools/torch_models.py), eager or compiled."""
-  # torch is imported here, not at the top: tools/ablate.py imports this module for
+  """The idiomatic PyTorch row (tools/bench/torch_models.py), eager or compiled."""
+  # torch is imported here, not at the top: tools.analysis.ablate imports this module for
   # cpu_model() and should not pay for torch.
   import torch
+
+  from tools.bench import torch_models as tm
 
   cuda = torch.cuda.is_available() and args.device != "cpu"
   if args.torch_threads:
@@ -356,7 +346,6 @@ def bench_torch(args, model_name: str, size: int, variant: str) -> dict:
   torch.manual_seed(args.seed)
   cfg = model_config(args, model_name)
   lcfg = loss_config(model_name)
-  tm = _sibling_module("torch_models")
   model = tm.create_model(cfg)
   kwargs = tm.loss_kwargs(lcfg)
   loss_of = lambda y, sides, m: tm.deep_supervision_loss(y, sides, m, **kwargs)
@@ -462,7 +451,8 @@ def run_row(args, kind: str, model_name: str, size: int, argv: list[str]) -> dic
     out = os.path.join(tmp, "row.json")
     cmd = [
       sys.executable,
-      os.path.abspath(__file__),
+      "-m",
+      "tools.bench.benchmark",
       *argv,
       f"--_row={kind}:{model_name}:{size}",
       f"--_row_out={out}",
@@ -473,7 +463,7 @@ def run_row(args, kind: str, model_name: str, size: int, argv: list[str]) -> dic
     env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=os.path.join(tmp, "inductor"))
     if args.device == "cpu":
       env.update(JAX_PLATFORMS="cpu", CUDA_VISIBLE_DEVICES="")
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
     if proc.returncode != 0:
       raise RuntimeError(
         f"row {kind} {model_name} size {size} failed (rc {proc.returncode}):\n"
@@ -583,7 +573,7 @@ def markdown(result: dict) -> str:
 
 
 def add_step_arguments(ap: argparse.ArgumentParser, device_default: str) -> None:
-  """The arguments `build_jax_steps` reads, for this tool and tools/profile_step.py."""
+  """The arguments `build_jax_steps` reads, for this tool and tools.bench.profile_step."""
   ap.add_argument("--batch_size", type=int, default=4)
   ap.add_argument("--channels", default="16,32,64,128,256", help="config.model.channels")
   ap.add_argument("--blocks", default="2,2,2,2", help="config.model.blocks")
@@ -745,7 +735,7 @@ def write_report(args, argv, kinds, results, warnings) -> dict:
   on_cpu = gpu is None
   meta = {
     "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-    "command": "python tools/benchmark.py " + " ".join(shlex.quote(a) for a in argv),
+    "command": "python -m tools.bench.benchmark " + " ".join(shlex.quote(a) for a in argv),
     "platform": "cpu" if on_cpu else "gpu",
     "device": cpu_model() if on_cpu else gpu["device"],
     "cpu_model": cpu_model(),

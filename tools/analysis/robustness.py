@@ -1,7 +1,7 @@
 """Does a recipe train reliably? Seeds x CPU code paths, each held to a floor.
 
-    python tools/robustness.py --output_dir=runs/robustness            # the demo config
-    python tools/robustness.py --output_dir=runs/robustness_old --config.model.output_prior=0
+    python -m tools.analysis.robustness --output_dir=runs/robustness    # the demo config
+    python -m tools.analysis.robustness --output_dir=runs/robustness_old --config.model.output_prior=0
 
 Trains `--config` (default the demo, `configs/synthetic.py`, memory source) once per seed
 and per XLA:CPU code path, each an ordinary `python -m irstd_jax.main` run in
@@ -29,15 +29,14 @@ import subprocess
 import sys
 import time
 
-# Sibling tools (tools/ is sys.path[0] when this file runs as a script).
-from ablate import machine_description
-from ablate import main_command
-from ablate import mean_std
-from ablate import read_result
-
 from irstd_jax import cli
+from tools.analysis.ablate import machine_description
+from tools.analysis.ablate import main_command
+from tools.analysis.ablate import mean_std
+from tools.analysis.ablate import read_result
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The repository root: main runs there.
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 CODE_PATHS = {
   "default": "",
@@ -151,7 +150,7 @@ def main(argv=None) -> int:
   os.makedirs(output_dir, exist_ok=True)
   header = {
     "config": args.config,
-    "command": "python tools/robustness.py "
+    "command": "python -m tools.analysis.robustness "
     + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)),
     "date": datetime.datetime.now().isoformat(timespec="seconds"),
     "machine": machine_description(),

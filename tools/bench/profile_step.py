@@ -1,10 +1,10 @@
 """Where the time of one jitted train (or eval) step goes, per XLA operation.
 
-  python tools/profile_step.py --model=mshnet --size=128 [--batch_size=4] [--steps=5]
+  python -m tools.bench.profile_step --model=mshnet --size=128 [--batch_size=4] [--steps=5]
       [--what=train|eval] [--top=15] [--cpu_devices=2] [--convs [--torch_threads=1]]
       [--output=runs/profile/m.json]
 
-Builds the step exactly as tools/benchmark.py does (same model config, recipe, loss and
+Builds the step exactly as tools.bench.benchmark does (same model config, recipe, loss and
 batch), compiles and warms it up, then traces `--steps` steps with `jax.profiler` and
 sums the trace's events (of every device: `--cpu_devices=2` splits the batch over two
 CPU devices as the benchmark does) by XLA operation (the names of the HLO instructions
@@ -33,14 +33,15 @@ import re
 import tempfile
 import time
 
-import benchmark  # sibling tool: the benchmark's model, recipe, loss and batch
 import jax
 import numpy as np
+
+from tools.bench import benchmark  # the benchmark's model, recipe, loss and batch
 
 
 def build_step(args, steps):
   """A no-argument callable running one step of `steps` (`benchmark.build_jax_steps`)
-  as tools/benchmark.py times it."""
+  as tools.bench.benchmark times it."""
   if args.what == "eval":
     return lambda: steps.eval_step(steps.state, steps.batch)
   holder = {"state": steps.state}

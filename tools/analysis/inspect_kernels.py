@@ -4,9 +4,9 @@ the final kernel K = A * G * M (both descriptor channels), with sigma and theta
 in the titles; CBAM modules show their free 7x7 kernel.
 
   # from a checkpoint written by irstd_jax.main
-  python tools/inspect_kernels.py --checkpoint runs/demo/checkpoints --output k.png
+  python -m tools.analysis.inspect_kernels --checkpoint runs/demo/checkpoints --output k.png
   # from a fresh initialisation (no checkpoint needed)
-  python tools/inspect_kernels.py --init_seed 0 --model_name l1_gp_rotated
+  python -m tools.analysis.inspect_kernels --init_seed 0 --model_name l1_gp_rotated
 
 Offsets follow irstd_jax.models.attention: rows = v (down), columns = u (right).
 """
