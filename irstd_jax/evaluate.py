@@ -19,8 +19,9 @@ is read from it, not from a TFDS set prepared under the same name.
 
 The config is the one stored in the checkpoint (meta['config']) unless --config names a
 configs/*.py file; --config.FIELD=VALUE overrides fields of either, as in main (a field
-name the project does not know is refused). The config is checked before anything is computed: a bad value, or an --output that cannot be a
-directory, is one `error:` line and exit status 2. Writes to --output:
+name the project does not know is refused). The config is checked before anything is
+computed: a bad value, or an --output that cannot be a directory, is one `error:` line and
+exit status 2. Writes to --output:
   report.json, report.md    mIoU, nIoU, Pd, Fa, Fa_strict, Pd by target size, threshold sweep
                             (PD-FA curve, pixel ROC AUC)   [irstd_jax.metrics.write_report]
   pdfa_curve.png, roc.png, size_breakdown.png
