@@ -1,11 +1,14 @@
-"""Shared test fixtures. Tests run on CPU; real data come from IRSTD_DATASETS."""
+"""Shared test fixtures. Tests run on CPU; real data come from IRSTD_DATASETS.
+
+The repository root is on the import path (pyproject.toml: `pythonpath = ["."]`), so
+tests import `configs.<name>`, `tools.<group>.<name>` and `irstd_jax` as modules; the
+scripts under tests/scripts/ run as `python -m tests.scripts.<name>` from the root.
+"""
 
 import atexit
-import importlib.util
 import os
 import pathlib
 import shutil
-import sys
 import tempfile
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
@@ -84,25 +87,11 @@ def shared_datasets() -> pathlib.Path:
   return root
 
 
-def load_module(path: pathlib.Path):
-  """Imports a script that is not part of the package (tools/*.py, configs/*.py) by path.
-
-  As `python path` would, the script's own directory comes first on sys.path while its
-  top-level imports run, so a tool can import a sibling tool (ablate -> learning_curve).
-  """
-  spec = importlib.util.spec_from_file_location(path.stem, path)
-  module = importlib.util.module_from_spec(spec)
-  sys.path.insert(0, str(path.parent))
-  try:
-    spec.loader.exec_module(module)
-  finally:
-    sys.path.remove(str(path.parent))
-  return module
-
-
 def tiny_config(tmp_path, **overrides):
   """A synthetic config small enough for a CPU test: 32x32 images, narrow model."""
-  config = load_module(REPO / "configs" / "synthetic.py").get_config()
+  from configs import synthetic  # imported here: JAX only after the environment above
+
+  config = synthetic.get_config()
   config.dataset.data_dir = str(pathlib.Path(tmp_path) / "tfds")
   config.dataset.num_train = 16
   config.dataset.num_test = 6

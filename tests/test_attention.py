@@ -286,7 +286,7 @@ def test_first_gradient_is_finite_with_xla_cpus_other_convolution_kernels():
   `max_to_one_index` routes it without a division. Run at -O0 with Eigen (20 s; checked
   2026-11-29 to report NaN leaves with jnp.max and none with the fix)."""
   proc = subprocess.run(
-    [sys.executable, str(REPO / "tests" / "scripts" / "first_gradient.py"), str(REPO)],
+    [sys.executable, "-m", "tests.scripts.first_gradient"],
     cwd=REPO,
     env=subprocess_env(XLA_FLAGS="--xla_cpu_experimental_ynn_fusion_type="),
     capture_output=True,

@@ -6,11 +6,11 @@ import subprocess
 import sys
 
 from conftest import REPO
-from conftest import load_module
 from conftest import subprocess_env
 import numpy as np
 import pytest
 
+from configs import synthetic
 from irstd_jax import convert
 
 if os.environ.get("CI"):
@@ -31,7 +31,7 @@ TOL = 1e-5  # max abs error relative to max |torch output|
 
 
 def _config():
-  config = load_module(REPO / "configs" / "synthetic.py").get_config()
+  config = synthetic.get_config()
   config.model.name = "l1_gp_rotated"
   config.model.channels = (4, 8, 8, 16, 16)
   config.model.blocks = (1, 1, 1, 1)

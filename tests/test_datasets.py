@@ -4,7 +4,7 @@ The real NUAA-SIRST prepare runs once per session (a few seconds); defective inp
 built in tmp_path (small generated PNGs, or real files copied and modified there).
 """
 
-import importlib.util
+import importlib
 import json
 import pathlib
 import shutil
@@ -17,8 +17,6 @@ from irstd_jax import datasets
 from irstd_jax import default_config
 from irstd_jax import input_pipeline as ip
 from irstd_jax.datasets import manual
-
-REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _dataset_config(name, data_dir, manual_dir="", **fields):
@@ -430,22 +428,14 @@ def test_failure_while_writing_leaves_no_dataset_behind(tmp_path, monkeypatch):
 # --------------------------------------------------------------------- tools/prepare_data.py
 
 
-_TOOL = []
-
-
 @pytest.fixture
 def prepare_tool():
-  """tools/prepare_data.py loaded once (its absl flags can be defined only once)."""
+  """The prepare_data tool, imported (once: its absl flags are defined at import)."""
   from absl import flags
 
-  if not _TOOL:
-    spec = importlib.util.spec_from_file_location(
-      "prepare_data", REPO / "tools" / "prepare_data.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    _TOOL.append(module)
-  yield _TOOL[0]
+  from tools import prepare_data
+
+  yield prepare_data
   flags.FLAGS.unparse_flags()
 
 
@@ -499,10 +489,7 @@ def test_prepare_tool_lists_every_problem_and_writes_nothing(tmp_path, prepare_t
 
 @pytest.mark.parametrize("name", ["nuaa_sirst", "nudt_sirst", "irstd1k", "sirst_uavb"])
 def test_real_configs_load_and_name_their_builder(name, tmp_path):
-  spec = importlib.util.spec_from_file_location(f"cfg_{name}", REPO / "configs" / f"{name}.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config()
+  config = importlib.import_module(f"configs.{name}").get_config()
   assert config.dataset.name == name and config.dataset.crop_size == 256
   assert 0 < config.dataset.std and 0 < config.dataset.mean < 255
   config.dataset.data_dir = str(tmp_path)

@@ -99,8 +99,8 @@ def test_two_processes_saving_latest_and_best_every_step_finish(tmp_path):
   # with shared barrier names this hung or failed within the first few steps (10 of 10
   # runs of 60 steps), and main hung after its last evaluation in a CI run.
   steps = 12
-  script = REPO / "tests" / "scripts" / "two_process_saves.py"
-  _run_two(lambda pid, port: [str(script), str(pid), str(port), str(tmp_path), str(steps)], 300)
+  script = "tests.scripts.two_process_saves"
+  _run_two(lambda pid, port: ["-m", script, str(pid), str(port), str(tmp_path), str(steps)], 300)
   checkpointer = checkpointing.Checkpointer(str(tmp_path))
   assert checkpointer.latest_step() == steps
   checkpointer.close()

@@ -1,25 +1,23 @@
 """Data parallelism on 8 fake CPU devices gives the single-device result."""
 
 import json
-import pathlib
 import subprocess
 import sys
 
+from conftest import REPO
 from conftest import subprocess_env
 import pytest
-
-TESTS = pathlib.Path(__file__).resolve().parent
 
 
 def _run(tmp_path, dtype):
   env = subprocess_env(XLA_FLAGS="--xla_force_host_platform_device_count=8")
   proc = subprocess.run(
-    [sys.executable, str(TESTS / "scripts" / "sharded_step.py"), str(TESTS), str(tmp_path), dtype],
+    [sys.executable, "-m", "tests.scripts.sharded_step", str(tmp_path), dtype],
     env=env,
     capture_output=True,
     text=True,
     timeout=600,
-    cwd=TESTS.parent,
+    cwd=REPO,
   )
   assert proc.returncode == 0, proc.stderr[-3000:]
   return json.loads(proc.stdout.strip().splitlines()[-1])

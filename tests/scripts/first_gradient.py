@@ -1,22 +1,22 @@
 """The first gradient of the demo's model (configs/synthetic.py: l1_gp_rotated, half
 width, 96x96) on four synthetic images; prints {"leaves", "non_finite": [names]} as JSON.
-tests/test_attention.py runs it under XLA_FLAGS that change XLA:CPU's kernels."""
+tests/test_attention.py runs it (`python -m tests.scripts.first_gradient` from the
+repository root) under XLA_FLAGS that change XLA:CPU's kernels."""
 
 import json
-import runpy
-import sys
 
 import jax
 import numpy as np
 
+from configs import synthetic as demo_config
 from irstd_jax import input_pipeline
 from irstd_jax import losses
 from irstd_jax import models
 from irstd_jax.datasets import synthetic
 
 
-def main(repo: str):
-  config = runpy.run_path(f"{repo}/configs/synthetic.py")["get_config"]()
+def main():
+  config = demo_config.get_config()
   size = config.dataset.image_size
   model = models.create_model(config.model)
   pairs = [synthetic.generate_image(config.seed, "train", i, size, size) for i in range(4)]
@@ -43,4 +43,4 @@ def main(repo: str):
 
 
 if __name__ == "__main__":
-  main(sys.argv[1])
+  main()

@@ -1,5 +1,8 @@
 """Run under XLA_FLAGS=--xla_force_host_platform_device_count=8: one SGD step of the same
-global batch on a 1-device mesh and on an 8-device mesh; prints the max parameter gap."""
+global batch on a 1-device mesh and on an 8-device mesh; prints the max parameter gap.
+
+  python -m tests.scripts.sharded_step TMP_DIR [DTYPE]    # from the repository root
+"""
 
 import functools
 import json
@@ -9,19 +12,17 @@ import jax
 import numpy as np
 import optax
 
-sys.path.insert(0, sys.argv[1])  # tests/ (for conftest.tiny_config)
-from conftest import tiny_config  # noqa: E402
-
-from irstd_jax import models  # noqa: E402
-from irstd_jax import optim  # noqa: E402
-from irstd_jax import train  # noqa: E402
-from irstd_jax.datasets import synthetic  # noqa: E402
+from irstd_jax import models
+from irstd_jax import optim
+from irstd_jax import train
+from irstd_jax.datasets import synthetic
+from tests.conftest import tiny_config
 
 
 def main():
   assert jax.device_count() == 8, jax.devices()
-  config = tiny_config(sys.argv[2])
-  config.model.dtype = sys.argv[3] if len(sys.argv) > 3 else "float32"
+  config = tiny_config(sys.argv[1])
+  config.model.dtype = sys.argv[2] if len(sys.argv) > 2 else "float32"
   # Plain SGD: its update is linear in the gradient, so float32 round-off in the
   # cross-device reduction stays round-off (Adam's m / sqrt(v) would amplify it for
   # parameters whose gradient is ~0).

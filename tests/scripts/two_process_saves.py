@@ -1,6 +1,7 @@
 """One of two processes (argv: process_id, port, workdir, steps) saving through one
 checkpointing.Checkpointer at every step, latest and best together, as training does
-after each evaluation; the test runs two of these and checks both finish."""
+after each evaluation; the test runs two of these (`python -m
+tests.scripts.two_process_saves` from the repository root) and checks both finish."""
 
 import sys
 
