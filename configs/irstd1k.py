@@ -1,6 +1,6 @@
 """IRSTD-1k (1001 real images of 512x512), 800 / 201 split (ISNet's trainval.txt / test.txt).
 
-  python tools/prepare_data.py --dataset=irstd1k --manual_dir=/path/to/IRSTD-1k
+  python -m irstd_jax.prepare_data --dataset=irstd1k --manual_dir=/path/to/IRSTD-1k
   python -m irstd_jax.main --config=configs/irstd1k.py --workdir=runs/irstd1k \
       --config.dataset.manual_dir=/path/to/IRSTD-1k
 
@@ -15,7 +15,7 @@ def get_config():
   config = default_config.mshnet_recipe("irstd1k")
   # NOT measured here (the set is not available in this sandbox): MSHNet's ImageNet
   # normalisation averaged over RGB, in uint8 units (0.449 * 255, 0.226 * 255). Run
-  # tools/prepare_data.py and paste the measured values.
+  # python -m irstd_jax.prepare_data and paste the measured values.
   config.dataset.mean = 114.5
   config.dataset.std = 57.6
   config.eval.batch_size = 4  # 512x512 test images

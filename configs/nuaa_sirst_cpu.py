@@ -20,7 +20,7 @@ def get_config():
   config.dataset.source = "memory"
   config.dataset.train_split = "train_50_50.txt"
   config.dataset.test_split = "test_50_50.txt"
-  # Measured by tools/prepare_data.py on the 50/50 train split (213 images).
+  # Measured by python -m irstd_jax.prepare_data on the 50/50 train split (213 images).
   config.dataset.mean = 113.36
   config.dataset.std = 59.39
   config.dataset.crop_size = 128

@@ -1,6 +1,6 @@
 """SIRST-UAVB (drones and birds, ~3000 real images of 640x512), the PConv/SD-loss authors' set.
 
-  python tools/prepare_data.py --dataset=sirst_uavb --manual_dir=/path/to/SIRST-UAVB
+  python -m irstd_jax.prepare_data --dataset=sirst_uavb --manual_dir=/path/to/SIRST-UAVB
   python -m irstd_jax.main --config=configs/sirst_uavb.py --workdir=runs/sirst_uavb \
       --config.dataset.manual_dir=/path/to/SIRST-UAVB
 
@@ -16,7 +16,7 @@ def get_config():
   config = default_config.mshnet_recipe("sirst_uavb")
   # NOT measured here (the set is not available in this sandbox): MSHNet's ImageNet
   # normalisation averaged over RGB, in uint8 units (0.449 * 255, 0.226 * 255). Run
-  # tools/prepare_data.py and paste the measured values.
+  # python -m irstd_jax.prepare_data and paste the measured values.
   config.dataset.mean = 114.5
   config.dataset.std = 57.6
   config.train.batch_size = 16

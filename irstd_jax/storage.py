@@ -1,7 +1,7 @@
 """What a write the file system refused says, in one line: the OS error and the free space.
 
 A leaf module (standard library only), shared by the checkpoint saves (checkpointing.py),
-the TFDS preparation (datasets.prepare) and tools/prepare_data.py. The error behind a
+the TFDS preparation (datasets.prepare) and `python -m irstd_jax.prepare_data`. The error behind a
 refused write reaches them in three shapes: an OSError (Python's own writes), a ValueError
 from tensorstore (orbax's array writer) with `[os_error_code='28']` in its text, and a
 RuntimeError from ArrayRecord (TFDS's writer) with only the C library's text

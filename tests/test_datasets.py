@@ -243,7 +243,7 @@ def test_empty_manual_dir_setting_says_how_to_prepare(tmp_path):
     datasets.load_sources(cfg)
   assert not isinstance(info.value, datasets.BadInputError)
   assert "manual_dir is empty" in str(info.value)
-  assert "tools/prepare_data.py --dataset=irstd1k" in str(info.value)
+  assert "python -m irstd_jax.prepare_data --dataset=irstd1k" in str(info.value)
 
 
 def test_unrecognised_layout_lists_the_accepted_ones(tmp_path):
@@ -425,7 +425,7 @@ def test_failure_while_writing_leaves_no_dataset_behind(tmp_path, monkeypatch):
   assert not list((tmp_path / "tfds").rglob("*.array_record*"))
 
 
-# --------------------------------------------------------------------- tools/prepare_data.py
+# --------------------------------------------------------------------- irstd_jax/prepare_data.py
 
 
 @pytest.fixture
@@ -433,7 +433,7 @@ def prepare_tool():
   """The prepare_data tool, imported (once: its absl flags are defined at import)."""
   from absl import flags
 
-  from tools import prepare_data
+  from irstd_jax import prepare_data
 
   yield prepare_data
   flags.FLAGS.unparse_flags()

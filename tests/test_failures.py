@@ -284,13 +284,14 @@ def main_with_file_size_limit(limit: int, *args) -> Callable:
 
 
 def prepare_data_with(*args, file_size_limit: int = 0) -> Callable:
-  """tools/prepare_data.py on tiny_set's folder into ctx.tmp/tfds (optionally with every
+  """python -m irstd_jax.prepare_data on tiny_set's folder into ctx.tmp/tfds (optionally with every
   file limited to `file_size_limit` bytes, as main_with_file_size_limit)."""
 
   def run(ctx: Ctx) -> subprocess.CompletedProcess:
     cmd = [
       sys.executable,
-      "tools/prepare_data.py",
+      "-m",
+      "irstd_jax.prepare_data",
       "--dataset=nuaa_sirst",
       f"--manual_dir={ctx.tmp / 'manual'}",
       f"--data_dir={ctx.tmp / 'tfds'}",
@@ -816,10 +817,10 @@ def test_validate_config_refuses(field, value, message):
 
 def test_the_default_and_shipped_configs_are_valid(tmp_path):
   config_check.validate_config(default_config.base_config(), workdir=str(tmp_path / "w"))
-  for path in sorted((REPO / "configs").glob("*.py")):
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+  names = sorted(p.stem for p in (REPO / "configs").glob("*.py") if p.stem != "__init__")
+  assert "synthetic" in names and "nuaa_sirst_cpu" in names
+  for name in names:
+    module = importlib.import_module(f"configs.{name}")
     config_check.validate_config(module.get_config(), purpose="train")
 
 

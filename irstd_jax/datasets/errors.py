@@ -14,7 +14,7 @@ class BadInputError(DataNotPreparedError):
   """The manual directory of a real data set has a defect (one-line message, file first).
 
   `problems` lists every defect found (the message shows the first one and a count), so a
-  CLI prints one clean line and tools/prepare_data.py can list them all.
+  CLI prints one clean line and `python -m irstd_jax.prepare_data` can list them all.
   """
 
   def __init__(self, message: str, problems=None, root: str | None = None, path: str | None = None):
@@ -25,7 +25,7 @@ class BadInputError(DataNotPreparedError):
     if more:
       message += (
         f" (and {more} more problem{'s' if more > 1 else ''}; "
-        f"`python tools/prepare_data.py` lists them all)"
+        f"`python -m irstd_jax.prepare_data` lists them all)"
       )
     super().__init__(message)
 
@@ -35,5 +35,5 @@ def how_to_prepare(name: str) -> str:
   return (
     f"get the {name} files (see docs/data.md for where), "
     f"then pass --config.dataset.manual_dir=DIR or run "
-    f"`python tools/prepare_data.py --dataset={name} --manual_dir=DIR`"
+    f"`python -m irstd_jax.prepare_data --dataset={name} --manual_dir=DIR`"
   )

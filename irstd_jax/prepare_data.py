@@ -1,6 +1,6 @@
 """Validates and prepares a real IRST data set from its manual directory, then measures it.
 
-  python tools/prepare_data.py --dataset=nuaa_sirst --manual_dir=/path/to/sirst \
+  python -m irstd_jax.prepare_data --dataset=nuaa_sirst --manual_dir=/path/to/sirst \
       [--data_dir=~/tensorflow_datasets] [--train_split=train_50_50.txt \
        --test_split=test_50_50.txt] [--binarize_masks] [--fix_mask_size]
 
@@ -32,6 +32,7 @@ import numpy as np
 import tensorflow_datasets as tfds  # imports TensorFlow only when a builder needs it
 import tqdm
 
+from irstd_jax import cli
 from irstd_jax import datasets
 from irstd_jax import storage
 from irstd_jax.datasets import manual
@@ -101,18 +102,14 @@ def _close_progress_bars() -> None:
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    return cli.error(f"unexpected arguments {argv[1:]}: every option is a --flag")
   logging.set_verbosity(logging.WARNING)  # TFDS logs every file it writes at INFO
   cfg = dataset_config()
   name = cfg.name
   start = time.time()
   problem = None if _VALIDATE_ONLY.value else storage.directory_problem(datasets.data_dir(cfg))
   if problem:  # before the validation (seconds to minutes): nothing could be written
-    print(
-      f"error: --data_dir: {problem} (a writable directory, or one that can be created)",
-      file=sys.stderr,
-    )
-    return 2
+    return cli.error(f"--data_dir: {problem} (a writable directory, or one that can be created)")
   print(f"validating {name} in {cfg.manual_dir} ...", flush=True)
   try:
     plan = manual.scan(
@@ -146,8 +143,7 @@ def main(argv):
     datasets.prepare(builder, cfg)
   except datasets.DataNotPreparedError as e:
     _close_progress_bars()
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+    return cli.error(e)
   builder = datasets.get_builder(cfg)  # re-read the written metadata
   prepare_s = time.time() - start
   print(
@@ -166,7 +162,7 @@ def main(argv):
       "prepare_seconds": None if was_prepared else round(prepare_s, 1),
       "measured_on": f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPU(s)",
       "date": datetime.date.today().isoformat(),
-      "command": " ".join(["python", "tools/prepare_data.py"] + sys.argv[1:]),
+      "command": " ".join(["python", "-m", "irstd_jax.prepare_data"] + sys.argv[1:]),
     }
   )
   path = os.path.join(os.fspath(builder.data_dir), "normalization.json")
@@ -182,7 +178,7 @@ def main(argv):
     return 2
   print(
     f"\n# {name}: train split ({stats['num_images']} images, {stats['num_pixels']} "
-    f"pixels) of {builder.builder_config.name!r}; from tools/prepare_data.py"
+    f"pixels) of {builder.builder_config.name!r}; from python -m irstd_jax.prepare_data"
   )
   print(f"config.dataset.mean = {stats['mean']:.2f}")
   print(f"config.dataset.std = {stats['std']:.2f}")
@@ -190,6 +186,11 @@ def main(argv):
   return 0
 
 
-if __name__ == "__main__":
+def run() -> None:
+  """`python -m irstd_jax.prepare_data` and the `irstd-prepare` command (pyproject.toml)."""
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-  app.run(lambda argv: sys.exit(main(argv)))
+  app.run(lambda argv: sys.exit(main(argv)), flags_parser=cli.parse_flags)
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,2 @@
+"""Training configs: each module's get_config() returns an ml_collections.ConfigDict;
+main takes one as --config=configs/<name>.py."""
