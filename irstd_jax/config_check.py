@@ -15,10 +15,10 @@ from collections.abc import Iterable
 import difflib
 import importlib
 import math
-import os
 from typing import Any
 
 from irstd_jax import default_config
+from irstd_jax import storage
 
 PURPOSES = default_config.PURPOSES
 
@@ -200,20 +200,9 @@ def check_directory(path: str, field: str) -> None:
   allowed = "a writable directory, or one that can be created"
   if not path:
     raise ConfigError(field, "is empty", allowed)
-  path = os.path.abspath(os.path.expanduser(path))
-  if os.path.exists(path):
-    if not os.path.isdir(path):
-      raise ConfigError(field, f"{path} is an existing file, not a directory", allowed)
-    if not os.access(path, os.W_OK | os.X_OK):
-      raise ConfigError(field, f"{path} is not writable", allowed)
-    return
-  parent = os.path.dirname(path)
-  while not os.path.exists(parent):
-    parent = os.path.dirname(parent)
-  if not os.path.isdir(parent):
-    raise ConfigError(field, f"{path} cannot be created: {parent} is a file", allowed)
-  if not os.access(parent, os.W_OK | os.X_OK):
-    raise ConfigError(field, f"{path} cannot be created: {parent} is not writable", allowed)
+  problem = storage.directory_problem(path)
+  if problem:
+    raise ConfigError(field, problem, allowed)
 
 
 def _check_profile(config) -> None:
