@@ -169,30 +169,43 @@ def _check_number(path: str, field: default_config.Field, value: Any, integer: b
     raise ConfigError(path, f"{value!r} is too large", allowed)
 
 
+def allowed_text(field: default_config.Field) -> str:
+  """What a field accepts, as its errors and the config reference state it."""
+  default = field.default
+  if isinstance(default, tuple):
+    return f"{field.length} integers >= {field.low:g}"
+  if isinstance(default, bool):
+    return "True or False"
+  if isinstance(default, (int, float)):
+    return _range_text(field, integer=isinstance(default, int))
+  if field.choices is not None:
+    return f"one of {', '.join(choices(field))}"
+  return "text"
+
+
 def check_field(path: str, field: default_config.Field, value: Any) -> None:
   """ConfigError unless `value` has the field's type and lies in its range or choices."""
   default = field.default
-  if isinstance(default, tuple):
-    allowed = f"{field.length} integers >= {field.low:g}"
-    if (
-      not isinstance(value, (list, tuple))
-      or len(value) != field.length
-      or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-      or any(v < field.low for v in value)
-    ):
-      raise ConfigError(path, f"{value!r} is not {field.length} positive integers", allowed)
-  elif isinstance(default, bool):
-    if not isinstance(value, bool):
-      raise ConfigError(path, f"{value!r} is not a boolean", "True or False")
-  elif isinstance(default, (int, float)):
+  if isinstance(default, (int, float)) and not isinstance(default, bool):
     _check_number(path, field, value, integer=isinstance(default, int))
+    return
+  if isinstance(default, tuple):
+    ok = (
+      isinstance(value, (list, tuple))
+      and len(value) == field.length
+      and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+      and all(v >= field.low for v in value)
+    )
+    problem = f"is not {field.length} positive integers"
+  elif isinstance(default, bool):
+    ok, problem = isinstance(value, bool), "is not a boolean"
   elif field.choices is not None:
-    allowed = choices(field)
-    if value not in allowed:
-      what = field.what or path.rsplit(".", 1)[-1].replace("_", " ")
-      raise ConfigError(path, f"{value!r} is not a known {what}", f"one of {', '.join(allowed)}")
-  elif not isinstance(value, str):
-    raise ConfigError(path, f"{value!r} is not a string", "text")
+    what = field.what or path.rsplit(".", 1)[-1].replace("_", " ")
+    ok, problem = value in choices(field), f"is not a known {what}"
+  else:
+    ok, problem = isinstance(value, str), "is not a string"
+  if not ok:
+    raise ConfigError(path, f"{value!r} {problem}", allowed_text(field))
 
 
 def check_directory(path: str, field: str) -> None:
@@ -310,27 +323,14 @@ def state_changes(stored: Any, config) -> list[str]:
 # ------------------------------------------------------------------------ the reference
 
 
-def _allowed_text(path: str, field: default_config.Field) -> str:
-  default = field.default
-  if isinstance(default, tuple):
-    return f"{field.length} integers >= {field.low:g}"
-  if isinstance(default, bool):
-    return "True, False"
-  if isinstance(default, (int, float)):
-    return _range_text(field, integer=isinstance(default, int))
-  if field.choices is not None:
-    return ", ".join(f"`{c}`" for c in choices(field))
-  return "text"
-
-
 def reference_markdown() -> str:
   """docs/config.md: every field of the schema (`python -m irstd_jax.config_check`)."""
   lines = [
     "# Config reference",
     "",
     "Generated from the schema in `irstd_jax/default_config.py` by",
-    "`python -m irstd_jax.config_check > docs/config.md`; tests/test_docs.py fails when it",
-    "is stale. Override any field with `--config.<field>=<value>`. *Checked for*: the",
+    "`python -m irstd_jax.config_check > docs/config.md`; tests/test_config_check.py fails",
+    "when it is stale. Override any field with `--config.<field>=<value>`. *Checked for*: the",
     "commands whose validation checks the field (train checks every field); *resume*: a",
     "change refused when resuming (`equal`: any change, `on_off`: turning it on or off).",
   ]
@@ -347,7 +347,7 @@ def reference_markdown() -> str:
         "|---|---|---|---|---|---|",
       ]
     lines.append(
-      f"| `{path}` | `{field.default!r}` | {_allowed_text(path, field)} | "
+      f"| `{path}` | `{field.default!r}` | {allowed_text(field)} | "
       f"{', '.join(field.check)} | {field.state or ''} | {field.doc} |"
     )
   return "\n".join(lines) + "\n"
