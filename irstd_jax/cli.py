@@ -113,13 +113,6 @@ def load_config_file(path: str) -> ml_collections.ConfigDict:
   return config
 
 
-def check_config_file(path: str) -> None:
-  """ConfigError (field `--config`, one line naming the file) unless `path` is a Python
-  file that runs and whose `get_config()` returns a ConfigDict (`load_config_file`). Runs
-  the file once, as config_flags will."""
-  load_config_file(path)
-
-
 def route_overrides(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) -> list[str]:
   """For commands that define `--config_override` (their config comes from a checkpoint):
   `--config.F=V` becomes `--config_override=F=V` unless a --config file takes it, and the
@@ -155,7 +148,7 @@ def parse_flags(argv: list[str]) -> list[str]:
   config_path = config_file_path(argv)
   if config_path:
     try:
-      check_config_file(config_path)
+      load_config_file(config_path)  # config_flags runs it again; this says why it fails
     except config_check.ConfigError as e:
       fail(e)
   argv = route_overrides(argv)

@@ -87,7 +87,6 @@ def test_load_config_file_gives_the_files_config_and_one_line_errors(tmp_path):
   )
   assert cli.load_config_file(str(good)).seed == 3
   assert cli.load_config_file(f"{good}:7").seed == 7  # config_flags' file.py:argument form
-  cli.check_config_file(str(good))
   bad = tmp_path / "bad.py"
   bad.write_text("def get_config():\n  return {'seed': 1}\n")
   for path, message in (

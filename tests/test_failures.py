@@ -1066,10 +1066,10 @@ def test_config_file_errors_are_one_line_naming_the_file(tmp_path, text, message
   if text is not None:
     path.write_text(text)
   with pytest.raises(config_check.ConfigError) as info:
-    cli.check_config_file(str(path))
+    cli.load_config_file(str(path))
   line = str(info.value)
   assert line.startswith(f"--config: {path}") and message in line and "\n" not in line, line
-  cli.check_config_file(str(REPO / "configs" / "synthetic.py"))  # a good one passes
+  cli.load_config_file(str(REPO / "configs" / "synthetic.py"))  # a good one passes
 
 
 def test_a_degenerate_evaluation_warns_and_a_saturated_one_is_never_best(capsys):
