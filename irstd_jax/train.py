@@ -534,8 +534,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   is_lead = jax.process_index() == 0
   check_batch_sizes(config)
   model = models.create_model(config.model)
-  if is_lead and models.preset_summary(config.model):
-    print(models.preset_summary(config.model), flush=True)
+  preset = models.preset_summary(config.model)
+  if is_lead and preset:
+    print(preset, flush=True)
   resuming = checkpointing.check_resume(config, workdir)  # before the data: refusing is cheap
   train_source, test_source = datasets.load_sources(config.dataset)
   train_batches = make_train_batches(config, train_source)
