@@ -114,7 +114,7 @@ def main(argv):
   try:
     plan = manual.scan(
       cfg.manual_dir,
-      name,
+      datasets.real_spec(name),
       cfg.train_split,
       cfg.test_split,
       manual.Policy(cfg.binarize_masks, cfg.fix_mask_size),

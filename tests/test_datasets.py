@@ -17,6 +17,9 @@ from irstd_jax import datasets
 from irstd_jax import default_config
 from irstd_jax import input_pipeline as ip
 from irstd_jax.datasets import manual
+from irstd_jax.datasets import specs
+
+NUAA = specs.SPECS["nuaa_sirst"]
 
 
 def _dataset_config(name, data_dir, manual_dir="", **fields):
@@ -138,7 +141,7 @@ def test_original_nuaa_layout_gives_the_same_pixels_as_the_uniform_one(nuaa, tmp
   (original / "idx_427" / "trainval.txt").write_text("\n".join(train_ids) + "\n")
   (original / "idx_427" / "test.txt").write_text("\n".join(test_ids) + "\n")
 
-  plan = manual.scan(str(original), "nuaa_sirst")
+  plan = manual.scan(str(original), NUAA)
   assert plan.layout.name == "sirst_idx_427"
   assert any("RGB image converted" in w for w in plan.warnings)
   cfg = _dataset_config("nuaa_sirst", tmp_path / "tfds", original)
@@ -163,9 +166,7 @@ def test_fifty_fifty_split_is_a_separate_cache_entry():
 
 
 def test_fifty_fifty_split_files_resolve_in_the_uniform_layout(shared_datasets):
-  plan = manual.scan(
-    str(shared_datasets / "nuaa_sirst"), "nuaa_sirst", "train_50_50.txt", "test_50_50.txt"
-  )
+  plan = manual.scan(str(shared_datasets / "nuaa_sirst"), NUAA, "train_50_50.txt", "test_50_50.txt")
   assert (len(plan.splits["train"]), len(plan.splits["test"])) == (213, 214)
 
 
@@ -208,7 +209,7 @@ def test_published_layouts_are_recognised(
   for rel, names in ((train_file, ["x1", "x2"]), (test_file, ["y1"])):
     (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
     (tmp_path / rel).write_text("\n".join(names) + "\n")
-  plan = manual.scan(str(tmp_path), dataset)
+  plan = manual.scan(str(tmp_path), specs.SPECS[dataset])
   assert plan.layout.name == layout
   assert [e.id for e in plan.splits["train"]] == ["x1", "x2"]
   assert [e.id for e in plan.splits["test"]] == ["y1"]
@@ -222,7 +223,7 @@ def test_published_layouts_are_recognised(
 
 def _scan_error(root, dataset="nuaa_sirst", **kwargs):
   with pytest.raises(datasets.BadInputError) as info:
-    manual.scan(str(root), dataset, **kwargs)
+    manual.scan(str(root), specs.SPECS[dataset], **kwargs)
   message = str(info.value)
   assert "\n" not in message  # one clean line for main.py
   return info.value, message
@@ -268,7 +269,7 @@ def test_real_misc_111_size_mismatch(shared_datasets, tmp_path):
   assert message.startswith(str(root / "masks" / "Misc_111.png"))
   assert "592x400" in message and "325x220" in message and "fix_mask_size" in message
   # Opt-in repair: nearest-neighbour resize gives exactly the staged (fixed) mask.
-  plan = manual.scan(str(root), "nuaa_sirst", policy=manual.Policy(fix_mask_size=True))
+  plan = manual.scan(str(root), NUAA, policy=manual.Policy(fix_mask_size=True))
   entry = [e for e in plan.splits["train"] if e.id == "Misc_111"][0]
   _, mask = manual.load_pair(entry, manual.Policy(fix_mask_size=True))
   staged = np.asarray(Image.open(shared_datasets / "nuaa_sirst" / "masks" / "Misc_111.png"))
@@ -284,7 +285,7 @@ def test_non_binary_mask_is_refused_unless_binarize_masks(tmp_path):
   _, message = _scan_error(root)
   assert message.startswith(str(root / "masks" / "c.png"))
   assert "not binary" in message and "{0, 40, 200, 255}" in message
-  plan = manual.scan(str(root), "nuaa_sirst", policy=manual.Policy(binarize_masks=True))
+  plan = manual.scan(str(root), NUAA, policy=manual.Policy(binarize_masks=True))
   entry = [e for e in plan.splits["train"] if e.id == "c"][0]
   _, fixed = manual.load_pair(entry, manual.Policy(binarize_masks=True))
   assert fixed.sum() == 2 and fixed[2, 2] == fixed[2, 3] == 1 and fixed[5, 5] == 0
@@ -297,7 +298,7 @@ def test_zero_one_masks_and_empty_masks_are_accepted(tmp_path):
   mask[4, 4] = 1
   _png(root / "masks" / "a.png", mask)
   _png(root / "masks" / "b.png", np.zeros((12, 16), np.uint8))  # images without targets exist
-  plan = manual.scan(str(root), "nuaa_sirst")
+  plan = manual.scan(str(root), NUAA)
   a, b = plan.splits["train"][:2]
   assert manual.load_pair(a, manual.Policy())[1].sum() == 1
   assert manual.load_pair(b, manual.Policy())[1].sum() == 0
@@ -323,7 +324,7 @@ def test_rgb_image_is_converted_to_grayscale_with_a_warning(tmp_path):
   root = _tiny_uniform(tmp_path / "set")
   rgb = np.random.default_rng(3).integers(0, 256, (12, 16, 3)).astype(np.uint8)
   Image.fromarray(rgb, "RGB").save(root / "images" / "a.png")
-  plan = manual.scan(str(root), "nuaa_sirst")
+  plan = manual.scan(str(root), NUAA)
   assert any("a.png: RGB image converted to grayscale" in w for w in plan.warnings)
   image, _ = manual.load_pair(plan.splits["train"][0], manual.Policy())
   np.testing.assert_array_equal(image, np.asarray(Image.fromarray(rgb, "RGB").convert("L")))
@@ -368,7 +369,7 @@ def test_duplicate_id_in_a_split(tmp_path):
 def test_split_file_with_a_utf8_byte_order_mark_and_crlf_reads_the_same_ids(tmp_path):
   root = _tiny_uniform(tmp_path / "set")
   (root / "splits" / "train.txt").write_bytes("\ufeffa\r\nb.png\r\nc\r\n".encode("utf-8"))
-  plan = manual.scan(str(root), "nuaa_sirst")
+  plan = manual.scan(str(root), NUAA)
   assert [e.id for e in plan.splits["train"]] == ["a", "b", "c"]
 
 
@@ -487,14 +488,23 @@ def test_prepare_tool_lists_every_problem_and_writes_nothing(tmp_path, prepare_t
 # --------------------------------------------------------------------- configs
 
 
-@pytest.mark.parametrize("name", ["nuaa_sirst", "nudt_sirst", "irstd1k", "sirst_uavb"])
+@pytest.mark.parametrize("name", list(specs.SPECS))
 def test_real_configs_load_and_name_their_builder(name, tmp_path):
+  """Each spec has a config file, a TFDS builder registered under its name that carries
+  the spec's download instructions, and is a `dataset.name` choice."""
+  import tensorflow_datasets as tfds
+
   config = importlib.import_module(f"configs.{name}").get_config()
   assert config.dataset.name == name and config.dataset.crop_size == 256
   assert 0 < config.dataset.std and 0 < config.dataset.mean < 255
   config.dataset.data_dir = str(tmp_path)
   builder = datasets.get_builder(config.dataset)
   assert builder.name == name and builder.builder_config.name == "default"
+  spec = specs.SPECS[name]
+  assert type(builder).MANUAL_DOWNLOAD_INSTRUCTIONS == spec.instructions
+  assert builder.info.homepage == spec.homepage and spec.layouts[0].name == "uniform"
+  assert tfds.builder_cls(name) is type(builder)
+  assert name in datasets.NAMES
 
 
 # ----------------------------------------------------------- dataset.source = "memory"

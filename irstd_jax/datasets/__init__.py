@@ -6,7 +6,10 @@ evaluation; each module below imports only the ones after it:
   builders.py   TFDS builders that write the sets as ArrayRecord (source 'tfds' only).
   manual.py     reads and validates a real set's manual directory (numpy + PIL).
   synthetic.py  generates the synthetic set (numpy + scipy).
+  specs.py      the real sets: name, folder layouts, where to get them (`SPECS`).
   errors.py     the errors every module raises.
+A config's data set is looked up once per entry (`real_spec`); the spec, not the name, is
+what builders.py and manual.py are handed.
 Data sets, layouts and the bad-input policy: docs/data.md.
 """
 
@@ -21,6 +24,7 @@ import ml_collections
 
 from irstd_jax import storage
 from irstd_jax.datasets import manual
+from irstd_jax.datasets import specs
 from irstd_jax.datasets import synthetic
 from irstd_jax.datasets.errors import BadInputError
 from irstd_jax.datasets.errors import DataNotPreparedError
@@ -36,11 +40,12 @@ __all__ = [
   "load_test_source",
   "load_memory_sources",
   "get_builder",
+  "real_spec",
   "prepare",
   "data_dir",
 ]
 
-REAL_DATASETS = ("nuaa_sirst", "nudt_sirst", "irstd1k", "sirst_uavb")
+REAL_DATASETS = specs.REAL_DATASETS
 NAMES = ("synthetic",) + REAL_DATASETS  # what dataset.name accepts
 SOURCES = ("tfds", "memory")
 _DEFAULT_DATA_DIR = os.path.join("~", "tensorflow_datasets")  # what data_dir="" means
@@ -81,12 +86,10 @@ def load_test_source(dataset_config: ml_collections.ConfigDict):
   name, source = dataset_config.name, dataset_config.source
   if source not in SOURCES:
     raise ValueError(f"dataset.source={source!r}: expected one of {SOURCES}")
-  if name == "synthetic":
+  if real_spec(name) is None:
     if source == "memory":
       return load_memory_sources(dataset_config, splits=("test",))[0]
     return load_sources(dataset_config)[1]
-  if name not in REAL_DATASETS:
-    raise _unknown_dataset(name)
   manual_dir = dataset_config.manual_dir
   if source == "tfds" and not (manual_dir and os.path.isdir(os.path.expanduser(manual_dir))):
     builder = get_builder(dataset_config)
@@ -103,7 +106,7 @@ def load_test_source(dataset_config: ml_collections.ConfigDict):
 # ------------------------------------------------------------------ source = "memory"
 
 
-def load_memory_sources(dataset_config: ml_collections.ConfigDict, splits=manual.SPLITS):
+def load_memory_sources(dataset_config: ml_collections.ConfigDict, splits=specs.SPLITS):
   """Lists of the `splits` (default: train, test) decoded straight into RAM: no TFDS, no
   TensorFlow, nothing written.
 
@@ -112,8 +115,8 @@ def load_memory_sources(dataset_config: ml_collections.ConfigDict, splits=manual
   defect), so both sources hold identical records. Meant for small sets (NUAA-SIRST is
   55 MiB decoded) and for machines without TensorFlow.
   """
-  name = dataset_config.name
-  if name == "synthetic":
+  name, spec = dataset_config.name, real_spec(dataset_config.name)
+  if spec is None:
     size = dataset_config.image_size
     counts = {"train": dataset_config.num_train, "test": dataset_config.num_test}
     return tuple(
@@ -125,8 +128,6 @@ def load_memory_sources(dataset_config: ml_collections.ConfigDict, splits=manual
       ]
       for split in splits
     )
-  if name not in REAL_DATASETS:
-    raise _unknown_dataset(name)
   if not dataset_config.manual_dir:
     raise DataNotPreparedError(
       f"config.dataset.source='memory' reads {name!r} from config.dataset.manual_dir, "
@@ -135,7 +136,7 @@ def load_memory_sources(dataset_config: ml_collections.ConfigDict, splits=manual
   policy = _mask_policy(dataset_config)
   plan = manual.scan(
     dataset_config.manual_dir,
-    name,
+    spec,
     dataset_config.train_split,
     dataset_config.test_split,
     policy,
@@ -164,8 +165,8 @@ def get_builder(dataset_config: ml_collections.ConfigDict):
   # runs on a machine without it (docs/data.md); importing it also takes 0.25-0.37 s.
   from irstd_jax.datasets import builders
 
-  name = dataset_config.name
-  if name == "synthetic":
+  spec = real_spec(dataset_config.name)
+  if spec is None:
     builder_config = builders.synthetic_config(
       dataset_config.seed,
       dataset_config.num_train,
@@ -173,8 +174,6 @@ def get_builder(dataset_config: ml_collections.ConfigDict):
       dataset_config.image_size,
     )
     return builders.make_builder(builders.SyntheticIrst, builder_config, data_dir(dataset_config))
-  if name not in REAL_DATASETS:
-    raise _unknown_dataset(name)
   policy = _mask_policy(dataset_config)
   builder_config = builders.manual_config(
     train_split=dataset_config.train_split,
@@ -183,7 +182,7 @@ def get_builder(dataset_config: ml_collections.ConfigDict):
     fix_mask_size=policy.fix_mask_size,
   )
   return builders.make_builder(
-    builders.REAL_BUILDERS[name], builder_config, data_dir(dataset_config)
+    builders.REAL_BUILDERS[spec.name], builder_config, data_dir(dataset_config)
   )
 
 
@@ -211,7 +210,8 @@ def prepare(builder, dataset_config: ml_collections.ConfigDict) -> None:
   if builder.is_prepared():
     return
   name, directory = dataset_config.name, data_dir(dataset_config)
-  if name in REAL_DATASETS and not dataset_config.manual_dir:
+  spec = real_spec(name)
+  if spec is not None and not dataset_config.manual_dir:
     raise DataNotPreparedError(
       f"data set {name!r} is not prepared in {directory} and "
       f"config.dataset.manual_dir is empty: {how_to_prepare(name)}"
@@ -224,7 +224,7 @@ def prepare(builder, dataset_config: ml_collections.ConfigDict) -> None:
     )
   _hide_accelerators_from_tensorflow()
   try:
-    if name not in REAL_DATASETS:
+    if spec is None:
       builder.download_and_prepare()
     else:
       builders.prepare_from_manual_dir(
@@ -260,7 +260,12 @@ def _mask_policy(dataset_config: ml_collections.ConfigDict) -> manual.Policy:
   )
 
 
-def _unknown_dataset(name: str) -> DataNotPreparedError:
-  return DataNotPreparedError(
-    f"unknown data set {name!r}: expected 'synthetic' or one of {', '.join(REAL_DATASETS)}"
-  )
+def real_spec(name: str) -> specs.DatasetSpec | None:
+  """The spec of real data set `name`; None for 'synthetic' (generated, no folder)."""
+  if name == "synthetic":
+    return None
+  if name not in specs.SPECS:
+    raise DataNotPreparedError(
+      f"unknown data set {name!r}: expected 'synthetic' or one of {', '.join(REAL_DATASETS)}"
+    )
+  return specs.SPECS[name]

@@ -19,6 +19,7 @@ import tensorflow_datasets as tfds
 
 from irstd_jax.datasets import errors
 from irstd_jax.datasets import manual
+from irstd_jax.datasets import specs
 from irstd_jax.datasets import synthetic
 
 FILE_FORMAT = "array_record"
@@ -143,16 +144,14 @@ class _ManualIrst(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "First release: uint8 (H,W,1) image, {0,1} mask, id."}
   BUILDER_CONFIGS = [manual_config()]
-  DATASET_KEY = ""  # key of datasets.manual.LAYOUTS
-  HOMEPAGE = ""
-  CITATION = ""
+  SPEC: specs.DatasetSpec  # set by _manual_builder
 
   def _info(self) -> tfds.core.DatasetInfo:
     return self.dataset_info_from_configs(
       features=irst_features(),
       supervised_keys=("image", "mask"),
-      homepage=self.HOMEPAGE,
-      citation=self.CITATION,
+      homepage=self.SPEC.homepage,
+      citation=self.SPEC.citation,
     )
 
   def _manual_root(self, dl_manager) -> str:
@@ -169,7 +168,7 @@ class _ManualIrst(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     policy = manual.Policy(binarize_masks=cfg.binarize_masks, fix_mask_size=cfg.fix_mask_size)
     # Everything is decoded and checked here, before TFDS writes a single record.
     plan = manual.scan(
-      self._manual_root(dl_manager), self.DATASET_KEY, cfg.train_split, cfg.test_split, policy
+      self._manual_root(dl_manager), self.SPEC, cfg.train_split, cfg.test_split, policy
     )
     logging.info(
       "%s: layout %r, train %s (%d), test %s (%d)",
@@ -199,86 +198,22 @@ def _png(array: np.ndarray) -> bytes:
   return buffer.getvalue()
 
 
-class NuaaSirst(_ManualIrst):
-  """NUAA-SIRST (SIRST): 427 real images, official idx_427 split 341 / 86."""
-
-  name = "nuaa_sirst"
-  DATASET_KEY = "nuaa_sirst"
-  HOMEPAGE = "https://github.com/YimianDai/sirst"
-  CITATION = (
-    "Dai, Wu, Zhou, Barnard. Asymmetric Contextual Modulation for Infrared Small "
-    "Target Detection. WACV 2021 (arXiv 2009.14530)."
+def _manual_builder(spec: specs.DatasetSpec) -> type[_ManualIrst]:
+  """The TFDS builder class of real set `spec` (registered under spec.name by TFDS)."""
+  return type(
+    spec.builder_class_name,
+    (_ManualIrst,),
+    {
+      "__doc__": spec.summary,
+      "__module__": __name__,
+      "name": spec.name,
+      "SPEC": spec,
+      "MANUAL_DOWNLOAD_INSTRUCTIONS": spec.instructions,
+    },
   )
-  MANUAL_DOWNLOAD_INSTRUCTIONS = """\
-  Clone or download https://github.com/YimianDai/sirst (Dai et al., ACM, WACV 2021) and pass
-  its folder as manual_dir: images/<id>.png, masks/<id>_pixels0.png, idx_427/trainval.txt
-  and idx_427/test.txt (idx_320/ is used when idx_427/ is absent). Also accepted: the
-  uniform layout images/<id>.png, masks/<id>.png (0/255), splits/train.txt, splits/test.txt
-  (e.g. ../shared/datasets/nuaa_sirst), and DNANet's 50_50/train.txt + 50_50/test.txt
-  (https://github.com/YeRen123455/Infrared-Small-Target-Detection, dataset/NUAA-SIRST).
-  Note: the original Misc_111 mask is 592x400 for a 325x220 image; the build refuses it
-  unless config.dataset.fix_mask_size=True (nearest-neighbour resize).
-  """
 
 
-class NudtSirst(_ManualIrst):
-  """NUDT-SIRST: 1327 256x256 images (synthetic backgrounds, real targets), 50/50 split."""
-
-  name = "nudt_sirst"
-  DATASET_KEY = "nudt_sirst"
-  HOMEPAGE = "https://github.com/YeRen123455/Infrared-Small-Target-Detection"
-  CITATION = (
-    "B. Li et al. Dense Nested Attention Network for Infrared Small Target "
-    "Detection. IEEE TIP 2023 (arXiv 2106.00487)."
-  )
-  MANUAL_DOWNLOAD_INSTRUCTIONS = """\
-  Get NUDT-SIRST from the DNANet authors' repository
-  https://github.com/YeRen123455/Infrared-Small-Target-Detection (download link in its README;
-  the split lists are in dataset/NUDT-SIRST/50_50/) and pass the NUDT-SIRST folder as
-  manual_dir: images/<id>.png, masks/<id>.png and either 50_50/train.txt + 50_50/test.txt
-  (DNANet) or trainval.txt + test.txt (MSHNet / BasicIRSTD). Also accepted: the uniform
-  layout images/, masks/, splits/train.txt, splits/test.txt.
-  """
-
-
-class Irstd1k(_ManualIrst):
-  """IRSTD-1k: 1001 real 512x512 images, 800 / 201 split."""
-
-  name = "irstd1k"
-  DATASET_KEY = "irstd1k"
-  HOMEPAGE = "https://github.com/RuiZhang97/ISNet"
-  CITATION = "M. Zhang et al. ISNet: Shape Matters for Infrared Small Target Detection. CVPR 2022."
-  MANUAL_DOWNLOAD_INSTRUCTIONS = """\
-  Get IRSTD-1k from the ISNet authors' repository https://github.com/RuiZhang97/ISNet
-  (download link in its README) and pass the IRSTD-1k folder as manual_dir:
-  IRSTD1k_Img/<id>.png, IRSTD1k_Label/<id>.png, trainval.txt, test.txt. Also accepted:
-  MSHNet's copy (images/, masks/, trainval.txt, test.txt) and the uniform layout
-  images/, masks/, splits/train.txt, splits/test.txt.
-  """
-
-
-class SirstUavb(_ManualIrst):
-  """SIRST-UAVB: ~3000 real 640x512 images of drones and birds (PConv / SD-loss authors)."""
-
-  name = "sirst_uavb"
-  DATASET_KEY = "sirst_uavb"
-  HOMEPAGE = "https://github.com/JN-Yang/PConv-SDloss-Data"
-  CITATION = (
-    "J. Yang et al. Pinwheel-shaped Convolution and Scale-based Dynamic Loss for "
-    "Infrared Small Target Detection. AAAI 2025 (arXiv 2412.16986)."
-  )
-  MANUAL_DOWNLOAD_INSTRUCTIONS = """\
-  Download SIRST-UAVB from the links in https://github.com/JN-Yang/PConv-SDloss-Data
-  (Google Drive / Baidu Pan; also IEEE DataPort "SIRST-UAVB"), extract it and pass the
-  SIRST-UAVB folder as manual_dir. Assumed published layout (not verified against the
-  archive here): images/all/<id>.jpg (or images/<id>.jpg), masks/<id>.jpg, train.txt and
-  val.txt (val is used as the test split). JPEG masks are thresholded at 128. Also accepted:
-  images/, masks/, trainval.txt, test.txt and the uniform layout images/, masks/,
-  splits/train.txt, splits/test.txt.
-  """
-
-
-REAL_BUILDERS = {cls.name: cls for cls in (NuaaSirst, NudtSirst, Irstd1k, SirstUavb)}
+REAL_BUILDERS = {name: _manual_builder(spec) for name, spec in specs.SPECS.items()}
 
 
 def prepare_from_manual_dir(builder: _ManualIrst, manual_dir: str) -> None:

@@ -1,8 +1,9 @@
 """Reading and validating a manually downloaded IRST data set (numpy + PIL only, no TF).
 
-A manual directory is recognised in one of several layouts (`LAYOUTS`): the uniform one
-this project stages data in (images/, masks/, splits/{train,test}.txt) and each set's
-original published layout. `scan` resolves the split files, finds every image and mask,
+A manual directory is recognised in one of the layouts its data set's spec lists
+(`specs.DatasetSpec.layouts`): the uniform one this project stages data in (images/,
+masks/, splits/{train,test}.txt) and each set's original published layout. This module
+knows no data set by name: callers pass the spec. `scan` resolves the split files, finds every image and mask,
 decodes every file and checks it, and either returns a `Plan` (what to write) or raises
 `errors.BadInputError` listing every problem found, before anything is written.
 
@@ -37,129 +38,14 @@ import numpy as np
 from PIL import Image
 
 from irstd_jax.datasets import errors
+from irstd_jax.datasets import specs
+from irstd_jax.datasets.specs import SPLITS
 
 IMAGE_EXTS = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
 LOSSY_EXTS = (".jpg", ".jpeg")
 MASK_THRESHOLD = 128
 ASPECT_TOLERANCE = 0.02  # fix_mask_size: relative aspect-ratio difference allowed
 MAX_LISTED_PROBLEMS = 50
-SPLITS = ("train", "test")  # what a Plan holds; evaluation asks for ("test",) alone
-
-
-@dataclasses.dataclass(frozen=True)
-class Layout:
-  """Where one layout keeps its files, relative to the manual directory."""
-
-  name: str
-  image_dirs: tuple[str, ...]  # the first that exists is used
-  mask_dir: str
-  train_split: str  # default split files
-  test_split: str
-  mask_suffix: str = ""  # appended to the id: NUAA-SIRST's "<id>_pixels0.png"
-  split_dir: str = ""  # where user-chosen split file names are looked up first
-  description: str = ""
-
-  def split_candidates(self, root: str, name: str) -> list[str]:
-    """Where a chosen split file name is looked for, in order: split_dir/name, root/name."""
-    places = [os.path.join(root, self.split_dir, name)] if self.split_dir else []
-    return places + [os.path.join(root, name)]
-
-  def split_path(self, root: str, name: str) -> str:
-    """A split file name -> path: the first of split_candidates that exists, else the
-    first (split_dir/name: where the layout keeps its split files)."""
-    candidates = self.split_candidates(root, name)
-    return next((c for c in candidates if os.path.exists(c)), candidates[0])
-
-  def default_split(self, split: str) -> str:
-    """The layout's own split file of 'train' or 'test', relative to the manual dir."""
-    return {"train": self.train_split, "test": self.test_split}[split]
-
-  def matches(self, root: str, splits: Sequence[str] = SPLITS) -> bool:
-    """Its folders and the default files of `splits` exist in root."""
-    return (
-      any(os.path.isdir(os.path.join(root, d)) for d in self.image_dirs)
-      and os.path.isdir(os.path.join(root, self.mask_dir))
-      and all(os.path.isfile(os.path.join(root, self.default_split(s))) for s in splits)
-    )
-
-  def image_dir(self, root: str) -> str:
-    for d in self.image_dirs:
-      if os.path.isdir(os.path.join(root, d)):
-        return os.path.join(root, d)
-    return os.path.join(root, self.image_dirs[0])
-
-
-UNIFORM = Layout(
-  "uniform",
-  ("images",),
-  "masks",
-  "splits/train.txt",
-  "splits/test.txt",
-  split_dir="splits",
-  description="images/<id>.png, masks/<id>.png, splits/train.txt + splits/test.txt",
-)
-MSHNET = Layout(
-  "flat",
-  ("images",),
-  "masks",
-  "trainval.txt",
-  "test.txt",
-  description="images/<id>.png, masks/<id>.png, trainval.txt + test.txt (MSHNet/BasicIRSTD)",
-)
-DNANET = Layout(
-  "dnanet",
-  ("images",),
-  "masks",
-  "50_50/train.txt",
-  "50_50/test.txt",
-  split_dir="50_50",
-  description="images/<id>.png, masks/<id>.png, 50_50/train.txt + 50_50/test.txt (DNANet)",
-)
-SIRST_427 = Layout(
-  "sirst_idx_427",
-  ("images",),
-  "masks",
-  "idx_427/trainval.txt",
-  "idx_427/test.txt",
-  mask_suffix="_pixels0",
-  split_dir="idx_427",
-  description="images/<id>.png, masks/<id>_pixels0.png, idx_427/trainval.txt + test.txt "
-  "(YimianDai/sirst)",
-)
-SIRST_320 = dataclasses.replace(
-  SIRST_427,
-  name="sirst_idx_320",
-  train_split="idx_320/trainval.txt",
-  test_split="idx_320/test.txt",
-  split_dir="idx_320",
-  description="images/<id>.png, masks/<id>_pixels0.png, idx_320/trainval.txt + test.txt",
-)
-ISNET = Layout(
-  "isnet",
-  ("IRSTD1k_Img",),
-  "IRSTD1k_Label",
-  "trainval.txt",
-  "test.txt",
-  description="IRSTD1k_Img/<id>.png, IRSTD1k_Label/<id>.png, trainval.txt + test.txt "
-  "(RuiZhang97/ISNet)",
-)
-UAVB = Layout(
-  "sirst_uavb",
-  ("images/all", "images"),
-  "masks",
-  "train.txt",
-  "val.txt",
-  description="images/all/<id>.jpg (or images/<id>.jpg), masks/<id>.jpg, train.txt + "
-  "val.txt (val used as the test split; JN-Yang/PConv-SDloss-Data)",
-)
-
-# Tried in order; the first whose directories and default split files exist wins.
-LAYOUTS: dict[str, tuple[Layout, ...]] = {
-  "nuaa_sirst": (UNIFORM, SIRST_427, SIRST_320, DNANET, MSHNET),
-  "nudt_sirst": (UNIFORM, MSHNET, DNANET),
-  "irstd1k": (UNIFORM, ISNET, MSHNET),
-  "sirst_uavb": (UNIFORM, UAVB, MSHNET),
-}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,7 +64,7 @@ class Entry:
 @dataclasses.dataclass
 class Plan:
   root: str
-  layout: Layout
+  layout: specs.Layout
   splits: dict[str, list[Entry]]  # "train", "test" (those scanned)
   split_files: dict[str, str]
   warnings: list[str]
@@ -215,11 +101,11 @@ def check_manual_dir(root: str, dataset: str) -> str:
 
 
 def detect_layout(
-  root: str, dataset: str, custom_splits: bool = False, splits: Sequence[str] = SPLITS
-) -> Layout:
-  """The first layout of `dataset` found in root: its folders and the default files of
+  root: str, spec: specs.DatasetSpec, custom_splits: bool = False, splits: Sequence[str] = SPLITS
+) -> specs.Layout:
+  """The first of `spec.layouts` found in root: its folders and the default files of
   `splits` exist (custom_splits: only its folders need to)."""
-  for layout in LAYOUTS[dataset]:
+  for layout in spec.layouts:
     if custom_splits:
       if (
         any(os.path.isdir(os.path.join(root, d)) for d in layout.image_dirs)
@@ -229,9 +115,9 @@ def detect_layout(
         return layout
     elif layout.matches(root, splits):
       return layout
-  expected = "; ".join(layout.description for layout in LAYOUTS[dataset])
+  expected = "; ".join(layout.description for layout in spec.layouts)
   raise errors.BadInputError(
-    f"{root}: no recognised {dataset} layout (expected one of: {expected})", root=root
+    f"{root}: no recognised {spec.name} layout (expected one of: {expected})", root=root
   )
 
 
@@ -399,7 +285,7 @@ def load_pair(
 
 def scan(
   manual_dir: str,
-  dataset: str,
+  spec: specs.DatasetSpec,
   train_split: str = "",
   test_split: str = "",
   policy: Policy = Policy(),
@@ -407,7 +293,7 @@ def scan(
   num_threads: int = 4,
   splits: Sequence[str] = SPLITS,
 ) -> Plan:
-  """Validates the manual directory's `splits` (both by default; evaluation reads
+  """Validates the manual directory of data set `spec` for `splits` (both by default; evaluation reads
   ('test',) alone, so a folder without a train split evaluates); returns what to write or
   raises BadInputError.
 
@@ -415,12 +301,10 @@ def scan(
   message is the first problem on one line, `.problems` holds all of them.
   `progress(iterable, total)`, if given, wraps the per-image checks (e.g. a tqdm bar).
   """
-  if dataset not in LAYOUTS:
-    raise ValueError(f"unknown data set {dataset!r}; expected one of {sorted(LAYOUTS)}")
-  root = check_manual_dir(manual_dir, dataset)
+  root = check_manual_dir(manual_dir, spec.name)
   chosen = {"train": train_split, "test": test_split}
   custom = any(chosen[split] for split in splits)
-  layout = detect_layout(root, dataset, custom_splits=custom, splits=splits)
+  layout = detect_layout(root, spec, custom_splits=custom, splits=splits)
   problems = _Problems()
   split_files, looked_for = {}, {}
   for split in splits:
