@@ -49,6 +49,7 @@ import orbax.checkpoint as ocp
 import tensorstore as ts
 
 from irstd_jax import config_check
+from irstd_jax import default_config
 from irstd_jax import storage
 
 LATEST_DIR = "checkpoints"
@@ -297,6 +298,40 @@ def _manager(directory: str, barrier_prefix: str, **options) -> ocp.CheckpointMa
   )
 
 
+def _normalized(value: Any) -> Any:
+  if isinstance(value, (list, tuple)):
+    return tuple(_normalized(v) for v in value)
+  return value
+
+
+def _turned_on(value: Any) -> bool:
+  return bool(value) and not (isinstance(value, int) and value == 1)
+
+
+def state_changes(stored: Any, config) -> list[str]:
+  """'field (old -> new)' for every field whose change makes a saved training state unfit.
+
+  `stored` is the config saved in a checkpoint's meta (a dict); `config` the new one. The
+  schema's `state` says which fields count: "equal" (the architecture, the optimizer: any
+  change alters the parameter or optimizer state tree) and "on_off" (clipping and
+  accumulation: turning them on or off alters the optimizer state). A field missing from
+  either config (written before it existed) has today's default.
+  """
+  changes = []
+  for path, field in default_config.FIELDS.items():
+    if field.state is None:
+      continue
+    old = _normalized(default_config.lookup(stored, path, field.default))
+    new = _normalized(default_config.lookup(config, path, field.default))
+    if field.state == "equal" and old != new:
+      changes.append(f"{path} ({old!r} -> {new!r})")
+    elif field.state == "on_off" and _turned_on(old) != _turned_on(new):
+      what = "accumulation" if path.endswith("steps") else "clipping"
+      on = "on" if _turned_on(new) else "off"
+      changes.append(f"{path} ({old!r} -> {new!r}: {what} turned {on})")
+  return changes
+
+
 def resume_error(workdir: str, step: int, what: str) -> config_check.ConfigError:
   return config_check.ConfigError(
     "--workdir",
@@ -309,7 +344,7 @@ def resume_error(workdir: str, step: int, what: str) -> config_check.ConfigError
 
 def check_resume(config, workdir: str) -> bool:
   """True when workdir holds checkpoints to resume; ConfigError when the config changed
-  a field that the saved state's tree depends on (config_check.state_changes).
+  a field that the saved state's tree depends on (`state_changes`).
 
   Reads only the newest readable checkpoint's meta: cheap, before any data or compilation.
   A workdir whose checkpoint folders are files is refused here too, not at the first save;
@@ -324,7 +359,7 @@ def check_resume(config, workdir: str) -> bool:
   if found is None:
     return False
   step, meta = found
-  changes = config_check.state_changes(meta.get("config", {}), config)
+  changes = state_changes(meta.get("config", {}), config)
   if changes:
     raise resume_error(workdir, step, ", ".join(changes))
   return True

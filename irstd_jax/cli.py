@@ -9,6 +9,7 @@
 - absl's flag parsing with one-line errors: a bad flag value, a missing required flag, an
   unknown `--config.a.b` field, a `--config` file that is missing, does not import, or
   whose get_config() fails or returns something else.
+- `apply_overrides` parses `FIELD=VALUE` (typed like the field; unknown names refused).
 - `load_config_file`: the ConfigDict of a config file named on a command line (the same
   file check; the argparse tools, ablate, build their configs with it).
 - The persistent compilation cache flag.
@@ -16,6 +17,8 @@
 
 from __future__ import annotations
 
+import ast
+from collections.abc import Iterable
 import os
 import re
 import sys
@@ -28,6 +31,7 @@ import jax
 import ml_collections
 
 from irstd_jax import config_check
+from irstd_jax import default_config
 
 OVERRIDE_FLAG = "config_override"
 
@@ -167,11 +171,56 @@ def parse_flags(argv: list[str]) -> list[str]:
     fail(f"bad --config override: {missing}")
 
 
+def parse_value(text: str, current: Any = None) -> Any:
+  """'3' -> 3, '(1,2)' -> (1, 2), 'true' -> True, else the string; typed like `current`.
+
+  A string field keeps the text as given; an int given for a float field becomes a float.
+  """
+  if isinstance(current, str):
+    return text
+  lowered = text.strip().lower()
+  if lowered in ("true", "false"):
+    value: Any = lowered == "true"
+  else:
+    try:
+      value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      value = text
+  if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+    value = float(value)
+  return value
+
+
+def apply_overrides(config, overrides: Iterable[str], flag: str = "--set") -> None:
+  """Applies ['a.b=value', ...] to a ConfigDict in place; ConfigError for unknown names.
+
+  A field the config lacks is accepted only when the project knows it (an older
+  checkpoint's config may predate a field); a misspelt name is refused.
+  """
+  for item in overrides or ():
+    if "=" not in item:
+      raise config_check.ConfigError(
+        flag, f"{item!r} has no '='", "key=value, e.g. eval.threshold=0.4"
+      )
+    key, text = item.split("=", 1)
+    key = key.strip()
+    node = config
+    *path, leaf = key.split(".")
+    for part in path:
+      if part not in node or not hasattr(node[part], "keys"):
+        raise config_check.unknown_field_error(key)
+      node = node[part]
+    if leaf not in node and key not in default_config.FIELDS:
+      known = list(default_config.FIELDS) + default_config.field_names(config)
+      raise config_check.unknown_field_error(key, known)
+    node[leaf] = parse_value(text, node.get(leaf))
+
+
 def apply_config_overrides(config, flag_values: flags.FlagValues = flags.FLAGS) -> None:
   """Applies the routed `--config.F=V` overrides (ConfigError naming `--config.F`)."""
   for item in flag_values[OVERRIDE_FLAG].value:
     try:
-      config_check.apply_overrides(config, [item])
+      apply_overrides(config, [item])
     except config_check.ConfigError as e:
       raise e.with_field(f"--config.{e.field}") from None
 

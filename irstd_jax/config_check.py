@@ -3,14 +3,14 @@
 `validate_config(config, workdir=..., purpose=...)` loops over the schema
 (`default_config.FIELDS`) and raises `ConfigError`, whose message is one line
 `<field>: <what is wrong> (<allowed>)`; the commands print it as `error: <message>` and
-exit with status 2 (irstd_jax.cli). `apply_overrides` sets `a.b=value` fields and refuses
-names the project does not know; `state_changes` is the resume check;
-`python -m irstd_jax.config_check` writes the config reference (docs/config.md).
+exit with status 2 (irstd_jax.cli). `allowed_text` states what a field accepts, for the
+errors and for the config reference (irstd_jax.config_reference, docs/config.md). The
+`--config.a.b=value` syntax is parsed in irstd_jax.cli, the resume check is
+`checkpointing.state_changes`.
 """
 
 from __future__ import annotations
 
-import ast
 from collections.abc import Iterable
 import difflib
 import importlib
@@ -35,27 +35,7 @@ class ConfigError(ValueError):
     return ConfigError(field, self.problem, self.allowed)
 
 
-# ------------------------------------------------------------------------- known fields
-
-
-def reference_config():
-  """Every field the project reads: the base config (it holds every field's default)."""
-  return default_config.base_config()
-
-
-def _leaves(node, prefix: str = "") -> Iterable[tuple[str, Any]]:
-  for key in node:
-    value = node[key]
-    name = f"{prefix}{key}"
-    if hasattr(value, "keys") and not isinstance(value, (str, bytes)):
-      yield from _leaves(value, name + ".")
-    else:
-      yield name, value
-
-
-def field_names(config) -> list[str]:
-  """Dotted names of every leaf field ('train.learning_rate', ...)."""
-  return [name for name, _ in _leaves(config)]
+# ------------------------------------------------------------------------- field names
 
 
 def _did_you_mean(name: str, known: Iterable[str]) -> str:
@@ -63,67 +43,12 @@ def _did_you_mean(name: str, known: Iterable[str]) -> str:
   return f"did you mean {close[0]}?" if close else "not a field of this project's config"
 
 
-def unknown_field_error(name: str, known: Iterable[str] | None = None) -> ConfigError:
-  known = field_names(reference_config()) if known is None else known
+def unknown_field_error(name: str, known: Iterable[str] = default_config.FIELDS) -> ConfigError:
+  """'no such config field', with the closest known name."""
   return ConfigError(name, "no such config field", _did_you_mean(name, known))
 
 
-def parse_value(text: str, current: Any = None) -> Any:
-  """'3' -> 3, '(1,2)' -> (1, 2), 'true' -> True, else the string; typed like `current`.
-
-  A string field keeps the text as given; an int given for a float field becomes a float.
-  """
-  if isinstance(current, str):
-    return text
-  lowered = text.strip().lower()
-  if lowered in ("true", "false"):
-    value: Any = lowered == "true"
-  else:
-    try:
-      value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-      value = text
-  if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
-    value = float(value)
-  return value
-
-
-def apply_overrides(config, overrides: Iterable[str], flag: str = "--set") -> None:
-  """Applies ['a.b=value', ...] to a ConfigDict in place; ConfigError for unknown names.
-
-  A field the config lacks is accepted only when the project knows it (an older
-  checkpoint's config may predate a field); a misspelt name is refused.
-  """
-  known = None
-  for item in overrides or ():
-    if "=" not in item:
-      raise ConfigError(flag, f"{item!r} has no '='", "key=value, e.g. eval.threshold=0.4")
-    key, text = item.split("=", 1)
-    key = key.strip()
-    node = config
-    *path, leaf = key.split(".")
-    for part in path:
-      if part not in node or not hasattr(node[part], "keys"):
-        known = field_names(reference_config()) if known is None else known
-        raise unknown_field_error(key, known)
-      node = node[part]
-    if leaf not in node:
-      known = field_names(reference_config()) if known is None else known
-      if key not in known:
-        raise unknown_field_error(key, known + field_names(config))
-    node[leaf] = parse_value(text, node.get(leaf))
-
-
 # ---------------------------------------------------------------------------- validation
-
-
-def _get(config, path: str, default: Any = None) -> Any:
-  node = config
-  for part in path.split("."):
-    if not hasattr(node, "keys") or part not in node:
-      return default
-    node = node[part]
-  return node
 
 
 def _is_number(value: Any) -> bool:
@@ -219,7 +144,7 @@ def check_directory(path: str, field: str) -> None:
 
 
 def _check_profile(config) -> None:
-  spec = str(_get(config, "train.profile") or "")
+  spec = str(default_config.lookup(config, "train.profile") or "")
   if not spec:
     return
   parts = spec.split(":")
@@ -235,10 +160,9 @@ def _check_profile(config) -> None:
 
 
 def _check_unknown_fields(config) -> None:
-  known = set(default_config.FIELDS)
-  for name in field_names(config):
-    if name not in known:
-      raise unknown_field_error(name, known)
+  for name in default_config.field_names(config):
+    if name not in default_config.FIELDS:
+      raise unknown_field_error(name)
 
 
 def validate_config(config, *, workdir: str | None = None, purpose: str = "train") -> None:
@@ -261,7 +185,7 @@ def validate_config(config, *, workdir: str | None = None, purpose: str = "train
     _check_unknown_fields(config)
   missing = object()
   for path, field in default_config.FIELDS.items():
-    value = _get(config, path, missing)
+    value = default_config.lookup(config, path, missing)
     if purpose not in field.check or value is missing:
       continue
     if field.when is not None and not field.when(config):
@@ -281,77 +205,3 @@ def validate_config(config, *, workdir: str | None = None, purpose: str = "train
       )
   if workdir is not None:
     check_directory(workdir, "--workdir" if purpose == "train" else "--output")
-
-
-# ----------------------------------------------------------------------- resume changes
-
-
-def _normalized(value: Any) -> Any:
-  if isinstance(value, (list, tuple)):
-    return tuple(_normalized(v) for v in value)
-  return value
-
-
-def _turned_on(value: Any) -> bool:
-  return bool(value) and not (isinstance(value, int) and value == 1)
-
-
-def state_changes(stored: Any, config) -> list[str]:
-  """'field (old -> new)' for every field whose change makes a saved training state unfit.
-
-  `stored` is the config saved in a checkpoint's meta (a dict); `config` the new one. The
-  schema's `state` says which fields count: "equal" (the architecture, the optimizer: any
-  change alters the parameter or optimizer state tree) and "on_off" (clipping and
-  accumulation: turning them on or off alters the optimizer state). A field missing from
-  either config (written before it existed) has today's default.
-  """
-  changes = []
-  for path, field in default_config.FIELDS.items():
-    if field.state is None:
-      continue
-    old = _normalized(_get(stored, path, field.default))
-    new = _normalized(_get(config, path, field.default))
-    if field.state == "equal" and old != new:
-      changes.append(f"{path} ({old!r} -> {new!r})")
-    elif field.state == "on_off" and _turned_on(old) != _turned_on(new):
-      what = "accumulation" if path.endswith("steps") else "clipping"
-      on = "on" if _turned_on(new) else "off"
-      changes.append(f"{path} ({old!r} -> {new!r}: {what} turned {on})")
-  return changes
-
-
-# ------------------------------------------------------------------------ the reference
-
-
-def reference_markdown() -> str:
-  """docs/config.md: every field of the schema (`python -m irstd_jax.config_check`)."""
-  lines = [
-    "# Config reference",
-    "",
-    "Generated from the schema in `irstd_jax/default_config.py` by",
-    "`python -m irstd_jax.config_check > docs/config.md`; tests/test_config_check.py fails",
-    "when it is stale. Override any field with `--config.<field>=<value>`. *Checked for*: the",
-    "commands whose validation checks the field (train checks every field); *resume*: a",
-    "change refused when resuming (`equal`: any change, `on_off`: turning it on or off).",
-  ]
-  section = None
-  for path, field in default_config.FIELDS.items():
-    head = path.split(".")[0] if "." in path else "top level"
-    if head != section:
-      section = head
-      lines += [
-        "",
-        f"## {section}",
-        "",
-        "| field | default | allowed | checked for | resume | meaning |",
-        "|---|---|---|---|---|---|",
-      ]
-    lines.append(
-      f"| `{path}` | `{field.default!r}` | {allowed_text(field)} | "
-      f"{', '.join(field.check)} | {field.state or ''} | {field.doc} |"
-    )
-  return "\n".join(lines) + "\n"
-
-
-if __name__ == "__main__":
-  print(reference_markdown(), end="")

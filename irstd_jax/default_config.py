@@ -3,8 +3,8 @@ allowed values and a one-line doc. The one place every default value lives.
 
 `base_config()` (what every `configs/*.py` starts from: the paper's model and loss) is
 built from `FIELDS`; config validation (`config_check.validate_config`), the resume
-compatibility check (`config_check.state_changes`) and the config reference
-(docs/config.md, `python -m irstd_jax.config_check > docs/config.md`) all read it.
+compatibility check (`checkpointing.state_changes`) and the config reference
+(docs/config.md, `python -m irstd_jax.config_reference > docs/config.md`) all read it.
 
 Plain Python and ml_collections, no JAX: reading a config loads nothing heavy. A field's
 choices may name a registry (`"irstd_jax.losses:LOSSES"`): its keys, read when a config is
@@ -299,6 +299,28 @@ def with_defaults(partial, prefix: str = "") -> ml_collections.ConfigDict:
   config = _tree(FIELDS, prefix)
   config.update(partial.to_dict() if hasattr(partial, "to_dict") else dict(partial))
   return config
+
+
+def lookup(config, path: str, default: Any = None) -> Any:
+  """config['a']['b'] for path 'a.b' (a ConfigDict or a dict), `default` where missing."""
+  node = config
+  for part in path.split("."):
+    if not hasattr(node, "keys") or part not in node:
+      return default
+    node = node[part]
+  return node
+
+
+def field_names(config) -> list[str]:
+  """Dotted names of every leaf of a config ('train.learning_rate', ...), in order."""
+  names = []
+  for key in config:
+    value = config[key]
+    if hasattr(value, "keys"):
+      names += [f"{key}.{name}" for name in field_names(value)]
+    else:
+      names.append(key)
+  return names
 
 
 def mshnet_recipe(name: str) -> ml_collections.ConfigDict:

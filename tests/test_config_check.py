@@ -4,7 +4,9 @@ and docs/config.md; a registry entry is all a new choice needs."""
 from conftest import REPO
 import pytest
 
+from irstd_jax import checkpointing
 from irstd_jax import config_check
+from irstd_jax import config_reference
 from irstd_jax import default_config
 from irstd_jax import losses
 from irstd_jax import models
@@ -30,8 +32,8 @@ def _refusal(path, value, purpose="train") -> str:
 
 def test_config_reference_is_generated_from_the_schema():
   reference = (REPO / "docs" / "config.md").read_text()
-  assert reference == config_check.reference_markdown(), (
-    "docs/config.md is stale: python -m irstd_jax.config_check > docs/config.md"
+  assert reference == config_reference.reference_markdown(), (
+    "docs/config.md is stale: python -m irstd_jax.config_reference > docs/config.md"
   )
   for path in default_config.FIELDS:
     assert f"| `{path}` |" in reference
@@ -42,7 +44,7 @@ def test_every_default_passes_its_own_field_check():
     config_check.check_field(path, field, field.default)
     if field.choices is not None:
       assert field.default in config_check.choices(field), path
-  fields = config_check.field_names(default_config.base_config())
+  fields = default_config.field_names(default_config.base_config())
   assert sorted(fields) == sorted(default_config.FIELDS)
 
 
@@ -133,7 +135,7 @@ def test_resume_check_reads_the_schema():
     else:
       changed = default + "_changed"
     _set(config, path, changed)
-    changes = config_check.state_changes(stored, config)
+    changes = checkpointing.state_changes(stored, config)
     if field.state is None:
       assert changes == [], path
     else:

@@ -984,10 +984,10 @@ def test_state_changes_name_only_fields_that_shape_the_saved_state():
   config.model.dtype = "bfloat16"  # float32 parameters are saved either way
   config.train.grad_clip_norm = 0.0
   config.train.grad_accum_steps = 1
-  assert config_check.state_changes(stored, config) == []
+  assert checkpointing.state_changes(stored, config) == []
   config.train.grad_accum_steps = 4
   config.model.attention.num_blades = 8
-  assert config_check.state_changes(stored, config) == [
+  assert checkpointing.state_changes(stored, config) == [
     "model.attention.num_blades (4 -> 8)",
     "train.grad_accum_steps (1 -> 4: accumulation turned on)",
   ]
@@ -996,7 +996,7 @@ def test_state_changes_name_only_fields_that_shape_the_saved_state():
 def test_overrides_accept_fields_older_configs_lack_and_refuse_unknown_names():
   config = default_config.base_config()
   del config.train["init_from"]  # a checkpoint written before the field existed
-  config_check.apply_overrides(
+  cli.apply_overrides(
     config,
     [
       "train.init_from=runs/x",
@@ -1008,7 +1008,7 @@ def test_overrides_accept_fields_older_configs_lack_and_refuse_unknown_names():
   assert config.train.init_from == "runs/x" and config.model.channels == (1, 2, 3, 4, 5)
   assert config.dataset.manual_dir == "True" and config.train.learning_rate == 1.0
   with pytest.raises(config_check.ConfigError, match=r"^trian\.seed: no such config field"):
-    config_check.apply_overrides(config, ["trian.seed=1"])
+    cli.apply_overrides(config, ["trian.seed=1"])
 
 
 def test_workdir_lock_is_exclusive_released_on_exit_and_ignores_a_dead_holder(tmp_path):

@@ -258,7 +258,7 @@ def validate_rows(config_path: str, common: list[str], rows: list[dict], output_
   for row in rows:
     config = copy.deepcopy(base)
     try:
-      config_check.apply_overrides(config, common + row["overrides"])
+      cli.apply_overrides(config, common + row["overrides"])
       config_check.validate_config(
         config, workdir=os.path.join(output_dir, row["dir"]), purpose="train"
       )
