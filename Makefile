@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 WORKDIR ?= runs/demo
 
-.PHONY: install install-test demo test lint format clean
+.PHONY: install install-test demo test test-e2e lint format clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,9 +30,15 @@ demo: install
 # Two pytest-xdist workers, each test file whole on one worker (files share a trained run
 # or a compiled model through module fixtures), handed out heaviest file first
 # (tests/conftest.py: HEAVIEST_FIRST); TEST_WORKERS=0 runs in this process.
+# `make test`: every test but the end-to-end ones (marker e2e, pyproject.toml), which
+# `make test-e2e` runs; CI (.ci/run) runs both.
 TEST_WORKERS ?= 2
+PYTEST := JAX_PLATFORMS=cpu $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 test: install-test
-	JAX_PLATFORMS=cpu $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder tests
+	$(PYTEST) -m "not e2e" tests
+
+test-e2e: install-test
+	$(PYTEST) -m e2e tests
 
 lint: install-test
 	$(VENV)/bin/ruff format --check .

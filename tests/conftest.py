@@ -33,29 +33,31 @@ import pytest  # noqa: E402
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-# Test files by their share of one 2-core run (seconds, 2026-11-29), heaviest first. With
-# `--no-loadscope-reorder` (Makefile) pytest-xdist hands whole files to its workers in
-# collection order, so the long files start first and the short ones fill the gaps
-# (longest-first scheduling); xdist's own order, most tests first, started the longest
-# file last and left one worker idle for minutes. A file missing here runs after these.
+# Test files by their share of one 2-core run, heaviest first (seconds, 2026-12-07: `make
+# test` / `make test-e2e`). With `--no-loadscope-reorder` (Makefile) pytest-xdist hands
+# whole files to its workers in collection order, so the long files start first and the
+# short ones fill the gaps (longest-first scheduling); xdist's own order, most tests first,
+# started the longest file last and left one worker idle for minutes. The files whose
+# tests are all end to end lead: they weigh nothing in `make test`. A file missing here
+# runs after these.
 HEAVIEST_FIRST = (
-  "test_pretrained.py",  # 349
-  "test_benchmark.py",  # 281
-  "test_train.py",  # 142
-  "test_resume.py",  # 125
-  "test_parity.py",  # 124
-  "test_main.py",  # 111
-  "test_failures.py",  # 84
-  "test_multiprocess.py",  # 83
-  "test_evaluate.py",  # 68
-  "test_ablate.py",  # 67
-  "test_models.py",  # 45
-  "test_attention.py",  # 44
-  "test_sharding.py",  # 42
-  "test_losses.py",  # 34
-  "test_convert.py",  # 23
-  "test_datasets.py",  # 19
-  "test_metric_writers.py",  # 7
+  "test_pretrained.py",  # 0 / 443
+  "test_resume.py",  # 0 / 213
+  "test_multiprocess.py",  # 0 / 142
+  "test_failures.py",  # 240 / 43
+  "test_train.py",  # 152 / 0
+  "test_parity.py",  # 125 / 0
+  "test_main.py",  # 100 / 45
+  "test_benchmark.py",  # 55 / 161
+  "test_models.py",  # 85 / 0
+  "test_evaluate.py",  # 75 / 0
+  "test_ablate.py",  # 0 / 73
+  "test_attention.py",  # 50 / 0
+  "test_sharding.py",  # 50 / 0
+  "test_losses.py",  # 50 / 0
+  "test_convert.py",  # 24 / 28
+  "test_datasets.py",  # 26 / 0
+  "test_metric_writers.py",  # 8 / 0
 )
 
 

@@ -39,6 +39,7 @@ def _run(out, *extra):
   )
 
 
+@pytest.mark.e2e
 def test_grid_writes_one_table_and_a_rerun_skips_finished_rows(tmp_path):
   out = tmp_path / "ablate"
   first = _run(out, "--parallel=2")

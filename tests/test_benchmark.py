@@ -176,6 +176,7 @@ def _check_phase(phase, repeats):
   assert phase["images_per_s_min"] <= phase["images_per_s"] <= phase["images_per_s_max"]
 
 
+@pytest.mark.e2e
 def test_tiny_benchmark_writes_json_and_table(tmp_path):
   out = tmp_path / "bench"
   result = benchmark.main(
@@ -234,6 +235,7 @@ def test_tiny_benchmark_writes_json_and_table(tmp_path):
   assert "| mshnet | 32 | jax_float32 | torch_idiomatic_eager (1 thread) |" in md
 
 
+@pytest.mark.e2e
 def test_rows_run_as_processes(tmp_path):
   """The real protocol (one process per row): the torch row's process finds
   tools.bench.torch_models; the JAX row's process splits the batch over the two CPU devices
@@ -353,6 +355,7 @@ def test_row_selection():
       benchmark.parse_args([refused])
 
 
+@pytest.mark.e2e
 def test_profile_step_on_two_cpu_devices_with_the_convolution_table(tmp_path):
   """tools.bench.profile_step with --cpu_devices=2 --convs: the traced step is the sharded one
   (its cross-device all-reduces appear among the operations); the convolution table has

@@ -125,6 +125,7 @@ def test_cli_round_trip(tmp_path):
     assert torch.equal(sd[k], v), k
 
 
+@pytest.mark.e2e
 def test_reverse_cli_and_mismatch(tmp_path):
   config = _config()
   tmodel = _random_torch_model(config, seed=3)
@@ -156,6 +157,7 @@ def test_reverse_cli_and_mismatch(tmp_path):
     convert.torch_to_orbax(tmodel.state_dict(), config, str(tmp_path / "bad"))
 
 
+@pytest.mark.e2e
 def test_cli_errors_are_one_line(tmp_path):
   """A missing checkpoint, a file torch.load cannot read and a missing --output: one
   `error:` line each, exit status 2 (no traceback, no usage text)."""

@@ -8,6 +8,7 @@ import sys
 from conftest import subprocess_env
 import jax
 import numpy as np
+import pytest
 
 from irstd_jax import checkpointing
 
@@ -90,6 +91,7 @@ _NO_TF = (
 )
 
 
+@pytest.mark.e2e
 def test_bf16_run_on_the_memory_source_without_tensorflow_tfds_or_tensorboard(tmp_path):
   """The bare-CUDA-image path end to end (one run, to keep CI short): no TF / TFDS /
   TensorBoard, data in RAM, bfloat16 compute; float32 parameters are checkpointed."""

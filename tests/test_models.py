@@ -268,9 +268,7 @@ def test_output_prior_initialisation(deep_supervision):
   assert 0.0 < prior < 0.5
   model = make("l1_gp_rotated", deep_supervision=deep_supervision, **SMALL)
   x = jax.random.normal(jax.random.key(0), (2, 40, 36, 1))
-  (logits, sides), variables = jax.jit(
-    lambda x: model.init_with_output(jax.random.key(1), x, train=True)
-  )(x)
+  (logits, sides), variables = model.init_with_output(jax.random.key(1), x, train=True)
   params = variables["params"]
   logit_prior = np.log(prior / (1.0 - prior))
   names = [f"output_{k}" for k in range(4 if deep_supervision else 1)]
@@ -291,7 +289,7 @@ def test_output_prior_initialisation(deep_supervision):
     )
   legacy = make("l1_gp_rotated", deep_supervision=deep_supervision, output_prior=0.0, **SMALL)
   legacy_params = abstract_init(legacy)["params"]
-  init = jax.jit(lambda x: legacy.init(jax.random.key(1), x, train=False))(x)["params"]
+  init = legacy.init(jax.random.key(1), x, train=False)["params"]
   assert jax.tree_util.tree_structure(init) == jax.tree_util.tree_structure(legacy_params)
   for name in names:
     np.testing.assert_array_equal(init[name]["bias"], [0.0])

@@ -9,11 +9,14 @@ import sys
 from conftest import subprocess_env
 import jax
 import numpy as np
+import pytest
 from test_main import REPO
 from test_main import TINY
 from test_main import run_main
 
 from irstd_jax import checkpointing
+
+pytestmark = pytest.mark.e2e  # two whole processes per test (`make test-e2e`)
 
 # 8 train images, global batch 4: 2 steps. SGD, because its update is linear in the
 # gradient: the cross-process all-reduce changes float32 round-off only (Adam's

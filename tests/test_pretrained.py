@@ -68,6 +68,7 @@ def _run_cli(*args, optimise: bool = False) -> None:
   assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("protocol", ["full", "mshnet"])
 def test_shipped_weights_reproduce_readme(shared_datasets, tmp_path, protocol):
   """README's evaluate command on the shipped weights gives README's numbers."""
@@ -92,6 +93,7 @@ def test_shipped_weights_reproduce_readme(shared_datasets, tmp_path, protocol):
   assert np.isfinite(report["curve"]["roc_auc"])
 
 
+@pytest.mark.e2e
 def test_predict_with_shipped_weights_finds_the_target(shared_datasets, tmp_path):
   """predict on a real test image: the predicted mask overlaps the ground-truth target."""
   from PIL import Image

@@ -22,6 +22,8 @@ from test_main import run_main
 
 from irstd_jax import checkpointing
 
+pytestmark = pytest.mark.e2e  # whole runs of main, killed and resumed (`make test-e2e`)
+
 # The in-memory source: exact resume is the index-based pipeline's, the same over TFDS
 # (whose resume test_main covers), and these six runs then prepare no TFDS data set.
 ARGS = [
