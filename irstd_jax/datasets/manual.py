@@ -3,9 +3,10 @@
 A manual directory is recognised in one of the layouts its data set's spec lists
 (`specs.DatasetSpec.layouts`): the uniform one this project stages data in (images/,
 masks/, splits/{train,test}.txt) and each set's original published layout. This module
-knows no data set by name: callers pass the spec. `scan` resolves the split files, finds every image and mask,
-decodes every file and checks it, and either returns a `Plan` (what to write) or raises
-`errors.BadInputError` listing every problem found, before anything is written.
+knows no data set by name: callers pass the spec. `scan` resolves the split files, finds
+every image and mask, decodes every file and checks it, and either returns a `Plan` (what
+to write) or raises `errors.BadInputError` listing every problem found, before anything
+is written.
 
 Bad-input policy (see docs/data.md):
 - refused: manual_dir missing or empty; no recognised layout; split file missing, empty or
@@ -39,7 +40,6 @@ from PIL import Image
 
 from irstd_jax.datasets import errors
 from irstd_jax.datasets import specs
-from irstd_jax.datasets.specs import SPLITS
 
 IMAGE_EXTS = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
 LOSSY_EXTS = (".jpg", ".jpeg")
@@ -101,7 +101,10 @@ def check_manual_dir(root: str, dataset: str) -> str:
 
 
 def detect_layout(
-  root: str, spec: specs.DatasetSpec, custom_splits: bool = False, splits: Sequence[str] = SPLITS
+  root: str,
+  spec: specs.DatasetSpec,
+  custom_splits: bool = False,
+  splits: Sequence[str] = specs.SPLITS,
 ) -> specs.Layout:
   """The first of `spec.layouts` found in root: its folders and the default files of
   `splits` exist (custom_splits: only its folders need to)."""
@@ -291,7 +294,7 @@ def scan(
   policy: Policy = Policy(),
   progress: Callable[[Iterable, int], Iterable] | None = None,
   num_threads: int = 4,
-  splits: Sequence[str] = SPLITS,
+  splits: Sequence[str] = specs.SPLITS,
 ) -> Plan:
   """Validates the manual directory of data set `spec` for `splits` (both by default; evaluation reads
   ('test',) alone, so a folder without a train split evaluates); returns what to write or
