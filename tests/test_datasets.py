@@ -155,6 +155,15 @@ def test_original_nuaa_layout_gives_the_same_pixels_as_the_uniform_one(nuaa, tmp
       np.testing.assert_array_equal(record["mask"], reference["mask"])
 
 
+def test_data_modules_below_the_dispatch_know_no_data_set_by_name():
+  """One direction: only specs.py names the real sets; manual.py and builders.py are handed
+  a spec (a name written there again would be a second place to add a set)."""
+  for module in ("manual", "builders"):
+    source = (pathlib.Path(datasets.__file__).parent / f"{module}.py").read_text()
+    named = [name for name in specs.SPECS if f'"{name}"' in source or f"'{name}'" in source]
+    assert named == [], f"datasets/{module}.py names {named}"
+
+
 def test_fifty_fifty_split_is_a_separate_cache_entry():
   from irstd_jax.datasets import builders
 
