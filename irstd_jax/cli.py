@@ -204,12 +204,10 @@ def apply_overrides(config, overrides: Iterable[str], flag: str = "--set") -> No
       )
     key, text = item.split("=", 1)
     key = key.strip()
-    node = config
-    *path, leaf = key.split(".")
-    for part in path:
-      if part not in node or not hasattr(node[part], "keys"):
-        raise config_check.unknown_field_error(key)
-      node = node[part]
+    parent, _, leaf = key.rpartition(".")
+    node = default_config.lookup(config, parent) if parent else config
+    if not hasattr(node, "keys"):
+      raise config_check.unknown_field_error(key)
     if leaf not in node and key not in default_config.FIELDS:
       known = list(default_config.FIELDS) + default_config.field_names(config)
       raise config_check.unknown_field_error(key, known)

@@ -8,8 +8,9 @@ evaluation; each module below imports only the ones after it:
   synthetic.py  generates the synthetic set (numpy + scipy).
   specs.py      the real sets: name, folder layouts, where to get them (`SPECS`).
   errors.py     the errors every module raises.
-A config's data set is looked up once per entry (`real_spec`); the spec, not the name, is
-what builders.py and manual.py are handed.
+`real_spec` is the one place that turns a config's data set name into its spec (None for
+'synthetic', an error for an unknown name); the spec, not the name, is what builders.py
+and manual.py are handed.
 Data sets, layouts and the bad-input policy: docs/data.md.
 """
 

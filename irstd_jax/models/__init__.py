@@ -74,21 +74,15 @@ def _preset_paths(name: str) -> dict[str, Any]:
   }
 
 
-def _get_path(cfg, path: str) -> Any:
-  for part in path.split("."):
-    cfg = cfg[part]
-  return cfg
-
-
 def preset_conflicts(model_config) -> list[tuple[str, Any, Any]]:
   """(field, value, preset value) for every preset field set to a value that is neither
   its default nor the preset's: a value the preset would override."""
   cfg = default_config.with_defaults(model_config, "model.")
   defaults = default_config.model_config()
   return [
-    (f"model.{path}", _get_path(cfg, path), value)
+    (f"model.{path}", default_config.lookup(cfg, path), value)
     for path, value in _preset_paths(cfg.name).items()
-    if _get_path(cfg, path) not in (value, _get_path(defaults, path))
+    if default_config.lookup(cfg, path) not in (value, default_config.lookup(defaults, path))
   ]
 
 
