@@ -99,11 +99,8 @@ def resolve_model_config(model_config) -> ml_collections.ConfigDict:
   if cfg.name not in MODEL_NAMES:
     raise ValueError(f"unknown model name {cfg.name!r}; choose from {MODEL_NAMES}")
   for path, value in _preset_paths(cfg.name).items():
-    *parents, leaf = path.split(".")
-    node = cfg
-    for part in parents:
-      node = node[part]
-    node[leaf] = value
+    parent, _, leaf = path.rpartition(".")
+    (default_config.lookup(cfg, parent) if parent else cfg)[leaf] = value
   return cfg
 
 
