@@ -1,0 +1,120 @@
+"""tools.analysis.generalization: the shifts keep what they claim to keep (numpy only)."""
+
+from conftest import REPO
+import numpy as np
+from scipy import ndimage
+
+from tools.analysis import generalization as gen
+
+
+def _records(n=5, seed=0):
+  rng = np.random.default_rng(seed)
+  out = []
+  for k in range(n):
+    h, w = 20 + 3 * k, 30 - 2 * k
+    image = rng.integers(40, 120, (h, w, 1)).astype(np.uint8)
+    mask = np.zeros((h, w, 1), np.uint8)
+    y, x = 4 + k, 6 + k
+    mask[y : y + 3, x : x + 2] = 1
+    image[mask > 0] = 250
+    out.append({"id": f"img{k}", "image": image, "mask": mask})
+  return out
+
+
+def _components(mask):
+  return ndimage.label(mask[..., 0] > 0)[1]
+
+
+def test_large_frames_keep_every_target_and_pixel():
+  records = _records(5)
+  frames = gen.large_frames(records)
+  assert len(frames) == 2  # 4 + a short group of 1
+  assert sum(int(f["mask"].sum()) for f in frames) == sum(int(r["mask"].sum()) for r in records)
+  assert sum(_components(f["mask"]) for f in frames) == len(records)
+  first = frames[0]
+  cell_h = max(r["image"].shape[0] for r in records)
+  cell_w = max(r["image"].shape[1] for r in records)
+  assert {f["image"].shape for f in frames} == {(2 * cell_h, 2 * cell_w, 1)}
+  # Record 3 sits in the lower right cell, unchanged.
+  h, w = records[3]["image"].shape[:2]
+  np.testing.assert_array_equal(
+    first["image"][cell_h : cell_h + h, cell_w : cell_w + w], records[3]["image"]
+  )
+  assert first["id"] == "img0+img1+img2+img3"
+
+
+def test_upscaled_doubles_sides_and_keeps_masks_binary():
+  records = _records(3)
+  for r, u in zip(records, gen.upscaled(records)):
+    assert u["image"].shape == (2 * r["image"].shape[0], 2 * r["image"].shape[1], 1)
+    assert set(np.unique(u["mask"])) <= {0, 1}
+    assert int(u["mask"].sum()) == 4 * int(r["mask"].sum())  # nearest: each pixel -> 2x2
+
+
+def test_gamma_is_monotone_and_keeps_the_ends():
+  ramp = np.arange(256, dtype=np.uint8).reshape(16, 16, 1)
+  record = [{"id": "ramp", "image": ramp, "mask": np.zeros_like(ramp)}]
+  for value in gen.GAMMAS.values():
+    out = gen.gamma(record, value)[0]["image"].ravel().astype(int)
+    assert out[0] == 0 and out[-1] == 255
+    assert np.all(np.diff(out) >= 0)
+  assert (
+    gen.gamma(record, 1.6)[0]["image"][8, 0, 0] < 128 < gen.gamma(record, 0.6)[0]["image"][8, 0, 0]
+  )
+
+
+def test_noisy_is_deterministic_and_has_its_sigma():
+  records = [
+    {
+      "id": "flat",
+      "image": np.full((64, 64, 1), 128, np.uint8),
+      "mask": np.zeros((64, 64, 1), np.uint8),
+    }
+  ]
+  a, b = gen.noisy(records)[0]["image"], gen.noisy(records)[0]["image"]
+  np.testing.assert_array_equal(a, b)
+  assert abs(float(a.astype(np.float64).std()) - gen.NOISE_SIGMA) < 1.0
+
+
+def test_remove_targets_fills_only_the_hole_from_its_surroundings():
+  image = np.full((15, 15, 1), 50, np.uint8)
+  image[:, 8:] = 70  # two background levels around the hole
+  image[6:9, 6:9] = 255
+  mask = np.zeros_like(image)
+  mask[7, 7] = 1
+  filled, hole = gen.remove_targets(image, mask, margin=2)
+  assert hole.sum() == 13  # a dilated pixel, 2 iterations of the cross: a diamond
+  np.testing.assert_array_equal(filled[~hole], image[~hole])
+  # The 255 target is gone; the fill lies between the surrounding levels.
+  assert filled[hole].min() >= 50 and filled[hole].max() <= 70
+  records = gen.background(_records(3))
+  assert all(int(r["mask"].sum()) == 0 for r in records)
+  assert all(int(r["image"].max()) < 250 for r in records)  # the 250 targets are filled
+
+
+def test_unseen_goal_verdict():
+  row = {"miou": 0.6, "pd": 0.95, "fa": 40e-6}
+  assert gen.goal_verdict(row, 0.5, 0.9, 50.0) == "meets the goal"
+  assert gen.goal_verdict(dict(row, pd=float("nan")), 0.5, 0.9, 50.0) == "misses: Pd < 0.9"
+  assert "Fa > 50.0e-6" in gen.goal_verdict(dict(row, fa=60e-6), 0.5, 0.9, 50.0)
+
+
+def test_shift_names_in_the_docstring():
+  for name in gen.SHIFTS:
+    assert f"  {name} " in gen.__doc__, name
+  assert (REPO / "tools" / "analysis" / "generalization.py").exists()
+
+
+def test_blobs_on_holes_counts_only_blobs_touching_a_hole():
+  hole = np.zeros((8, 8), bool)
+  hole[2:4, 2:4] = True
+  frames = [{"id": "a", "hole": hole}, {"id": "b"}]
+  scores = np.zeros((3, 10, 10, 1), np.float32)
+  scores[0, 3:5, 3:5] = 0.9  # touches the hole
+  scores[0, 6:8, 6:8] = 0.9  # elsewhere
+  scores[0, 9, 9] = 0.9  # in the padding (sizes say 8x8): ignored
+  scores[1, 2:4, 2:4] = 0.9  # a frame without a hole
+  batch = {"index": np.array([0, 1, -1]), "sizes": np.array([[8, 8], [8, 8], [0, 0]])}
+  counter = gen.BlobsOnHoles(frames, threshold=0.5)
+  counter(batch, scores)
+  assert counter.count == 1
