@@ -1,8 +1,10 @@
 """tools.analysis.ablate: a two-row grid through main writes one table; a rerun skips done rows."""
 
 import json
+import signal
 import subprocess
 import sys
+import time
 
 from conftest import REPO
 from conftest import set_field
@@ -14,9 +16,9 @@ from irstd_jax import checkpointing
 from tools.analysis import ablate
 
 
-def _run(out, *extra):
+def _command(out, *extra, epochs=1):
   sets = [f"--set={arg[len('--config.') :]}" for arg in TINY]
-  cmd = [
+  return [
     sys.executable,
     "-m",
     "tools.analysis.ablate",
@@ -25,12 +27,15 @@ def _run(out, *extra):
     "--rows=diff,var",
     f"--output_dir={out}",
     "--set=dataset.source=memory",
-    "--set=train.num_epochs=1",
+    f"--set=train.num_epochs={epochs}",
     *sets,
     *extra,
   ]
+
+
+def _run(out, *extra):
   return subprocess.run(
-    cmd,
+    _command(out, *extra),
     cwd=REPO,
     env=subprocess_env(),
     capture_output=True,
@@ -148,3 +153,31 @@ def test_seeds_expand_every_row_and_table_gives_mean_and_sample_std(tmp_path, ca
   )
   assert "| b | 0/1 (-) | - | - | - | - | - |" in table
   assert ablate.mean_std([3.0]) == (3.0, 0.0)
+
+
+@pytest.mark.e2e
+def test_sigterm_to_ablate_alone_stops_its_running_row_with_a_checkpoint(tmp_path):
+  """`kill PID` of ablate (no group signal): the row gets SIGTERM too, saves and exits 143."""
+  out = tmp_path / "ablate"
+  proc = subprocess.Popen(
+    _command(out, "--rows=diff", epochs=200),  # minutes of training: stopped long before
+    cwd=REPO,
+    env=subprocess_env(),
+    stdout=subprocess.PIPE,
+    stderr=subprocess.STDOUT,
+    text=True,
+    start_new_session=True,  # the signal below reaches ablate only, not its group
+  )
+  log = out / "diff" / "log.txt"
+  deadline = time.time() + 600
+  while " step " not in (log.read_text() if log.exists() else ""):  # the row is training
+    assert proc.poll() is None and time.time() < deadline, proc.communicate()[0]
+    time.sleep(1)
+  proc.send_signal(signal.SIGTERM)
+  output, _ = proc.communicate(timeout=600)
+  assert proc.returncode == 1, output
+  row = json.loads((out / "results.json").read_text())["rows"][0]
+  assert row["status"].startswith("stopped (SIGTERM"), row
+  assert "SIGTERM: saved a checkpoint" in log.read_text()
+  _, meta = checkpointing.restore_variables(str(out / "diff"), prefer_best=False)
+  assert 0 < meta["step"] < 200 * 4

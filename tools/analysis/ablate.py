@@ -359,7 +359,14 @@ def main(argv=None) -> int:
       print(f"[{time.time() - start:6.0f}s] start  {row['name']}", flush=True)
       t0 = time.time()
       with open(os.path.join(workdir, "log.txt"), "a") as log:
-        proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        with lock:
+          running.add(proc)
+        if stop.is_set():  # SIGTERM came while this row started: it stops too
+          proc.send_signal(signal.SIGTERM)
+        proc.wait()
+        with lock:
+          running.discard(proc)
       row["process_s"] = time.time() - t0
       row["result"] = read_result(workdir)
       if proc.returncode == 0 and row["result"]:
@@ -388,13 +395,19 @@ def main(argv=None) -> int:
       )
       write_report(output_dir, header, rows)
 
-  # SIGTERM (e.g. `timeout`, a preempted job) reaches the row processes too: each saves a
-  # checkpoint and exits 143. Stay alive until they have, then write the table.
+  # SIGTERM, to the group (`timeout`, a preempted job) or to this process alone (`kill`), is
+  # passed on to the running rows: each saves a checkpoint and exits 143 (a second SIGTERM
+  # changes nothing for main). Stay alive until they have, then write the table.
   stop = threading.Event()
+  running: set[subprocess.Popen] = set()
 
   def on_sigterm(*_):
     stop.set()
     print("SIGTERM: waiting for the running rows to save; no new row starts", flush=True)
+    with lock:  # held by the row threads only, never by this (the main) thread
+      for proc in running:
+        if proc.poll() is None:
+          proc.send_signal(signal.SIGTERM)
 
   signal.signal(signal.SIGTERM, on_sigterm)
   with concurrent.futures.ThreadPoolExecutor(max(args.parallel, 1)) as pool:
