@@ -95,7 +95,13 @@ FIELDS: dict[str, Field] = {
   "dataset.target_crop_prob": Field(
     0.5, "probability that a training crop is centred on a target", low=0, high=1
   ),
-  "dataset.intensity_jitter": Field(0.0, "random intensity scale and shift amplitude", low=0),
+  "dataset.intensity_jitter": Field(0.0, "random intensity gain, uniform in 1 +- jitter", low=0),
+  "dataset.zoom_max": Field(
+    1.0,
+    "random zoom-in before the crop, factor log-uniform in [1, zoom_max] (image bilinear, "
+    "mask nearest); 1 = off",
+    low=1,
+  ),
   "dataset.seed": Field(0, "synthetic set: generator seed", when=_synthetic),
   "dataset.num_train": Field(400, "synthetic set: training images", low=1, when=_synthetic),
   "dataset.num_test": Field(100, "synthetic set: test images", low=1, check=EVAL, when=_synthetic),

@@ -19,6 +19,7 @@ import dataclasses
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 _NUM_THREADS = 8
 
@@ -32,6 +33,7 @@ class AugmentConfig:
   rot90: bool
   target_crop_prob: float  # chance the crop is centred near a target pixel
   intensity_jitter: float  # multiplicative gain jitter, e.g. 0.1 = +-10 %
+  zoom_max: float  # zoom-in factor log-uniform in [1, zoom_max]; 1 = off
 
 
 def normalize(image_uint8: np.ndarray, mean: float, std: float) -> np.ndarray:
@@ -49,17 +51,32 @@ def _pad_to(array: np.ndarray, height: int, width: int, mode: str) -> np.ndarray
   return np.pad(array, pads, mode=mode)
 
 
+def zoom(image: np.ndarray, mask: np.ndarray, factor: float) -> tuple[np.ndarray, np.ndarray]:
+  """(H, W, 1) uint8 image and mask resized by `factor` (>= 1): image bilinear, mask
+  nearest (still exactly binary, every target kept)."""
+  height, width = image.shape[:2]
+  size = (max(round(width * factor), 1), max(round(height * factor), 1))
+  image = Image.fromarray(image[..., 0]).resize(size, Image.BILINEAR)
+  mask = Image.fromarray(mask[..., 0]).resize(size, Image.NEAREST)
+  return np.asarray(image)[..., None], np.asarray(mask)[..., None]
+
+
 def augment(
   image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig
 ) -> tuple[np.ndarray, np.ndarray]:
-  """Random crop (target-preserving with prob. cfg.target_crop_prob), flips, 90-degree turns.
+  """Random zoom-in, crop (target-preserving with prob. cfg.target_crop_prob), flips,
+  90-degree turns, intensity gain.
 
   Args:
     image: (H, W, 1) uint8. mask: (H, W, 1) uint8 {0,1}.
   Returns:
     (C, C, 1) uint8 image and mask, C = cfg.crop_size; masks stay exactly binary because
-    every operation is a pure pixel permutation (crop, flip, transpose) or zero padding.
+    every operation is a nearest-neighbour resize, a pure pixel permutation (crop, flip,
+    transpose) or zero padding. The zoom only enlarges: shrinking would drop a 1-pixel
+    target from the mask while its blurred trace stays in the image.
   """
+  if cfg.zoom_max > 1:  # drawn only when on: runs without it keep their random stream
+    image, mask = zoom(image, mask, float(np.exp(rng.uniform(0.0, np.log(cfg.zoom_max)))))
   size = cfg.crop_size
   image = _pad_to(image, size, size, "reflect")
   mask = _pad_to(mask, size, size, "constant")

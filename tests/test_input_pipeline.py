@@ -19,7 +19,7 @@ def _source(n=23, seed=0):
 
 def _batches(source, processes, batch=8, step=0, crop=16):
   cfg = ip.AugmentConfig(
-    crop_size=crop, flip=True, rot90=True, target_crop_prob=1.0, intensity_jitter=0.0
+    crop_size=crop, flip=True, rot90=True, target_crop_prob=1.0, intensity_jitter=0.0, zoom_max=1.0
   )
   return [
     ip.TrainBatches(source, batch, cfg, 0.0, 1.0, seed=5, process_index=p, process_count=processes)
@@ -121,3 +121,29 @@ def test_eval_sees_every_image_exactly_once_with_sizes_and_padding():
     assert rows == sum(-(-n // devices) * devices if n <= 4 else -(-n // 4) * 4 for n in sizes)
   with pytest.raises(ValueError, match="multiple of the 3 devices"):
     next(ip.eval_batches(source, 4, 16, 10.0, 2.0, batch_multiple=3))
+
+
+def test_zoom_enlarges_image_and_mask_and_keeps_masks_binary():
+  image = np.arange(12, dtype=np.uint8).reshape(3, 4, 1)
+  mask = np.zeros((3, 4, 1), np.uint8)
+  mask[1, 2] = 1
+  zimage, zmask = ip.zoom(image, mask, 2.0)
+  assert zimage.shape == zmask.shape == (6, 8, 1)
+  assert set(np.unique(zmask)) == {0, 1} and int(zmask.sum()) == 4
+  assert zmask[2:4, 4:6].all()  # the target pixel became its 2x2 block
+
+
+def test_zoom_max_grows_the_targets_of_the_crops():
+  source = _source()
+  areas = {}
+  for zoom_max in (1.0, 3.0):
+    cfg = ip.AugmentConfig(16, True, True, 1.0, 0.0, zoom_max)
+    crops = [
+      ip.augment(r["image"], r["mask"], np.random.default_rng([k]), cfg)
+      for k, r in enumerate(source)
+    ]
+    masks = np.stack([m for _, m in crops])
+    assert set(np.unique(masks)) <= {0, 1}
+    assert (masks.reshape(len(source), -1).sum(1) >= 1).all()  # target-centred crops keep it
+    areas[zoom_max] = masks.sum() / len(source)
+  assert areas[1.0] == 1.0 and areas[3.0] > 2.0
