@@ -118,3 +118,11 @@ def test_blobs_on_holes_counts_only_blobs_touching_a_hole():
   counter = gen.BlobsOnHoles(frames, threshold=0.5)
   counter(batch, scores)
   assert counter.count == 1
+
+
+def test_bad_arguments_are_one_error_line(tmp_path, capsys):
+  out = str(tmp_path / "out")
+  assert gen.main(["--checkpoint=x", f"--output={out}", "--shifts=original,bogus"]) == 2
+  assert "--shifts 'original,bogus': expected some of" in capsys.readouterr().err
+  assert gen.main([f"--checkpoint={tmp_path / 'missing'}", f"--output={out}"]) == 2
+  assert "missing" in capsys.readouterr().err

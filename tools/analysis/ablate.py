@@ -291,6 +291,16 @@ def machine_description() -> str:
   return f"{cpu} ({os.cpu_count()} cores)" + (f", GPU {gpu}" if gpu else "")
 
 
+def run_record(module: str, argv: list[str] | None) -> dict[str, str]:
+  """What every tool's report states about its run: the command, the date, the machine."""
+  args = sys.argv[1:] if argv is None else argv
+  return {
+    "command": f"python -m {module} " + " ".join(shlex.quote(a) for a in args),
+    "date": datetime.datetime.now().isoformat(timespec="seconds"),
+    "machine": machine_description(),
+  }
+
+
 def main(argv=None) -> int:
   args = parse_args(argv)
   for override in args.set:
@@ -309,10 +319,7 @@ def main(argv=None) -> int:
     "grid": args.grid,
     "config": args.config,
     "common": args.set,
-    "command": "python -m tools.analysis.ablate "
-    + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)),
-    "date": datetime.datetime.now().isoformat(timespec="seconds"),
-    "machine": machine_description(),
+    **run_record("tools.analysis.ablate", argv),
     "seeds": seeds,
   }
   if seeds:

@@ -34,10 +34,8 @@ meets them, 1 when not, 2 for a bad argument.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import shlex
 import sys
 
 import numpy as np
@@ -49,7 +47,7 @@ from irstd_jax import config_check
 from irstd_jax import datasets
 from irstd_jax import inference
 from irstd_jax import metrics as metrics_lib
-from tools.analysis.ablate import machine_description
+from tools.analysis.ablate import run_record
 
 NOISE_SIGMA = 12.0  # grey levels
 GAMMAS = {"gamma_dark": 1.6, "gamma_bright": 0.6}
@@ -289,10 +287,7 @@ def main(argv=None) -> int:
     rows["unseen"] = summarize(pooled.compute())
   header = {
     "checkpoint": args.checkpoint,
-    "command": "python -m tools.analysis.generalization "
-    + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)),
-    "date": datetime.datetime.now().isoformat(timespec="seconds"),
-    "machine": machine_description(),
+    **run_record("tools.analysis.generalization", argv),
     "step": meta.get("step"),
     "threshold": threshold,
   }

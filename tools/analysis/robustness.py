@@ -21,19 +21,17 @@ Exit status 0 when every run meets the floor, 1 otherwise, 2 for a bad argument.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import shlex
 import subprocess
 import sys
 import time
 
 from irstd_jax import cli
-from tools.analysis.ablate import machine_description
 from tools.analysis.ablate import main_command
 from tools.analysis.ablate import mean_std
 from tools.analysis.ablate import read_result
+from tools.analysis.ablate import run_record
 
 # The repository root: main runs there.
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -150,10 +148,7 @@ def main(argv=None) -> int:
   os.makedirs(output_dir, exist_ok=True)
   header = {
     "config": args.config,
-    "command": "python -m tools.analysis.robustness "
-    + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)),
-    "date": datetime.datetime.now().isoformat(timespec="seconds"),
-    "machine": machine_description(),
+    **run_record("tools.analysis.robustness", argv),
     "set": args.set,
     "min_miou": args.min_miou,
   }
