@@ -205,6 +205,13 @@ FIELDS: dict[str, Field] = {
   ),
   "loss.warm_epochs": Field(5, "epochs (epoch < warm_epochs) of plain soft IoU", low=0),
   "loss.detach_weight": Field(False, "stop the gradient through the scale weight (MSHNet: no)"),
+  "loss.target_free": Field(
+    "formula",
+    "images without target pixels: 'formula' weights them as published (diff: w ~ eps / Ap, "
+    "so their false alarms get no gradient); 'plain_iou': w = 1 there (their soft IoU "
+    "s / (Ap + s) pulls false alarms down)",
+    choices=("formula", "plain_iou"),
+  ),
   "loss.reduction": Field(
     "per_image",
     "'per_image': 1 - mean_b w_b IoU_b; 'batch': areas summed over the batch first",

@@ -237,12 +237,15 @@ def scale_loss_from_sums(
   reduction: str = "per_image",
   detach_weight: bool = False,
   weighted: Any = True,
+  target_free: str = "formula",
 ):
   """Scale loss from region sums.
 
   Args:
     Ap, At, I: (N,) per-image sums (or any shape; the mean is over all).
     kind: scale-weight kind.
+    target_free: 'formula' (the weight as published on an image with At = 0) or
+      'plain_iou' (w = 1 there; docs/losses.md, "On a target-free image").
     weighted: Python bool or traced bool scalar; False -> plain soft IoU
       (warm-up).  Both branches are computed and selected with jnp.where.
   Returns:
@@ -257,6 +260,10 @@ def scale_loss_from_sums(
   w = scale_weight(Ap, At, kind, b_over=b_over, b_under=b_under, eps=eps)
   if detach_weight:
     w = jax.lax.stop_gradient(w)
+  if target_free == "plain_iou":
+    w = jnp.where(At > 0, w, jnp.ones_like(w))
+  elif target_free != "formula":
+    raise ValueError(f"unknown target_free {target_free!r}; expected 'formula' or 'plain_iou'")
   w_eff = jnp.where(jnp.asarray(weighted), w, jnp.ones_like(w))
   loss = 1.0 - jnp.mean(w_eff * iou)
   return loss, jnp.mean(iou), jnp.mean(w)
@@ -378,6 +385,7 @@ def _scale_family(p, g, cfg, weighted, location_on=None, sd=False):
     reduction=cfg.reduction,
     detach_weight=bool(cfg.detach_weight),
     weighted=weighted,
+    target_free=cfg.target_free,
   )
   dt = p.dtype
   zero = jnp.zeros((), dt)

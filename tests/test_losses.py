@@ -511,3 +511,35 @@ def test_saturated_image_gets_almost_no_pull_from_the_diff_weight():
   assert pulls["iou", saturated] / pulls["diff", saturated] > 100
   assert pulls["diff", healthy] / pulls["diff", saturated] > 1e5
   assert pulls["diff", prior] / pulls["diff", zero_bias] > 250
+
+
+def _blob_on_background(side=32):
+  """Logits (1, side, side, 1): p = 0.01 everywhere but a 4x4 false blob at p = 0.95."""
+  z = np.full((1, side, side, 1), math.log(0.01 / 0.99))
+  z[0, 4:8, 4:8, 0] = math.log(0.95 / 0.05)
+  return jnp.asarray(z)
+
+
+def test_target_free_image_gets_no_gradient_from_the_diff_weight():
+  """On an image without target pixels the diff weight is w = e / (Ap + e) ~ 0, so its
+  false alarms cost nothing (docs/losses.md); 'plain_iou' gives it soft IoU's gradient,
+  and leaves an image with a target exactly as the formula weights it."""
+  with jax.enable_x64(True):
+    z = _blob_on_background()
+    empty = jnp.zeros_like(z)
+    target = empty.at[0, 20:22, 20:22, 0].set(1.0)
+
+    def grad(cfg, mask):
+      return jax.grad(lambda z: L.single_output_loss(z, mask, cfg, epoch=99)[0])(z)
+
+    formula = _cfg(deep_supervision=False)
+    plain = _cfg(deep_supervision=False, target_free="plain_iou")
+    iou = _cfg(name="soft_iou", deep_supervision=False)
+    blob = (0, 5, 5, 0)
+    assert abs(float(grad(formula, empty)[blob])) < 1e-10
+    assert float(grad(plain, empty)[blob]) > 1e6 * abs(float(grad(formula, empty)[blob]))
+    assert float(grad(plain, empty)[blob]) > 1e-5  # pushes the blob's logit down
+    np.testing.assert_allclose(grad(plain, empty), grad(iou, empty), rtol=1e-12)
+    np.testing.assert_array_equal(grad(plain, target), grad(formula, target))
+    with pytest.raises(ValueError, match="target_free"):
+      L.scale_loss_from_sums(jnp.ones(2), jnp.zeros(2), jnp.zeros(2), target_free="nope")

@@ -80,6 +80,11 @@ GRIDS = {
     ("intensity_jitter=0.1", ["dataset.intensity_jitter=0.1"]),
     ("crop_size=192", ["dataset.crop_size=192"]),
   ],
+  "target_free": [
+    ("l1_gp_rotated+diff", []),
+    ("target_crop_prob=1.0", ["dataset.target_crop_prob=1.0"]),
+    ("target_free=plain_iou", ["loss.target_free=plain_iou"]),
+  ],
   "loss": [
     ("diff", []),
     ("var", ["loss.scale_weight=var"]),
