@@ -25,7 +25,8 @@ records (`SHIFTS`, deterministic; nothing here is ever trained on):
 
 Each shift is scored as `evaluate` scores a split (own size padded to eval.pad_multiple,
 prob > eval.threshold); the `unseen` row pools every shift but `original` (counts summed,
-so its mIoU is total intersection over total union and its Fa is over all their pixels).
+so its mIoU is total intersection over total union and its Fa is over all their pixels;
+its nIoU is left out, as target-free frames would count as IoU 0).
 Writes OUTPUT/generalization.json and generalization.md; prints the table. The unseen row
 is held to --min_miou, --min_pd and --max_fa (the goal of issue 28); exit status 0 when it
 meets them, 1 when not, 2 for a bad argument.
@@ -284,7 +285,8 @@ def main(argv=None) -> int:
       rows[name]["blobs_on_removed_targets"] = float(on_holes.count)
     print(f"{name}: {json.dumps({k: round(v, 6) for k, v in rows[name].items()})}", flush=True)
   if any(name != "original" for name in shifts):
-    rows["unseen"] = summarize(pooled.compute())
+    # nIoU, a mean over frames, is not pooled: target-free frames would count as IoU 0.
+    rows["unseen"] = dict(summarize(pooled.compute()), niou=float("nan"))
   header = {
     "checkpoint": args.checkpoint,
     **run_record("tools.analysis.generalization", argv),
