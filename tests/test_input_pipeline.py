@@ -70,7 +70,22 @@ def test_small_images_are_padded_up_to_the_crop():
   (b,) = _batches(source, 1, crop=64)
   batch = b.batch(0)
   assert batch["image"].shape == (8, 64, 64, 1)
-  assert (batch["mask"].reshape(8, -1).sum(1) == 1).all()
+  # The padding mirrors image and mask alike: every crop holds its target, and every mask
+  # pixel (the target and its mirror images) shows the target's value, the image's index.
+  assert (batch["mask"].reshape(8, -1).sum(1) >= 1).all()
+  assert (batch["mask"].reshape(8, -1).sum(1) > 1).any()  # some target was mirrored
+  for image, mask, index in zip(batch["image"], batch["mask"], b.local_indices(0)):
+    assert (image[mask > 0] == index).all()
+
+
+def test_a_mirrored_target_is_labelled():
+  image = np.full((10, 12, 1), 30, np.uint8)
+  mask = np.zeros((10, 12, 1), np.uint8)
+  image[8, 5], mask[8, 5] = 250, 1  # near the bottom edge: the padding mirrors it
+  cfg = ip.AugmentConfig(16, False, False, 1.0, 0.0, 1.0)
+  out_image, out_mask = ip.augment(image, mask, np.random.default_rng(0), cfg)
+  np.testing.assert_array_equal(out_image == 250, out_mask == 1)
+  assert out_mask.sum() == 2
 
 
 def test_uneven_batch_is_refused_with_a_clear_message():
