@@ -283,7 +283,13 @@ def main(argv=None) -> int:
     rows[name] = summarize(accumulator.compute())
     if name == "background":
       rows[name]["blobs_on_removed_targets"] = float(on_holes.count)
-    print(f"{name}: {json.dumps({k: round(v, 6) for k, v in rows[name].items()})}", flush=True)
+    row = rows[name]
+    print(
+      f"{name}: mIoU {row['miou']:.4f} nIoU {row['niou']:.4f} Pd {row['pd']:.4f} "
+      f"Fa {row['fa'] * 1e6:.2f}e-6, {row['num_false_components']:.0f} false blobs in "
+      f"{row['num_images']:.0f} frames",
+      flush=True,
+    )
   if any(name != "original" for name in shifts):
     # nIoU, a mean over frames, is not pooled: target-free frames would count as IoU 0.
     rows["unseen"] = dict(summarize(pooled.compute()), niou=float("nan"))
