@@ -35,7 +35,9 @@ Scale loss (``reduction='per_image'``, the default, as MSHNet)::
     L_scale = 1 - mean_b( IoU_b )              while epoch < warm_epochs
 
 ``reduction='batch'`` instead sums Ap, At, I over the whole batch (one
-"image") and returns 1 - w * IoU of those sums.
+"image") and returns 1 - w * IoU of those sums.  ``target_free='plain_iou'``
+sets w_b = 1 on images with At_b = 0, where ``diff`` gives w ~ e / Ap and so no
+gradient (docs/losses.md, "On a target-free image"); the default keeps the formula.
 
 Differences from MSHNet's ``SLSIoULoss`` (github.com/Lliu666/MSHNet,
 ``model/loss.py``), all deliberate and documented in docs/losses.md:
