@@ -126,3 +126,13 @@ def test_bad_arguments_are_one_error_line(tmp_path, capsys):
   assert "--shifts 'original,bogus': expected some of" in capsys.readouterr().err
   assert gen.main([f"--checkpoint={tmp_path / 'missing'}", f"--output={out}"]) == 2
   assert "missing" in capsys.readouterr().err
+
+
+def test_blobs_on_holes_counts_a_diagonal_blob_once():
+  hole = np.zeros((8, 8), bool)
+  hole[2, 2] = hole[3, 3] = True
+  scores = np.zeros((1, 8, 8, 1), np.float32)
+  scores[0, 2, 2] = scores[0, 3, 3] = 0.9  # one 8-connected blob over both hole pixels
+  counter = gen.BlobsOnHoles([{"id": "a", "hole": hole}], threshold=0.5)
+  counter({"index": np.array([0]), "sizes": np.array([[8, 8]])}, scores)
+  assert counter.count == 1

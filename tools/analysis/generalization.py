@@ -40,13 +40,13 @@ import os
 import sys
 
 import numpy as np
-from PIL import Image
 from scipy import ndimage
 
 from irstd_jax import cli
 from irstd_jax import config_check
 from irstd_jax import datasets
 from irstd_jax import inference
+from irstd_jax import input_pipeline
 from irstd_jax import metrics as metrics_lib
 from tools.analysis.ablate import run_record
 
@@ -87,14 +87,7 @@ def large_frames(records: list[dict]) -> list[dict]:
 
 def upscaled(records: list[dict], factor: int = 2) -> list[dict]:
   """Every record resized by `factor`: image bilinear, mask nearest (stays binary)."""
-  out = []
-  for r in records:
-    h, w = r["image"].shape[:2]
-    size = (w * factor, h * factor)
-    image = Image.fromarray(r["image"][..., 0]).resize(size, Image.BILINEAR)
-    mask = Image.fromarray(r["mask"][..., 0]).resize(size, Image.NEAREST)
-    out.append(_record(r["id"], np.asarray(image)[..., None], np.asarray(mask)[..., None]))
-  return out
+  return [_record(r["id"], *input_pipeline.zoom(r["image"], r["mask"], factor)) for r in records]
 
 
 def gamma(records: list[dict], value: float) -> list[dict]:
@@ -144,8 +137,9 @@ def background(records: list[dict]) -> list[dict]:
 
 
 class BlobsOnHoles:
-  """Counts the predicted blobs that touch a record's 'hole' (the filled-in targets of
-  `background`): false alarms the fill itself may cause rather than the clutter."""
+  """Counts the predicted blobs (8-connected, as the metrics count them) that touch a
+  record's 'hole' (the filled-in targets of `background`): false alarms the fill itself
+  may cause rather than the clutter."""
 
   def __init__(self, frames: list[dict], threshold: float):
     self.frames, self.threshold, self.count = frames, threshold, 0
@@ -155,7 +149,7 @@ class BlobsOnHoles:
       if index < 0 or "hole" not in self.frames[index]:
         continue
       h, w = batch["sizes"][slot]
-      labels, _ = ndimage.label(scores[slot, :h, :w, 0] > self.threshold)
+      labels = metrics_lib.connected_components(scores[slot, :h, :w, 0] > self.threshold).labels
       self.count += len(np.setdiff1d(np.unique(labels[self.frames[index]["hole"]]), [0]))
 
 
