@@ -102,6 +102,12 @@ FIELDS: dict[str, Field] = {
     "mask nearest); 1 = off",
     low=1,
   ),
+  "dataset.noise_std": Field(
+    0.0,
+    "random additive Gaussian noise on the training crops, sigma uniform in [0, noise_std] "
+    "grey levels (of 255); 0 = off",
+    low=0,
+  ),
   "dataset.seed": Field(0, "synthetic set: generator seed", when=_synthetic),
   "dataset.num_train": Field(400, "synthetic set: training images", low=1, when=_synthetic),
   "dataset.num_test": Field(100, "synthetic set: test images", low=1, check=EVAL, when=_synthetic),

@@ -34,6 +34,7 @@ class AugmentConfig:
   target_crop_prob: float  # chance the crop is centred near a target pixel
   intensity_jitter: float  # multiplicative gain jitter, e.g. 0.1 = +-10 %
   zoom_max: float  # zoom-in factor log-uniform in [1, zoom_max]; 1 = off
+  noise_std: float  # additive Gaussian noise, sigma uniform in [0, noise_std] grey levels
 
 
 def normalize(image_uint8: np.ndarray, mean: float, std: float) -> np.ndarray:
@@ -65,7 +66,7 @@ def augment(
   image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig
 ) -> tuple[np.ndarray, np.ndarray]:
   """Random zoom-in, crop (target-preserving with prob. cfg.target_crop_prob), flips,
-  90-degree turns, intensity gain.
+  90-degree turns, intensity gain, additive sensor noise.
 
   Args:
     image: (H, W, 1) uint8. mask: (H, W, 1) uint8 {0,1}.
@@ -105,6 +106,10 @@ def augment(
   if cfg.intensity_jitter > 0:
     gain = rng.uniform(1.0 - cfg.intensity_jitter, 1.0 + cfg.intensity_jitter)
     image = np.clip(np.round(image.astype(np.float32) * gain), 0, 255).astype(np.uint8)
+  if cfg.noise_std > 0:  # drawn only when on, like the zoom
+    # A sigma per crop, from 0: the model sees clean and noisy frames alike.
+    noise = rng.normal(0.0, rng.uniform(0.0, cfg.noise_std), image.shape)
+    image = np.clip(np.round(image + noise), 0, 255).astype(np.uint8)
   return np.ascontiguousarray(image), np.ascontiguousarray(mask)
 
 

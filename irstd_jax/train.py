@@ -497,7 +497,13 @@ def make_train_batches(config, train_source) -> input_pipeline.TrainBatches:
     )
   d = config.dataset
   augment = input_pipeline.AugmentConfig(
-    d.crop_size, d.flip, d.rot90, d.target_crop_prob, d.intensity_jitter, d.zoom_max
+    d.crop_size,
+    d.flip,
+    d.rot90,
+    d.target_crop_prob,
+    d.intensity_jitter,
+    d.zoom_max,
+    d.noise_std,
   )
   return input_pipeline.TrainBatches(
     train_source,

@@ -740,8 +740,14 @@ def shared(tmp_path_factory):
   return ctx
 
 
-# Rows that train until the file system refuses a write: whole commands (`make test-e2e`).
-E2E_ROWS = ("checkpoint save over the file-size limit", "prepare_data over the file-size limit")
+# Rows that train a whole run (resume after damage, init_from) or until the file system
+# refuses a write: whole commands, 25-37 s each on 2 cores (`make test-e2e`).
+E2E_ROWS = (
+  "damaged newest checkpoint, resume",
+  "init_from",
+  "checkpoint save over the file-size limit",
+  "prepare_data over the file-size limit",
+)
 
 
 @pytest.mark.parametrize(

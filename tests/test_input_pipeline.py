@@ -19,7 +19,13 @@ def _source(n=23, seed=0):
 
 def _batches(source, processes, batch=8, step=0, crop=16):
   cfg = ip.AugmentConfig(
-    crop_size=crop, flip=True, rot90=True, target_crop_prob=1.0, intensity_jitter=0.0, zoom_max=1.0
+    crop_size=crop,
+    flip=True,
+    rot90=True,
+    target_crop_prob=1.0,
+    intensity_jitter=0.0,
+    zoom_max=1.0,
+    noise_std=0.0,
   )
   return [
     ip.TrainBatches(source, batch, cfg, 0.0, 1.0, seed=5, process_index=p, process_count=processes)
@@ -82,7 +88,7 @@ def test_a_mirrored_target_is_labelled():
   image = np.full((10, 12, 1), 30, np.uint8)
   mask = np.zeros((10, 12, 1), np.uint8)
   image[8, 5], mask[8, 5] = 250, 1  # near the bottom edge: the padding mirrors it
-  cfg = ip.AugmentConfig(16, False, False, 1.0, 0.0, 1.0)
+  cfg = ip.AugmentConfig(16, False, False, 1.0, 0.0, 1.0, 0.0)
   out_image, out_mask = ip.augment(image, mask, np.random.default_rng(0), cfg)
   np.testing.assert_array_equal(out_image == 250, out_mask == 1)
   assert out_mask.sum() == 2
@@ -152,7 +158,7 @@ def test_zoom_max_grows_the_targets_of_the_crops():
   source = _source()
   areas = {}
   for zoom_max in (1.0, 3.0):
-    cfg = ip.AugmentConfig(16, True, True, 1.0, 0.0, zoom_max)
+    cfg = ip.AugmentConfig(16, True, True, 1.0, 0.0, zoom_max, 0.0)
     crops = [
       ip.augment(r["image"], r["mask"], np.random.default_rng([k]), cfg)
       for k, r in enumerate(source)
@@ -162,3 +168,32 @@ def test_zoom_max_grows_the_targets_of_the_crops():
     assert (masks.reshape(len(source), -1).sum(1) >= 1).all()  # target-centred crops keep it
     areas[zoom_max] = masks.sum() / len(source)
   assert areas[1.0] == 1.0 and areas[3.0] > 2.0
+
+
+def test_noise_std_adds_zero_mean_noise_of_a_sigma_drawn_per_crop():
+  image = np.full((40, 40, 1), 128, np.uint8)
+  mask = np.zeros((40, 40, 1), np.uint8)
+  mask[20, 20] = 1
+  sigmas = []
+  for k in range(200):
+    crops = {
+      std: ip.augment(
+        image,
+        mask,
+        np.random.default_rng([k]),
+        ip.AugmentConfig(32, True, True, 0.5, 0.0, 1.0, std),
+      )
+      for std in (0.0, 12.0)
+    }
+    (clean, clean_mask), (noisy, noisy_mask) = crops[0.0], crops[12.0]
+    assert noisy.dtype == np.uint8
+    # The noise is drawn after every other operation: the crop is the same, only noisier.
+    np.testing.assert_array_equal(clean_mask, noisy_mask)
+    np.testing.assert_array_equal(clean, image[:32, :32])
+    residual = noisy.astype(np.float64) - clean
+    assert abs(residual.mean()) < 1.0
+    sigmas.append(residual.std())
+  sigmas = np.array(sigmas)
+  # sigma ~ U[0, 12]: its mean square is 12^2 / 3 = 48, and crops range from clean to noisy.
+  assert 40 < (sigmas**2).mean() < 56
+  assert sigmas.min() < 1.0 and 11.0 < sigmas.max() < 12.5

@@ -85,6 +85,12 @@ GRIDS = {
     ("target_crop_prob=1.0", ["dataset.target_crop_prob=1.0"]),
     ("target_free=plain_iou", ["loss.target_free=plain_iou"]),
   ],
+  "augmentation": [
+    ("l1_gp_rotated+diff", []),
+    ("noise_std=16", ["dataset.noise_std=16"]),
+    ("zoom_max=2", ["dataset.zoom_max=2"]),
+    ("noise_std=16 zoom_max=2", ["dataset.noise_std=16", "dataset.zoom_max=2"]),
+  ],
   "loss": [
     ("diff", []),
     ("var", ["loss.scale_weight=var"]),
