@@ -136,3 +136,35 @@ def test_blobs_on_holes_counts_a_diagonal_blob_once():
   counter = gen.BlobsOnHoles([{"id": "a", "hole": hole}], threshold=0.5)
   counter({"index": np.array([0]), "sizes": np.array([[8, 8]])}, scores)
   assert counter.count == 1
+
+
+def test_stripes_add_one_offset_per_column_and_keep_the_masks():
+  records = _records(3)
+  frames = gen.stripes(records)
+  for r, f in zip(records, frames):
+    np.testing.assert_array_equal(f["mask"], r["mask"])
+    offset = f["image"].astype(int) - r["image"].astype(int)  # no clipping: 40..120 and 250
+    unclipped = r["image"][..., 0] < 250 - 3 * gen.STRIPE_SIGMA
+    for column in range(offset.shape[1]):
+      assert len(np.unique(offset[unclipped[:, column], column])) == 1
+  np.testing.assert_array_equal(gen.stripes(records)[2]["image"], frames[2]["image"])
+  wide = [{"id": "w", "image": np.full((4, 4000, 1), 128, np.uint8), "mask": None}]
+  assert abs(float(gen.stripes(wide)[0]["image"][0].std()) - gen.STRIPE_SIGMA) < 0.5
+
+
+def test_a_shift_made_by_the_training_augmentation_is_marked_seen():
+  import ml_collections
+
+  dataset = ml_collections.ConfigDict({"noise_std": 16.0, "zoom_max": 1.0})
+  assert gen.seen_in_training(dataset) == {"noisy": "dataset.noise_std=16"}
+  dataset.zoom_max = 2.0
+  assert set(gen.seen_in_training(dataset)) == {"noisy", "upscaled"}
+  # A checkpoint written before the fields existed trained without them.
+  assert gen.seen_in_training(ml_collections.ConfigDict({"crop_size": 128})) == {}
+  row = {k: 1.0 for k in ("num_images", "num_targets", "miou", "niou", "pd")}
+  row.update(fa=0.0, false_components_per_frame=0.0)
+  header = {"checkpoint": "c", "command": "x", "date": "d", "machine": "m", "step": 1}
+  header.update(threshold=0.5, seen_in_training={"noisy": "dataset.noise_std=16"})
+  text = gen.report(header, {"noisy": row, "unseen": row}, "meets the goal")
+  assert "| noisy (seen in training: dataset.noise_std=16) |" in text
+  assert "unseen (every shift but original, noisy): meets the goal" in text
