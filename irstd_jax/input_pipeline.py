@@ -257,7 +257,7 @@ def eval_batches(
         sizes[slot] = (h, w)
         valid[slot] = True
         index[slot] = i
-        ids[slot] = _text(record["id"])
+        ids[slot] = id_text(record["id"])
       yield {
         "image": images,
         "mask": (masks > 0).astype(np.float32),
@@ -268,5 +268,6 @@ def eval_batches(
       }
 
 
-def _text(value) -> str:
+def id_text(value) -> str:
+  """A record's id as str (TFDS sources give bytes, in-memory ones str)."""
   return value.decode() if isinstance(value, bytes) else str(value)

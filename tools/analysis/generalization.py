@@ -65,10 +65,6 @@ def _record(record_id, image: np.ndarray, mask: np.ndarray) -> dict:
   return {"id": record_id, "image": image, "mask": mask}
 
 
-def _text(value) -> str:
-  return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def large_frames(records: list[dict]) -> list[dict]:
   """2x2 mosaics of consecutive records in cells of the largest (H, W) of all records,
   (2 H, 2 W, 1) uint8 each; a short last group leaves its empty cells at the first image's
@@ -87,7 +83,7 @@ def large_frames(records: list[dict]) -> list[dict]:
       image[y0 : y0 + cell_h, x0 : x0 + cell_w] = np.median(r["image"])
       image[y0 : y0 + h, x0 : x0 + w] = r["image"]
       mask[y0 : y0 + h, x0 : x0 + w] = r["mask"]
-    out.append(_record("+".join(_text(r["id"]) for r in group), image, mask))
+    out.append(_record("+".join(input_pipeline.id_text(r["id"]) for r in group), image, mask))
   return out
 
 
