@@ -168,3 +168,29 @@ def test_a_shift_made_by_the_training_augmentation_is_marked_seen():
   text = gen.report(header, {"noisy": row, "unseen": row}, "meets the goal")
   assert "| noisy (seen in training: dataset.noise_std=16) |" in text
   assert "unseen (every shift but original, noisy): meets the goal" in text
+
+
+def test_tiled_scores_each_tile_alone_in_fixed_size_chunks():
+  shapes = []
+
+  def tile_mean(images):  # a score that depends on everything the model sees
+    shapes.append(images.shape)
+    return np.broadcast_to(images.mean(axis=(1, 2, 3), keepdims=True), images.shape)
+
+  rng = np.random.default_rng(0)
+  images = rng.normal(size=(3, 40, 50, 1)).astype(np.float32)
+  scores = gen.tiled(tile_mean, tile=16, batch_size=4)(images)
+  assert scores.shape == images.shape
+  assert set(shapes) == {(4, 16, 16, 1)}  # 3 x 3 x 4 = 36 tiles, always 4 at a time
+  padded = np.zeros((3, 48, 64, 1), np.float32)
+  padded[:, :40, :50] = images
+  for b, y, x in [(0, 0, 0), (1, 20, 33), (2, 39, 49)]:
+    ty, tx = y // 16 * 16, x // 16 * 16
+    assert np.isclose(scores[b, y, x, 0], padded[b, ty : ty + 16, tx : tx + 16].mean())
+  # A pixelwise score is the same tiled or not.
+  np.testing.assert_allclose(gen.tiled(lambda x: 2 * x, 16, 4)(images), 2 * images)
+
+
+def test_tile_must_be_a_multiple_of_the_poolings(tmp_path, capsys):
+  assert gen.main(["--checkpoint=x", f"--output={tmp_path}", "--tile=24"]) == 2
+  assert "--tile 24: expected 0 (whole frames) or a multiple of 16" in capsys.readouterr().err
