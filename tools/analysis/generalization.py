@@ -35,9 +35,8 @@ over all their pixels; its nIoU is left out, as target-free frames would count a
 With --tile=N every frame is scored as N x N tiles (padded with the normalisation mean),
 each seen by the model alone, instead of whole: the model then pools over a training
 crop's context, not the frame's. Writes OUTPUT/generalization.json and generalization.md;
-prints the table. The unseen row
-is held to --min_miou, --min_pd and --max_fa (the goal of issue 28); exit status 0 when it
-meets them, 1 when not, 2 for a bad argument.
+prints the table. The unseen row is held to --min_miou, --min_pd and --max_fa (the goal of
+issue 28); exit status 0 when it meets them, 1 when not, 2 for a bad argument.
 """
 
 from __future__ import annotations
