@@ -91,15 +91,7 @@ def test_real_nuaa_records_are_the_files_pixels(nuaa):
 
 def test_real_train_batch_shapes_dtypes_and_binary_masks(nuaa):
   train, _, _ = nuaa
-  cfg = ip.AugmentConfig(
-    crop_size=256,
-    flip=True,
-    rot90=True,
-    target_crop_prob=1.0,
-    intensity_jitter=0.0,
-    zoom_max=1.0,
-    noise_std=0.0,
-  )
+  cfg = ip.AugmentConfig(256, True, True, 1.0, 0.0, 1.0, 0.0)
   batches = ip.TrainBatches(train, 4, cfg, mean=114.35, std=57.01, seed=0)
   assert batches.steps_per_epoch == 341 // 4
   for step in (0, 1):

@@ -18,15 +18,7 @@ def _source(n=23, seed=0):
 
 
 def _batches(source, processes, batch=8, step=0, crop=16):
-  cfg = ip.AugmentConfig(
-    crop_size=crop,
-    flip=True,
-    rot90=True,
-    target_crop_prob=1.0,
-    intensity_jitter=0.0,
-    zoom_max=1.0,
-    noise_std=0.0,
-  )
+  cfg = ip.AugmentConfig(crop, True, True, 1.0, 0.0, 1.0, 0.0)
   return [
     ip.TrainBatches(source, batch, cfg, 0.0, 1.0, seed=5, process_index=p, process_count=processes)
     for p in range(processes)
