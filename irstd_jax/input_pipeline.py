@@ -36,6 +36,11 @@ class AugmentConfig:
   zoom_max: float  # zoom-in factor log-uniform in [1, zoom_max]; 1 = off
   noise_std: float  # additive Gaussian noise, sigma uniform in [0, noise_std] grey levels
 
+  @classmethod
+  def from_config(cls, dataset_config) -> AugmentConfig:
+    """The fields of the same names in config.dataset."""
+    return cls(**{f.name: dataset_config[f.name] for f in dataclasses.fields(cls)})
+
 
 def normalize(image_uint8: np.ndarray, mean: float, std: float) -> np.ndarray:
   """uint8 intensities -> float32 (x - mean) / std."""

@@ -496,19 +496,10 @@ def make_train_batches(config, train_source) -> input_pipeline.TrainBatches:
       f"at most {len(train_source)}",
     )
   d = config.dataset
-  augment = input_pipeline.AugmentConfig(
-    d.crop_size,
-    d.flip,
-    d.rot90,
-    d.target_crop_prob,
-    d.intensity_jitter,
-    d.zoom_max,
-    d.noise_std,
-  )
   return input_pipeline.TrainBatches(
     train_source,
     config.train.batch_size,
-    augment,
+    input_pipeline.AugmentConfig.from_config(d),
     d.mean,
     d.std,
     config.seed,

@@ -102,26 +102,26 @@ def gamma(records: list[dict], value: float) -> list[dict]:
   return [_record(r["id"], table[r["image"]], r["mask"]) for r in records]
 
 
-def noisy(records: list[dict], sigma: float = NOISE_SIGMA) -> list[dict]:
-  """Additive Gaussian noise (std `sigma` grey levels, clipped), seeded by the record's
-  position, so every call gives the same frames."""
+def _add_seeded_noise(records: list[dict], sigma: float, stream: int, shape_of) -> list[dict]:
+  """Every record plus Gaussian noise of std `sigma` grey levels (rounded, clipped) of shape
+  `shape_of(image.shape)` (broadcast over the image), drawn from the stream (position,
+  `stream`), so every call gives the same frames."""
   out = []
   for k, r in enumerate(records):
-    noise = np.random.default_rng([k, 12]).normal(0.0, sigma, r["image"].shape)
+    noise = np.random.default_rng([k, stream]).normal(0.0, sigma, shape_of(r["image"].shape))
     image = np.clip(np.round(r["image"].astype(np.float32) + noise), 0, 255).astype(np.uint8)
     out.append(_record(r["id"], image, r["mask"]))
   return out
 
 
+def noisy(records: list[dict], sigma: float = NOISE_SIGMA) -> list[dict]:
+  """Additive Gaussian noise, independent per pixel (std `sigma` grey levels)."""
+  return _add_seeded_noise(records, sigma, 12, lambda shape: shape)
+
+
 def stripes(records: list[dict], sigma: float = STRIPE_SIGMA) -> list[dict]:
-  """A Gaussian offset (std `sigma` grey levels) per column added to every row (clipped),
-  seeded by the record's position."""
-  out = []
-  for k, r in enumerate(records):
-    offsets = np.random.default_rng([k, 13]).normal(0.0, sigma, (1, r["image"].shape[1], 1))
-    image = np.clip(np.round(r["image"].astype(np.float32) + offsets), 0, 255).astype(np.uint8)
-    out.append(_record(r["id"], image, r["mask"]))
-  return out
+  """A Gaussian offset (std `sigma` grey levels) per column, the same in every row."""
+  return _add_seeded_noise(records, sigma, 13, lambda shape: (1, shape[1], 1))
 
 
 def remove_targets(image: np.ndarray, mask: np.ndarray, margin: int = TARGET_MARGIN):
