@@ -66,7 +66,13 @@ class Field:
 # (state="equal") unless they only set the compute dtype, BatchNorm's running update or
 # the initialisation.
 FIELDS: dict[str, Field] = {
-  "seed": Field(0, "initialisation and data order", check=TRAIN),
+  "seed": Field(0, "initialisation (and data order while data_seed is -1)", check=TRAIN),
+  "data_seed": Field(
+    -1,
+    "training data order and augmentation draws; -1 = seed (one seed for both)",
+    low=-1,
+    check=TRAIN,
+  ),
   # ------------------------------------------------------------------------- dataset
   "dataset.name": Field(
     "synthetic", "data set", choices="irstd_jax.datasets:NAMES", check=EVAL, what="data set"

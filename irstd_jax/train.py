@@ -488,6 +488,13 @@ def initial_state(config, model, tx, rng, resuming: bool, replicated) -> TrainSt
   return make_state(rng, init_variables=init_variables)
 
 
+def data_seed(config) -> int:
+  """The seed of the training data order and augmentation: config.data_seed, or config.seed
+  when it is -1 (so one seed sets both, and the initialisation and the data stream can be
+  varied one at a time)."""
+  return config.seed if config.data_seed == -1 else config.data_seed
+
+
 def make_train_batches(config, train_source) -> input_pipeline.TrainBatches:
   if config.train.batch_size > len(train_source):
     raise config_check.ConfigError(
@@ -502,7 +509,7 @@ def make_train_batches(config, train_source) -> input_pipeline.TrainBatches:
     input_pipeline.AugmentConfig.from_config(d),
     d.mean,
     d.std,
-    config.seed,
+    data_seed(config),
     jax.process_index(),
     jax.process_count(),
   )

@@ -132,3 +132,23 @@ def test_grad_accumulation_applies_the_mean_update_every_k_steps(tmp_path):
   s2, _ = step(s1, batch, jax.random.key(0))
   moved = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), s1.params, s2.params)
   assert any(jax.tree.leaves(moved))
+
+
+def test_data_seed_sets_the_data_stream_alone_and_minus_one_follows_seed(tmp_path):
+  source = [
+    {
+      "image": np.full((32, 32, 1), i, np.uint8),
+      "mask": np.zeros((32, 32, 1), np.uint8),
+      "id": f"img_{i}".encode(),
+    }
+    for i in range(16)
+  ]
+
+  def order(**overrides):
+    batches = train.make_train_batches(tiny_config(tmp_path, **overrides), source)
+    return [tuple(batches.local_indices(step)) for step in range(8)]
+
+  assert order(seed=3) == order(seed=3, data_seed=-1)
+  assert order(seed=0, data_seed=3) == order(seed=3)  # the init seed plays no part
+  assert order(seed=3, data_seed=0) == order(seed=0)
+  assert order(seed=0) != order(seed=3)
