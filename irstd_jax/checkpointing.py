@@ -50,6 +50,7 @@ import tensorstore as ts
 
 from irstd_jax import config_check
 from irstd_jax import default_config
+from irstd_jax import optim
 from irstd_jax import storage
 
 LATEST_DIR = "checkpoints"
@@ -308,13 +309,21 @@ def _turned_on(value: Any) -> bool:
   return bool(value) and not (isinstance(value, int) and value == 1)
 
 
+# What turning an "on_off" field on or off adds to or removes from the optimizer state.
+_ON_OFF_WHAT = {
+  "train.grad_clip_norm": "clipping",
+  "train.grad_accum_steps": "accumulation",
+  "train.ema_decay": "weight averaging",
+}
+
+
 def state_changes(stored: Any, config) -> list[str]:
   """'field (old -> new)' for every field whose change makes a saved training state unfit.
 
   `stored` is the config saved in a checkpoint's meta (a dict); `config` the new one. The
   schema's `state` says which fields count: "equal" (the architecture, the optimizer: any
-  change alters the parameter or optimizer state tree) and "on_off" (clipping and
-  accumulation: turning them on or off alters the optimizer state). A field missing from
+  change alters the parameter or optimizer state tree) and "on_off" (clipping,
+  accumulation, weight averaging: turning them on or off alters the optimizer state). A field missing from
   either config (written before it existed) has today's default.
   """
   changes = []
@@ -326,7 +335,7 @@ def state_changes(stored: Any, config) -> list[str]:
     if field.state == "equal" and old != new:
       changes.append(f"{path} ({old!r} -> {new!r})")
     elif field.state == "on_off" and _turned_on(old) != _turned_on(new):
-      what = "accumulation" if path.endswith("steps") else "clipping"
+      what = _ON_OFF_WHAT.get(path, path)
       on = "on" if _turned_on(new) else "off"
       changes.append(f"{path} ({old!r} -> {new!r}: {what} turned {on})")
   return changes
@@ -725,7 +734,15 @@ def _restore_step(directory: str, step: int) -> tuple[dict[str, Any], dict[str, 
       args=ocp.args.Composite(state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()),
     )
   state = jax.tree.map(np.asarray, restored["state"])
-  return {"params": state["params"], "batch_stats": state["batch_stats"]}, restored["meta"]
+  return model_variables(state), restored["meta"]
+
+
+def model_variables(state: dict[str, Any]) -> dict[str, Any]:
+  """{'params', 'batch_stats'} of a training state (STATE_FIELDS as a dict): the averaged
+  weights when the run kept them (train.ema_decay), else the trained ones."""
+  averaged = optim.averaged_params(state.get("opt_state"))
+  params = state["params"] if averaged is None else averaged
+  return {"params": params, "batch_stats": state["batch_stats"]}
 
 
 def restore_variables(

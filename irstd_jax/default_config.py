@@ -258,6 +258,15 @@ FIELDS: dict[str, Field] = {
   "train.weight_decay": Field(0.0, "adamw only", low=0),
   "train.momentum": Field(0.9, "sgd only", low=0, high=1, high_open=True),
   "train.grad_clip_norm": Field(0.0, "global-norm clipping (0 = off)", low=0, state="on_off"),
+  "train.ema_decay": Field(
+    0.0,
+    "exponential moving average of the weights (0 = off); evaluation, the best checkpoint "
+    "and every tool that loads the checkpoint use the average",
+    low=0,
+    high=1,
+    high_open=True,
+    state="on_off",
+  ),
   "train.grad_accum_steps": Field(
     1, "steps accumulated per update (optax.MultiSteps)", low=1, state="on_off"
   ),

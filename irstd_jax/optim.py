@@ -1,5 +1,6 @@
 """Optimisers and learning-rate schedules: the registries `train.optimizer` and
-`train.schedule` name, and the two builders the training loop calls.
+`train.schedule` name, the two builders the training loop calls, and the moving average
+of the weights (`train.ema_decay`) that rides in the optimizer state.
 
 Adding an optimiser or a schedule is one entry here: config validation reads its choices
 from these dicts (config_check), so nothing else restates them.
@@ -8,9 +9,16 @@ from these dicts (config_check), so nothing else restates them.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
+import jax
+import jax.numpy as jnp
 import ml_collections
 import optax
+
+# The key of the averaged weights in the optimizer state: the live state and the raw tree
+# a checkpoint restores to (orbax keeps dict keys) are both searched for it.
+EMA_KEY = "ema_params"
 
 # name -> (schedule, train config) -> optax transformation.
 OPTIMIZERS: dict[
@@ -51,7 +59,8 @@ def make_optimizer(
   train_config: ml_collections.ConfigDict, schedule: optax.Schedule
 ) -> optax.GradientTransformation:
   """`OPTIMIZERS[train_config.optimizer]`, after global-norm clipping when
-  `grad_clip_norm` is set, accumulated over `grad_accum_steps` when > 1."""
+  `grad_clip_norm` is set, followed by `weight_average` when `ema_decay` is set, all
+  accumulated over `grad_accum_steps` when > 1 (the average then moves once per update)."""
   name = train_config.optimizer
   if name not in OPTIMIZERS:
     raise ValueError(f"train.optimizer={name!r}: expected one of {', '.join(OPTIMIZERS)}")
@@ -59,6 +68,60 @@ def make_optimizer(
   if train_config.grad_clip_norm:
     chain.append(optax.clip_by_global_norm(train_config.grad_clip_norm))
   chain.append(OPTIMIZERS[name](schedule, train_config))
+  if train_config.ema_decay:
+    chain.append(weight_average(train_config.ema_decay))
   tx = optax.chain(*chain)
   accum = int(train_config.grad_accum_steps)
   return optax.MultiSteps(tx, accum) if accum > 1 else tx
+
+
+def weight_average(decay: float) -> optax.GradientTransformation:
+  """An exponential moving average of the weights, kept in the optimizer state.
+
+  The last link of a chain: it sees the final updates, so it averages the weights the
+  update produces, `params + updates`, and passes the updates on unchanged (training is
+  the same with it or without it). Its state is {EMA_KEY: params-shaped float32 tree,
+  'ema_count': int32}; at the t-th update (t = 1, 2, ...) the average moves by
+  ema <- d_t ema + (1 - d_t) params with d_t = min(decay, (1 + t) / (10 + t)), so the
+  initial weights are forgotten within a few hundred steps whatever the decay.
+  """
+  if not 0.0 < decay < 1.0:
+    raise ValueError(f"train.ema_decay={decay}: expected a number in (0, 1)")
+
+  def init(params):
+    return {
+      EMA_KEY: jax.tree.map(lambda p: jnp.asarray(p, jnp.float32), params),
+      "ema_count": jnp.zeros([], jnp.int32),
+    }
+
+  def update(updates, state, params=None):
+    if params is None:
+      raise ValueError("weight_average needs the parameters: call update(updates, state, params)")
+    count = state["ema_count"] + 1
+    t = count.astype(jnp.float32)
+    d = jnp.minimum(decay, (1.0 + t) / (10.0 + t))
+    new_params = optax.apply_updates(params, updates)
+    ema = jax.tree.map(lambda e, p: d * e + (1.0 - d) * p, state[EMA_KEY], new_params)
+    return updates, {EMA_KEY: ema, "ema_count": count}
+
+  return optax.GradientTransformation(init, update)
+
+
+def averaged_params(opt_state: Any) -> Any | None:
+  """The averaged weights in an optimizer state (`weight_average`'s), or None without one.
+
+  Works on a live optax state (tuples, named tuples, dicts) and on the raw tree a
+  checkpoint restores to (lists and dicts)."""
+  if isinstance(opt_state, dict):
+    if EMA_KEY in opt_state:
+      return opt_state[EMA_KEY]
+    children = opt_state.values()
+  elif isinstance(opt_state, (list, tuple)):
+    children = opt_state
+  else:
+    return None
+  for child in children:
+    found = averaged_params(child)
+    if found is not None:
+      return found
+  return None

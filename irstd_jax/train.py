@@ -141,8 +141,9 @@ def train_step(
 
 
 def eval_step(state: TrainState, batch: dict[str, jax.Array]) -> jax.Array:
-  """Probabilities (B, H, W, 1) float32 of the fused output, BatchNorm in inference mode."""
-  variables = {"params": state.params, "batch_stats": state.batch_stats}
+  """Probabilities (B, H, W, 1) float32 of the fused output, BatchNorm in inference mode,
+  with the averaged weights when train.ema_decay keeps them (as every loading tool)."""
+  variables = checkpointing.model_variables(_state_dict(state))
   return inference.predict_scores(state.apply_fn, variables, batch["image"])
 
 

@@ -1001,10 +1001,14 @@ def test_state_changes_name_only_fields_that_shape_the_saved_state():
   assert checkpointing.state_changes(stored, config) == []
   config.train.grad_accum_steps = 4
   config.model.attention.num_blades = 8
+  config.train.ema_decay = 0.999
   assert checkpointing.state_changes(stored, config) == [
     "model.attention.num_blades (4 -> 8)",
+    "train.ema_decay (0.0 -> 0.999: weight averaging turned on)",
     "train.grad_accum_steps (1 -> 4: accumulation turned on)",
   ]
+  stored["train"]["ema_decay"] = 0.99  # another decay keeps the state's shape
+  assert "train.ema_decay" not in " ".join(checkpointing.state_changes(stored, config))
 
 
 def test_overrides_accept_fields_older_configs_lack_and_refuse_unknown_names():

@@ -7,6 +7,7 @@ import numpy as np
 import optax
 import pytest
 
+from irstd_jax import inference
 from irstd_jax import losses
 from irstd_jax import models
 from irstd_jax import optim
@@ -152,3 +153,70 @@ def test_data_seed_sets_the_data_stream_alone_and_minus_one_follows_seed(tmp_pat
   assert order(seed=0, data_seed=3) == order(seed=3)  # the init seed plays no part
   assert order(seed=3, data_seed=0) == order(seed=0)
   assert order(seed=0) != order(seed=3)
+
+
+def _optimizer(**fields):
+  from ml_collections import ConfigDict
+
+  cfg = {"optimizer": "sgd", "momentum": 0.0, "grad_clip_norm": 0.0, "grad_accum_steps": 1}
+  return optim.make_optimizer(ConfigDict({**cfg, "ema_decay": 0.0, **fields}), lambda step: 0.1)
+
+
+def test_weight_average_follows_its_recursion_and_leaves_the_training_unchanged():
+  decay, rng = 0.9, np.random.default_rng(0)
+  grads = [{"w": rng.normal(size=3).astype(np.float32)} for _ in range(40)]
+  runs = {}
+  for ema_decay in (0.0, decay):
+    tx = _optimizer(ema_decay=ema_decay)
+    params = {"w": jnp.ones(3)}
+    state = tx.init(params)
+    trajectory = []
+    for g in grads:
+      updates, state = tx.update(g, state, params)
+      params = optax.apply_updates(params, updates)
+      trajectory.append(np.asarray(params["w"]))
+    runs[ema_decay] = trajectory, state
+  (plain, plain_state), (averaged, ema_state) = runs[0.0], runs[decay]
+  np.testing.assert_array_equal(np.stack(plain), np.stack(averaged))
+  assert optim.averaged_params(plain_state) is None
+  expected = np.ones(3)
+  for t, params in enumerate(averaged, start=1):
+    d = min(decay, (1 + t) / (10 + t))  # the warm-up, then the decay
+    expected = d * expected + (1 - d) * params
+  np.testing.assert_allclose(optim.averaged_params(ema_state)["w"], expected, rtol=1e-6)
+  assert not np.allclose(expected, averaged[-1])  # an average, not the last weights
+
+
+def test_weight_average_moves_once_per_accumulated_update():
+  tx = _optimizer(ema_decay=0.5, grad_accum_steps=2)
+  params = {"w": jnp.zeros(2)}
+  state = tx.init(params)
+  counts = []
+  for _ in range(4):
+    updates, state = tx.update({"w": jnp.ones(2)}, state, params)
+    params = optax.apply_updates(params, updates)
+    counts.append(int(state.inner_opt_state[-1]["ema_count"]))  # the chain's last link
+  assert counts == [0, 1, 1, 2]
+
+
+def test_eval_and_every_loading_tool_use_the_averaged_weights(tmp_path):
+  from irstd_jax import checkpointing
+
+  config, state = _setup(tmp_path, **{"train.ema_decay": 0.9})
+  step = jax.jit(functools.partial(train.train_step, loss_config=config.loss, steps_per_epoch=100))
+  batch = _fixed_batch()
+  for _ in range(3):
+    state, _ = step(state, batch, jax.random.key(0))
+  averaged = optim.averaged_params(state.opt_state)
+  assert averaged is not None
+  differs = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), averaged, state.params)
+  assert any(jax.tree.leaves(differs))
+  with checkpointing.Checkpointer(str(tmp_path / "run")) as checkpointer:
+    checkpointer.save(3, train._state_dict(state), {"step": 3})
+  variables, _ = checkpointing.restore_variables(str(tmp_path / "run"), prefer_best=False)
+  for a, b in zip(jax.tree.leaves(variables["params"]), jax.tree.leaves(averaged)):
+    np.testing.assert_array_equal(a, np.asarray(b))
+  expected = inference.predict_scores(
+    state.apply_fn, {"params": averaged, "batch_stats": state.batch_stats}, batch["image"]
+  )
+  np.testing.assert_allclose(train.eval_step(state, batch), expected, rtol=1e-6, atol=1e-7)
