@@ -323,8 +323,8 @@ def state_changes(stored: Any, config) -> list[str]:
   `stored` is the config saved in a checkpoint's meta (a dict); `config` the new one. The
   schema's `state` says which fields count: "equal" (the architecture, the optimizer: any
   change alters the parameter or optimizer state tree) and "on_off" (clipping,
-  accumulation, weight averaging: turning them on or off alters the optimizer state). A field missing from
-  either config (written before it existed) has today's default.
+  accumulation, weight averaging: turning them on or off alters the optimizer state). A
+  field missing from either config (written before it existed) has today's default.
   """
   changes = []
   for path, field in default_config.FIELDS.items():

@@ -83,7 +83,9 @@ def weight_average(decay: float) -> optax.GradientTransformation:
   the same with it or without it). Its state is {EMA_KEY: params-shaped float32 tree,
   'ema_count': int32}; at the t-th update (t = 1, 2, ...) the average moves by
   ema <- d_t ema + (1 - d_t) params with d_t = min(decay, (1 + t) / (10 + t)), so the
-  initial weights are forgotten within a few hundred steps whatever the decay.
+  initial weights are forgotten within tens of steps whatever the decay. The ramp reaches
+  `decay` only at t = (10 decay - 1) / (1 - decay) (8,990 updates for 0.999); a shorter
+  run averages over its last ~t / 9 updates.
   """
   if not 0.0 < decay < 1.0:
     raise ValueError(f"train.ema_decay={decay}: expected a number in (0, 1)")
