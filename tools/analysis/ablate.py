@@ -14,9 +14,9 @@ same command continues an interrupted grid. After every finished row the table i
 rewritten: `OUTPUT_DIR/results.json` and `OUTPUT_DIR/results.md` (mIoU, nIoU, Pd, Fa,
 Fa_strict, training-loop time, whole-process time).
 
-`--seeds=0,1,2` runs every row once per seed (`config.seed`: initialisation, and data order unless `data_seed` is set)
-in `OUTPUT_DIR/<row>/seed<k>/`, and results.md gains a table of mean +- sample standard
-deviation per row over the seeds that finished.
+`--seeds=0,1,2` runs every row once per seed (`config.seed`: initialisation, and data
+order unless `data_seed` is set) in `OUTPUT_DIR/<row>/seed<k>/`, and results.md gains a
+table of mean +- sample standard deviation per row over the seeds that finished.
 
 `--parallel=N` runs N rows at once. On one GPU they share it: each process gets
 `XLA_PYTHON_CLIENT_MEM_FRACTION = 0.9 / N` unless the variable is already set.
